@@ -1,0 +1,77 @@
+"""Typed failures: each says what was expected, what was found, and where."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class ClickscoreError(Exception):
+    """Base class for failures that stop a run before anything is published."""
+
+
+class InputNotFoundError(ClickscoreError):
+    """The input path matches no file."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"input not found: no file matches {path!r}")
+        self.path = path
+
+
+class UnreadableInputError(ClickscoreError):
+    """A file exists but cannot be read (corrupt compression, permissions, ...)."""
+
+    def __init__(self, path: str, cause: str) -> None:
+        super().__init__(f"cannot read input file {path!r}: {cause}")
+        self.path = path
+
+
+class SchemaDriftError(ClickscoreError):
+    """A file or DataFrame does not carry the columns its contract declares."""
+
+    def __init__(
+        self,
+        where: str,
+        *,
+        missing: Iterable[str] = (),
+        unexpected: Iterable[str] = (),
+        mismatched: Iterable[str] = (),
+        run_date: str | None = None,
+    ) -> None:
+        self.where = where
+        self.missing = sorted(missing)
+        self.unexpected = sorted(unexpected)
+        self.mismatched = sorted(mismatched)
+        self.run_date = run_date
+        parts = []
+        if self.missing:
+            parts.append(f"missing columns {self.missing}")
+        if self.unexpected:
+            parts.append(f"unexpected columns {self.unexpected}")
+        if self.mismatched:
+            parts.append(f"type mismatches {self.mismatched}")
+        when = f" (run date {run_date})" if run_date else ""
+        super().__init__(f"schema drift in {where}{when}: " + "; ".join(parts))
+
+
+class EmptyInputError(ClickscoreError):
+    """A run found nothing to process and was not told that this is fine."""
+
+    def __init__(self, what: str, run_date: str) -> None:
+        super().__init__(
+            f"empty input: {what} has no rows for run date {run_date} "
+            "(pass --allow-empty if an empty batch is expected)"
+        )
+        self.what = what
+        self.run_date = run_date
+
+
+class ReconciliationError(ClickscoreError):
+    """Rows in != rows out + quarantined + duplicates removed."""
+
+    def __init__(self, job: str, run_date: str, counts: dict[str, int]) -> None:
+        super().__init__(f"{job} for {run_date} does not reconcile: {counts}")
+        self.counts = counts
+
+
+class DataQualityError(ClickscoreError):
+    """A critical data-quality expectation failed; the batch was not published."""

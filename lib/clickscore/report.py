@@ -1,0 +1,23 @@
+"""Printing query results for people (a table) and for scripts (CSV, JSON lines)."""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+from pyspark.sql import SparkSession
+
+
+def print_query(
+    spark: SparkSession, query: str, *, fmt: str = "table", limit: int = 1_000,
+    out: TextIO = sys.stdout,
+) -> None:
+    """Run Spark SQL and print at most `limit` rows as a table, CSV or JSON lines."""
+    result = spark.sql(query).limit(limit).toPandas()
+    if fmt == "csv":
+        result.to_csv(out, index=False)
+    elif fmt == "json":
+        result.to_json(out, orient="records", lines=True, date_format="iso")
+    else:
+        out.write(result.to_string(index=False) + "\n")
+    out.flush()

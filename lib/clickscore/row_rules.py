@@ -1,0 +1,80 @@
+"""Row rules: why a raw row cannot become a canonical event. A rejected row goes to
+quarantine.events with every code it earned; `reason` is the first of them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from clickscore.sources.base import raw
+
+MALFORMED_ROW = "malformed_row"
+MISSING_TIMESTAMP = "missing_timestamp"
+INVALID_TIMESTAMP = "invalid_timestamp"
+MISSING_USER_ID = "missing_user_id"
+INVALID_USER_ID = "invalid_user_id"
+MISSING_ITEM_ID = "missing_item_id"
+INVALID_ITEM_ID = "invalid_item_id"
+MISSING_EVENT_TYPE = "missing_event_type"
+UNKNOWN_EVENT_TYPE = "unknown_event_type"
+INVALID_CATEGORY_ID = "invalid_category_id"
+INVALID_PRICE = "invalid_price"
+NEGATIVE_PRICE = "negative_price"
+ABSURD_PRICE = "absurd_price"
+TIMESTAMP_OUTSIDE_WINDOW = "timestamp_outside_window"
+
+# canonical column -> (code when the raw text is blank, code when it does not parse)
+_PARSE_RULES: dict[str, tuple[str | None, str]] = {
+    "event_ts": (MISSING_TIMESTAMP, INVALID_TIMESTAMP),
+    "user_id": (MISSING_USER_ID, INVALID_USER_ID),
+    "item_id": (MISSING_ITEM_ID, INVALID_ITEM_ID),
+    "event_type": (MISSING_EVENT_TYPE, UNKNOWN_EVENT_TYPE),
+    "category_id": (None, INVALID_CATEGORY_ID),
+    "price": (None, INVALID_PRICE),
+}
+
+
+def is_malformed(value: Column, corrupt: Column) -> Column:
+    """A line whose field count does not match its header, or a blank line."""
+    return corrupt.isNotNull() | (F.trim(value) == "")
+
+
+def with_rejection_reasons(
+    df: DataFrame,
+    raw_of: Mapping[str, str],
+    *,
+    window_start: datetime | None,
+    window_end: datetime | None,
+    max_price: float,
+) -> DataFrame:
+    """Add `reasons` (array of codes, empty for a good row) to a canonical-typed frame.
+
+    Expects the raw text columns named in `raw_of`, `value` and `_corrupt` from the reader.
+    """
+    checks: list[tuple[Column, str]] = []
+    for canonical, (missing_code, invalid_code) in _PARSE_RULES.items():
+        if canonical not in raw_of:
+            continue
+        text = raw(raw_of[canonical])
+        is_present = text.isNotNull() & (F.trim(text) != "")
+        if missing_code:
+            checks.append((~is_present, missing_code))
+        checks.append((is_present & F.col(canonical).isNull(), invalid_code))
+    if "price" in raw_of:
+        checks.append((F.col("price") < 0, NEGATIVE_PRICE))
+        checks.append((F.col("price") > max_price, ABSURD_PRICE))
+    if window_start is not None:
+        checks.append((F.col("event_ts") < F.lit(window_start), TIMESTAMP_OUTSIDE_WINDOW))
+    if window_end is not None:
+        checks.append((F.col("event_ts") >= F.lit(window_end), TIMESTAMP_OUTSIDE_WINDOW))
+
+    codes = F.array_distinct(
+        F.filter(F.array(*[F.when(cond, F.lit(code)) for cond, code in checks]),
+                 lambda c: c.isNotNull())
+    )
+    reasons = F.when(is_malformed(F.col("value"), F.col("_corrupt")),
+                     F.array(F.lit(MALFORMED_ROW))).otherwise(codes)
+    return df.withColumn("reasons", reasons)

@@ -1,0 +1,184 @@
+"""Load the declarative contracts in `schemas/`: source layouts and table schemas.
+
+The same `TableSchema` object gives the Spark schema used on read, the Delta DDL, and the
+check at the write boundary, so the three cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import yaml
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from clickscore.errors import SchemaDriftError
+
+_SIMPLE_TYPES: dict[str, T.DataType] = {
+    "string": T.StringType(),
+    "bigint": T.LongType(),
+    "int": T.IntegerType(),
+    "double": T.DoubleType(),
+    "float": T.FloatType(),
+    "boolean": T.BooleanType(),
+    "timestamp": T.TimestampType(),
+    "date": T.DateType(),
+}
+_ARRAY = re.compile(r"^array<(\w+)>$")
+
+
+def spark_type(name: str) -> T.DataType:
+    """The Spark type for a contract type name (`bigint`, `array<int>`, ...)."""
+    if name in _SIMPLE_TYPES:
+        return _SIMPLE_TYPES[name]
+    match = _ARRAY.match(name)
+    if match and match.group(1) in _SIMPLE_TYPES:
+        return T.ArrayType(_SIMPLE_TYPES[match.group(1)], containsNull=True)
+    raise ValueError(f"unknown column type {name!r} in a schema contract")
+
+
+def schemas_dir() -> Path:
+    """The contracts folder: packaged inside the wheel, or the repository's `schemas/`."""
+    packaged = Path(__file__).parent / "_schemas"
+    if packaged.is_dir():
+        return packaged
+    repo = Path(__file__).resolve().parents[2] / "schemas"
+    if repo.is_dir():
+        return repo
+    raise FileNotFoundError(f"no schemas folder at {packaged} or {repo}")
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    nullable: bool = True
+    comment: str = ""
+
+
+@dataclass(frozen=True)
+class TableSchema:
+    """A published table's contract."""
+
+    table: str
+    columns: tuple[Column, ...]
+    partition_by: tuple[str, ...] = ()
+    keys: tuple[str, ...] = ()
+    comment: str = ""
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @property
+    def struct(self) -> T.StructType:
+        return T.StructType(
+            [T.StructField(c.name, spark_type(c.type), c.nullable) for c in self.columns]
+        )
+
+    def ddl(self, location: str | None = None) -> str:
+        """`CREATE TABLE IF NOT EXISTS` for this contract, as a Delta table."""
+        cols = ",\n  ".join(
+            f"`{c.name}` {c.type.upper()}"
+            + ("" if c.nullable else " NOT NULL")
+            + (f" COMMENT {_sql_string(c.comment)}" if c.comment else "")
+            for c in self.columns
+        )
+        parts = [f"CREATE TABLE IF NOT EXISTS {self.table} (\n  {cols}\n) USING DELTA"]
+        if self.partition_by:
+            parts.append(f"PARTITIONED BY ({', '.join(self.partition_by)})")
+        if location:
+            parts.append(f"LOCATION {_sql_string(location)}")
+        if self.comment:
+            parts.append(f"COMMENT {_sql_string(self.comment)}")
+        return "\n".join(parts)
+
+    def check(self, df: DataFrame, run_date: str | None = None) -> None:
+        """Raise SchemaDriftError unless `df` has exactly this contract's columns and types."""
+        expected = {f.name: f.dataType for f in self.struct.fields}
+        found = {f.name: f.dataType for f in df.schema.fields}
+        missing = expected.keys() - found.keys()
+        unexpected = found.keys() - expected.keys()
+        mismatched = [
+            f"{name}: expected {expected[name].simpleString()}, found {found[name].simpleString()}"
+            for name in expected.keys() & found.keys()
+            if expected[name] != found[name]
+        ]
+        if missing or unexpected or mismatched:
+            raise SchemaDriftError(
+                self.table,
+                missing=missing,
+                unexpected=unexpected,
+                mismatched=mismatched,
+                run_date=run_date,
+            )
+
+    def conform(self, df: DataFrame, keep: tuple[str, ...] = ()) -> DataFrame:
+        """Select the contract's columns in order, cast to the contract's types; `keep`
+        names extra columns to carry along (a MERGE's operation column)."""
+        missing = set(self.names) - set(df.columns)
+        if missing:
+            raise SchemaDriftError(self.table, missing=missing)
+        return df.select([F.col(f.name).cast(f.dataType).alias(f.name) for f in self.struct]
+                         + [F.col(c) for c in keep])
+
+
+def _sql_string(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+@dataclass(frozen=True)
+class SourceColumn:
+    name: str
+    required: bool = True
+
+
+@dataclass(frozen=True)
+class SourceLayout:
+    """How a source's raw files are laid out: column order, header, required columns."""
+
+    source: str
+    has_header: bool
+    columns: tuple[SourceColumn, ...]
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @property
+    def required(self) -> list[str]:
+        return [c.name for c in self.columns if c.required]
+
+
+@cache
+def table_schema(table: str) -> TableSchema:
+    """The contract of a published table, by name (`bronze.events`)."""
+    path = schemas_dir() / "tables" / f"{table}.yaml"
+    if not path.exists():
+        raise KeyError(f"no table contract {table!r} (looked for {path})")
+    spec = yaml.safe_load(path.read_text())
+    return TableSchema(
+        table=spec["table"],
+        columns=tuple(Column(**c) for c in spec["columns"]),
+        partition_by=tuple(spec.get("partition_by") or ()),
+        keys=tuple(spec.get("keys") or ()),
+        comment=spec.get("comment", ""),
+    )
+
+
+@cache
+def source_layout(source: str) -> SourceLayout:
+    """The raw file layout of a source, by name (`rees46`)."""
+    path = schemas_dir() / "sources" / f"{source}.yaml"
+    if not path.exists():
+        raise KeyError(f"no source layout {source!r} (looked for {path})")
+    spec = yaml.safe_load(path.read_text())
+    return SourceLayout(
+        source=spec["source"],
+        has_header=bool(spec["has_header"]),
+        columns=tuple(SourceColumn(**c) for c in spec["columns"]),
+    )

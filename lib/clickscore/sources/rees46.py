@@ -1,0 +1,59 @@
+"""REES46 multi-category store: `event_time,event_type,product_id,category_id,category_code,
+brand,price,user_id,user_session`, times like `2019-10-01 00:00:00 UTC`."""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from clickscore.schemas import source_layout
+from clickscore.sources.base import (
+    SourceAdapter,
+    as_double,
+    as_long,
+    blank_to_null,
+    event_id,
+    mapped,
+    raw,
+)
+
+NAME = "rees46"
+EVENT_TYPES = {
+    "view": "view",
+    "cart": "cart",
+    "remove_from_cart": "remove_from_cart",
+    "purchase": "purchase",
+}
+
+
+def to_canonical(raw_df: DataFrame) -> DataFrame:
+    """Type the REES46 raw columns into the canonical event."""
+    return raw_df.select(
+        "*",
+        event_id(NAME, source_layout(NAME).names).alias("event_id"),
+        F.try_to_timestamp(F.trim(raw("event_time")), F.lit("yyyy-MM-dd HH:mm:ss z"))
+        .alias("event_ts"),
+        as_long(raw("user_id")).alias("user_id"),
+        as_long(raw("product_id")).alias("item_id"),
+        mapped(raw("event_type"), EVENT_TYPES).alias("event_type"),
+        as_long(raw("category_id")).alias("category_id"),
+        blank_to_null(raw("category_code")).alias("category_code"),
+        blank_to_null(raw("brand")).alias("brand"),
+        as_double(raw("price")).alias("price"),
+        blank_to_null(raw("user_session")).alias("source_session_id"),
+        F.lit(NAME).alias("source"),
+    )
+
+
+ADAPTER = SourceAdapter(
+    name=NAME,
+    to_canonical=to_canonical,
+    raw_of={
+        "event_ts": "event_time",
+        "user_id": "user_id",
+        "item_id": "product_id",
+        "event_type": "event_type",
+        "category_id": "category_id",
+        "price": "price",
+    },
+)

@@ -1,0 +1,110 @@
+"""The one place a SparkSession is made.
+
+Locally it starts Spark with Delta, a Hive metastore (embedded Derby) and a warehouse under the
+data root, so tables resolve by name (`silver.sessions`) from any later process. Under
+`spark-submit` it adds only what the submitter did not set: `--master`, `--packages`,
+`--conf` and a cluster's own metastore always win.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+
+from pyspark import SparkConf, SparkContext
+from pyspark.sql import SparkSession
+
+log = logging.getLogger(__name__)
+
+DATABASES = ("bronze", "silver", "gold", "quarantine", "ops", "ml")
+
+# Static settings: they take effect only when the JVM / SparkContext starts.
+_LAUNCH_KEYS = ("spark.master", "spark.jars.packages", "spark.driver.memory",
+                "spark.driver.extraJavaOptions")
+
+
+def local_defaults(data_root: str, *, ui: bool = False) -> dict[str, str]:
+    """Settings for a single-machine run; each applies only where nobody set it already."""
+    cores = os.cpu_count() or 2
+    is_local_root = "://" not in data_root
+    conf = {
+        "spark.master": os.environ.get("CLICKSCORE_SPARK_MASTER", "local[*]"),
+        "spark.driver.memory": os.environ.get("CLICKSCORE_DRIVER_MEMORY", "4g"),
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        "spark.sql.catalogImplementation": "hive",
+        "spark.sql.warehouse.dir": f"{data_root}/warehouse",
+        "spark.sql.shuffle.partitions": str(max(4, 2 * cores)),
+        "spark.sql.adaptive.enabled": "true",
+        # Delta rebuilds table state with 50 tasks by default: far too many for small tables.
+        "spark.databricks.delta.snapshotPartitions": str(max(2, cores)),
+        "spark.ui.enabled": "true" if ui else "false",
+        "spark.ui.showConsoleProgress": "false",
+    }
+    if is_local_root:
+        conf["spark.hadoop.javax.jdo.option.ConnectionURL"] = (
+            f"jdbc:derby:;databaseName={data_root}/metastore_db;create=true"
+        )
+        conf["spark.driver.extraJavaOptions"] = (
+            f"-Dderby.system.home={data_root} -Duser.timezone=UTC"
+        )
+    return conf
+
+
+def is_submitted() -> bool:
+    """True when this Python driver was started by spark-submit (its JVM is already up)."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def get_spark(
+    data_root: str,
+    app_name: str = "clickscore",
+    *,
+    ui: bool = False,
+    conf: Mapping[str, str] | None = None,
+) -> SparkSession:
+    """A SparkSession with Delta and a persistent catalog; see the module docstring."""
+    wanted = {**local_defaults(data_root, ui=ui), **(conf or {})}
+    builder = SparkSession.builder.appName(app_name)
+    if is_submitted():
+        SparkContext._ensure_initialized()  # connects to spark-submit's JVM, launches nothing
+        given = SparkConf()  # what spark-submit was told (--master, --conf, --packages)
+        wanted = {
+            k: v for k, v in wanted.items() if not given.contains(k) and k not in _LAUNCH_KEYS
+        }
+        for key, value in wanted.items():
+            builder = builder.config(key, value)
+    else:
+        from delta import configure_spark_with_delta_pip
+
+        for key, value in wanted.items():
+            builder = builder.config(key, value)
+        builder = configure_spark_with_delta_pip(builder)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(os.environ.get("CLICKSCORE_SPARK_LOG_LEVEL", "WARN"))
+    for database in DATABASES:
+        spark.sql(f"CREATE DATABASE IF NOT EXISTS {database}")
+    log.info("spark %s master=%s warehouse=%s", spark.version, spark.sparkContext.master,
+             spark.conf.get("spark.sql.warehouse.dir"))
+    return spark
+
+
+def _fetch_jars() -> None:
+    """Start (and stop) a local session once so Ivy caches the Delta jars from Maven Central."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as root:
+        spark = get_spark(root, app_name="clickscore-setup")
+        log.info("Delta jars cached; spark %s ready", spark.version)
+        spark.stop()
+
+
+if __name__ == "__main__":
+    import sys
+
+    logging.basicConfig(level=logging.INFO)
+    if sys.argv[1:] != ["--fetch-jars"]:
+        sys.exit("usage: python -m clickscore.spark --fetch-jars")
+    _fetch_jars()

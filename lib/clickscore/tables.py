@@ -1,0 +1,120 @@
+"""Delta IO at the edge: create tables from their contracts, read, and the write patterns the
+stages use (insert-only MERGE, upsert-with-tombstones MERGE, full overwrite)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from clickscore.schemas import TableSchema, table_schema
+
+log = logging.getLogger(__name__)
+
+OP_COLUMN = "_op"  # in a MERGE source: 'upsert' or 'delete'
+
+
+def ensure_table(spark: SparkSession, table: str) -> TableSchema:
+    """Create `table` from its contract if it does not exist; return the contract."""
+    schema = table_schema(table)
+    spark.sql(schema.ddl())
+    return schema
+
+
+def read_table(spark: SparkSession, table: str) -> DataFrame:
+    """The current version of a published table, created empty if it does not exist yet."""
+    ensure_table(spark, table)
+    return spark.read.table(table)
+
+
+def table_version(spark: SparkSession, table: str) -> int:
+    """The table's latest Delta version."""
+    return int(DeltaTable.forName(spark, table).history(1).select("version").first()[0])
+
+
+def last_operation_metrics(spark: SparkSession, table: str) -> dict[str, int]:
+    """The operation metrics Delta recorded for the table's latest commit."""
+    row = DeltaTable.forName(spark, table).history(1).select("operationMetrics").first()
+    return {k: int(v) for k, v in (row[0] or {}).items() if v is not None and v.isdigit()}
+
+
+def _conformed(
+    df: DataFrame, schema: TableSchema, run_date: str | None, keep: tuple[str, ...] = ()
+) -> DataFrame:
+    out = schema.conform(df, keep)
+    schema.check(out.drop(*keep), run_date)
+    return out
+
+
+def merge_insert_new(
+    spark: SparkSession, df: DataFrame, table: str, *, run_date: str | None = None
+) -> dict[str, int]:
+    """Insert the rows of `df` whose contract keys are not in `table` yet (idempotent append).
+
+    Rows that repeat each other inside `df` are all inserted; a second run inserts nothing.
+    """
+    schema = ensure_table(spark, table)
+    source_df = _conformed(df, schema, run_date)
+    condition = " AND ".join(f"t.`{k}` = s.`{k}`" for k in schema.keys)
+    (DeltaTable.forName(spark, table).alias("t")
+     .merge(source_df.alias("s"), condition)
+     .whenNotMatchedInsertAll()
+     .execute())
+    return last_operation_metrics(spark, table)
+
+
+def merge_upsert(
+    spark: SparkSession,
+    df: DataFrame,
+    table: str,
+    *,
+    compare: Sequence[str],
+    target_filter: str | None = None,
+    run_date: str | None = None,
+) -> dict[str, int]:
+    """Apply a change set keyed by the contract's keys.
+
+    `df` carries the table's columns plus `_op`: 'upsert' rows update the target where one of
+    `compare` differs (so an unchanged row is not rewritten) or insert it; 'delete' rows
+    remove the target row with that key. `target_filter` (SQL on `t.`) limits the target
+    rows the MERGE reads, for partition pruning.
+    """
+    schema = ensure_table(spark, table)
+    source_df = _conformed(df, schema, run_date, keep=(OP_COLUMN,))
+    condition = " AND ".join(f"t.`{k}` = s.`{k}`" for k in schema.keys)
+    if target_filter:
+        condition = f"({target_filter}) AND {condition}"
+    changed = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in compare)
+    columns: dict[str, Any] = {c: f"s.`{c}`" for c in schema.names}
+    (DeltaTable.forName(spark, table).alias("t")
+     .merge(source_df.alias("s"), condition)
+     .whenMatchedDelete(condition=f"s.{OP_COLUMN} = 'delete'")
+     .whenMatchedUpdate(condition=f"s.{OP_COLUMN} = 'upsert' AND ({changed})", set=columns)
+     .whenNotMatchedInsert(condition=f"s.{OP_COLUMN} = 'upsert'", values=columns)
+     .execute())
+    return last_operation_metrics(spark, table)
+
+
+def overwrite(
+    spark: SparkSession, df: DataFrame, table: str, *, run_date: str | None = None
+) -> dict[str, int]:
+    """Replace the whole table's content in one commit (a full rebuild)."""
+    schema = ensure_table(spark, table)
+    (_conformed(df, schema, run_date).write.format("delta")
+     .mode("overwrite").option("overwriteSchema", "false").saveAsTable(table))
+    return last_operation_metrics(spark, table)
+
+
+def append(spark: SparkSession, df: DataFrame, table: str) -> None:
+    """Append rows (ledgers such as ops.pipeline_runs)."""
+    schema = ensure_table(spark, table)
+    _conformed(df, schema, None).write.format("delta").mode("append").saveAsTable(table)
+
+
+def with_op(df: DataFrame, op: str) -> DataFrame:
+    """Tag a change set's rows as 'upsert' or 'delete' for `merge_upsert`."""
+    return df.withColumn(OP_COLUMN, F.lit(op))
