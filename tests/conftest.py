@@ -1,0 +1,65 @@
+"""One Spark session for the whole test run: local[2], UI off, UTC, Delta, Hive catalog in a
+temporary data root, few shuffle partitions; stopped at the end."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from pyspark.sql import SparkSession
+
+from clickscore.spark import DATABASES, get_spark
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+REES46_FILE = SHARED_DATA / "rees46_multicategory_2019oct_head" / "2019-Oct_head17434.csv.gz"
+TAOBAO_FILE = SHARED_DATA / "taobao_userbehavior_subset" / "UserBehavior_subset110300.csv.gz"
+
+
+def utc(*args: int) -> datetime:
+    """A UTC datetime: utc(2019, 10, 1, 23, 59)."""
+    return datetime(*args, tzinfo=timezone.utc)
+
+
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return str(tmp_path_factory.mktemp("clickscore-data-root"))
+
+
+@pytest.fixture(scope="session")
+def spark(data_root: str) -> SparkSession:
+    session = get_spark(
+        data_root,
+        app_name="clickscore-tests",
+        conf={
+            "spark.master": "local[2]",
+            "spark.driver.memory": "3g",
+            "spark.sql.shuffle.partitions": "4",
+            "spark.default.parallelism": "4",
+        },
+    )
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def empty_warehouse(spark: SparkSession) -> SparkSession:
+    """Drop every clickscore table so the test starts from an empty warehouse."""
+    for database in DATABASES:
+        for table in spark.catalog.listTables(database):
+            spark.sql(f"DROP TABLE IF EXISTS {database}.{table.name}")
+    return spark
+
+
+@pytest.fixture(scope="session")
+def rees46_file() -> Path:
+    if not REES46_FILE.exists():
+        pytest.fail(f"real data missing: {REES46_FILE} (../shared/data must sit beside the repo)")
+    return REES46_FILE
+
+
+@pytest.fixture(scope="session")
+def taobao_file() -> Path:
+    if not TAOBAO_FILE.exists():
+        pytest.fail(f"real data missing: {TAOBAO_FILE} (../shared/data must sit beside the repo)")
+    return TAOBAO_FILE

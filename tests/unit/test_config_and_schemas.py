@@ -1,0 +1,74 @@
+"""Typed config and the table contracts (no Spark job needed)."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import pytest
+
+from clickscore.config import (
+    IngestConfig,
+    RunDate,
+    SessionizeConfig,
+    parse_duration,
+    resolve_data_root,
+)
+from clickscore.errors import SchemaDriftError
+from clickscore.schemas import source_layout, table_schema
+
+
+def test_run_date_parses_dates_and_all_and_rejects_anything_else():
+    assert RunDate.parse("2019-10-01").day == date(2019, 10, 1)
+    assert RunDate.parse("all").is_all and str(RunDate.parse("all")) == "all"
+    with pytest.raises(ValueError, match="YYYY-MM-DD or 'all'"):
+        RunDate.parse("yesterday")
+
+
+def test_durations_in_units_that_fit_the_data():
+    assert parse_duration("30m") == timedelta(minutes=30)
+    assert parse_duration("90s") == timedelta(seconds=90)
+    assert parse_duration("24h") == timedelta(days=1)
+    assert parse_duration("1.5d") == timedelta(hours=36)
+    with pytest.raises(ValueError, match="30m"):
+        parse_duration("thirty minutes")
+
+
+def test_configs_validate_on_construction(tmp_path):
+    with pytest.raises(ValueError, match="source must be one of"):
+        IngestConfig(source="csv", input_path="x", run_date=RunDate.parse("all"),
+                     data_root=str(tmp_path))
+    with pytest.raises(ValueError, match="max_session_length must be at least session_gap"):
+        SessionizeConfig(run_date=RunDate.parse("all"), data_root=str(tmp_path),
+                         session_gap=timedelta(hours=2), max_session_length=timedelta(hours=1))
+    with pytest.raises(ValueError, match="session_gap must be positive"):
+        SessionizeConfig(run_date=RunDate.parse("all"), data_root=str(tmp_path),
+                         session_gap=timedelta(0))
+
+
+def test_data_root_comes_from_argument_then_environment_then_default(monkeypatch, tmp_path):
+    monkeypatch.setenv("CLICKSCORE_DATA_ROOT", str(tmp_path / "env"))
+    assert resolve_data_root(str(tmp_path / "arg")) == str(tmp_path / "arg")
+    assert resolve_data_root() == str(tmp_path / "env")
+    assert resolve_data_root("s3a://bucket/root/") == "s3a://bucket/root"
+    monkeypatch.delenv("CLICKSCORE_DATA_ROOT")
+    monkeypatch.chdir(tmp_path)
+    assert resolve_data_root() == str(tmp_path / ".clickscore")
+
+
+def test_table_ddl_comes_from_the_contract():
+    ddl = table_schema("bronze.events").ddl()
+    assert ddl.startswith("CREATE TABLE IF NOT EXISTS bronze.events (")
+    assert "`event_id` STRING NOT NULL" in ddl and "`price` DOUBLE COMMENT" not in ddl
+    assert "PARTITIONED BY (event_date)" in ddl and "USING DELTA" in ddl
+    assert source_layout("rees46").required == [
+        "event_time", "event_type", "product_id", "category_id", "price", "user_id"]
+
+
+def test_contract_check_names_missing_unexpected_and_mistyped_columns(spark):
+    df = spark.createDataFrame([("x", "1")], "session_id string, user_id string")
+    with pytest.raises(SchemaDriftError) as err:
+        table_schema("silver.sessions").check(df.withColumnRenamed("session_id", "sid"),
+                                              run_date="2019-10-01")
+    assert "session_id" in err.value.missing and err.value.unexpected == ["sid"]
+    assert "user_id: expected bigint, found string" in err.value.mismatched
+    assert "run date 2019-10-01" in str(err.value)

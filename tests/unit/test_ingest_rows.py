@@ -1,0 +1,141 @@
+"""Source adapters + row rules on tiny files: typed values and exact quarantine reasons."""
+
+from __future__ import annotations
+
+import gzip
+from datetime import datetime
+
+import pytest
+
+from clickscore.config import IngestConfig, RunDate
+from clickscore.errors import InputNotFoundError, SchemaDriftError, UnreadableInputError
+from clickscore.ingest import checked_events
+from clickscore.landing import list_files
+from tests.conftest import utc
+
+REES46_HEADER = ("event_time,event_type,product_id,category_id,category_code,brand,price,"
+                 "user_id,user_session")
+
+
+def write(path, lines, *, gz=False):
+    text = "\n".join(lines) + "\n"
+    if gz:
+        with gzip.open(path, "wt") as fh:
+            fh.write(text)
+    else:
+        path.write_text(text)
+    return path
+
+
+def checked(spark, tmp_path, source, path, run_date="2019-10-01", **kw):
+    cfg = IngestConfig(source=source, input_path=str(path), run_date=RunDate.parse(run_date),
+                       data_root=str(tmp_path), **kw)
+    df = checked_events(spark, cfg, list_files(spark, str(path)))
+    return {r.value: r for r in df.collect()}
+
+
+def test_rees46_rows_are_typed_and_each_bad_row_gets_its_reason(spark, tmp_path):
+    good = "2019-10-01 00:00:00 UTC,view,44600062,2103807459595387724,,shiseido,35.79,541312140,s1"
+    rows = {
+        good: [],
+        "2019-10-01 23:59:59 UTC,purchase,3900821,2053013552326770905,appliances.water_heater,"
+        "aqua,33.20,554748717,s2": [],
+        "2019-13-01 00:00:00 UTC,view,1,2,,,1.0,5,s": ["invalid_timestamp"],
+        ",view,1,2,,,1.0,5,s": ["missing_timestamp"],
+        "2019-10-01 00:00:01 UTC,view,1,2,,,1.0,,s": ["missing_user_id"],
+        "2019-10-01 00:00:01 UTC,view,1,2,,,1.0,u5,s": ["invalid_user_id"],
+        "2019-10-01 00:00:01 UTC,view,,2,,,1.0,5,s": ["missing_item_id"],
+        "2019-10-01 00:00:01 UTC,click,1,2,,,1.0,5,s": ["unknown_event_type"],
+        "2019-10-01 00:00:01 UTC,view,1,2,,,-0.01,5,s": ["negative_price"],
+        "2019-10-01 00:00:01 UTC,view,1,2,,,2000000,5,s": ["absurd_price"],
+        "2019-10-01 00:00:01 UTC,view,1,2,,,NaN,5,s": ["invalid_price"],
+        "2019-10-01 00:00:01 UTC,view,1,cat,,,1.0,5,s": ["invalid_category_id"],
+        "2019-09-27 23:59:59 UTC,view,1,2,,,1.0,5,s": ["timestamp_outside_window"],
+        "2019-10-02 01:00:00 UTC,view,1,2,,,1.0,5,s": ["timestamp_outside_window"],
+        "2019-10-01 00:00:01 UTC,view,1,2": ["malformed_row"],
+        "2019-10-01 00:00:01 UTC,view,1,2,,,1.0,5,s,extra": ["malformed_row"],
+        "garbage,click,,,,,-1,,": ["invalid_timestamp", "missing_user_id", "missing_item_id",
+                                   "unknown_event_type", "negative_price"],
+        "": ["malformed_row"],
+    }
+    path = write(tmp_path / "r.csv.gz", [REES46_HEADER, *rows], gz=True)
+    got = checked(spark, tmp_path, "rees46", path)
+    assert {value: list(row.reasons) for value, row in got.items()} == rows
+    first = got[good]
+    assert (first.event_ts, first.user_id, first.item_id, first.event_type, first.category_id,
+            first.category_code, first.brand, first.price, first.source_session_id,
+            first.source) == (datetime(2019, 10, 1), 541312140, 44600062, "view",
+                              2103807459595387724, None, "shiseido", 35.79, "s1", "rees46")
+    assert first.event_id == checked(spark, tmp_path, "rees46", path)[good].event_id
+
+
+def test_taobao_maps_behaviours_and_unix_seconds(spark, tmp_path):
+    rows = {
+        "1,2268318,2520377,pv,1511544070": ("view", datetime(2017, 11, 24, 17, 21, 10), []),
+        "1,2333346,2520771,fav,1511561733": ("favorite", datetime(2017, 11, 24, 22, 15, 33), []),
+        "2,3,4,buy,1511572885": ("purchase", datetime(2017, 11, 25, 1, 21, 25), []),
+        "2,3,4,cart,1511572885": ("cart", datetime(2017, 11, 25, 1, 21, 25), []),
+        "2,3,4,like,1511572885": (None, datetime(2017, 11, 25, 1, 21, 25),
+                                  ["unknown_event_type"]),
+        "2,3,4,pv,99999999999999999": ("view", None, ["invalid_timestamp"]),
+        "2,3,4": (None, None, ["malformed_row"]),
+    }
+    path = write(tmp_path / "t.csv", rows)
+    got = checked(spark, tmp_path, "taobao", path, run_date="all")
+    assert {v: (r.event_type, r.event_ts, list(r.reasons)) for v, r in got.items()} == rows
+    assert {r.price for r in got.values()} == {None}
+
+
+def test_retailrocket_maps_events_and_unix_millis(spark, tmp_path):
+    rows = {
+        "1433221332117,257597,view,355908,": ("view", datetime(2015, 6, 2, 5, 2, 12, 117000), []),
+        "1433224214164,992329,addtocart,248676,": ("cart", datetime(2015, 6, 2, 5, 50, 14, 164000),
+                                                   []),
+        "1433222276276,599528,transaction,356475,4000": (
+            "purchase", datetime(2015, 6, 2, 5, 17, 56, 276000), []),
+    }
+    path = write(tmp_path / "events.csv",
+                 ["timestamp,visitorid,event,itemid,transactionid", *rows])
+    got = checked(spark, tmp_path, "retailrocket", path, run_date="all")
+    assert {v: (r.event_type, r.event_ts, list(r.reasons)) for v, r in got.items()} == rows
+
+
+def test_columns_in_another_order_are_read_by_name(spark, tmp_path):
+    header = "user_id,event_time,event_type,product_id,category_id,price,user_session"
+    path = write(tmp_path / "reordered.csv", [header, "5,2019-10-01 08:00:00 UTC,cart,7,8,9.5,s"])
+    (row,) = checked(spark, tmp_path, "rees46", path).values()
+    assert (row.user_id, row.item_id, row.event_type, row.price, row.brand, list(row.reasons)) == (
+        5, 7, "cart", 9.5, None, [])
+
+
+def test_a_missing_required_column_fails_naming_the_file_and_column(spark, tmp_path):
+    header = "event_time,event_type,product_id,category_id,category_code,brand,user_id"
+    path = write(tmp_path / "no_price.csv", [header, "2019-10-01 00:00:00 UTC,view,1,2,,,5"])
+    with pytest.raises(SchemaDriftError) as err:
+        checked(spark, tmp_path, "rees46", path)
+    assert err.value.missing == ["price"]
+    assert "no_price.csv" in str(err.value) and "price" in str(err.value)
+
+
+def test_a_headerless_file_with_too_few_fields_fails(spark, tmp_path):
+    path = write(tmp_path / "short.csv", ["1,2,3,pv"])
+    with pytest.raises(SchemaDriftError, match="short.csv.*timestamp"):
+        checked(spark, tmp_path, "taobao", path, run_date="all")
+
+
+def test_missing_and_unreadable_inputs_are_clear_errors(spark, tmp_path):
+    with pytest.raises(InputNotFoundError, match="nothing-here"):
+        list_files(spark, str(tmp_path / "nothing-here*.csv"))
+    broken = tmp_path / "broken.csv.gz"
+    broken.write_bytes(b"\x1f\x8b\x08\x00 this is not gzip")
+    with pytest.raises(UnreadableInputError, match="broken.csv.gz"):
+        checked(spark, tmp_path, "rees46", broken)
+
+
+def test_dated_window_accepts_lateness_and_a_little_future_skew(tmp_path):
+    cfg = IngestConfig(source="rees46", input_path="x", run_date=RunDate.parse("2019-10-05"),
+                       data_root=str(tmp_path), lateness_days=2)
+    assert cfg.accepted_window() == (utc(2019, 10, 3), utc(2019, 10, 6, 1))
+    everything = IngestConfig(source="rees46", input_path="x", run_date=RunDate.parse("all"),
+                              data_root=str(tmp_path))
+    assert everything.accepted_window() == (None, None)
