@@ -28,6 +28,23 @@ from clickscore.errors import ClickscoreError
 log = logging.getLogger("clickscore")
 
 
+def _arg(parse):
+    """Wrap a parser so argparse shows its ValueError message instead of a generic one."""
+    def wrapped(text: str):
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    wrapped.__name__ = parse.__name__
+    return wrapped
+
+
+_run_date_arg = _arg(RunDate.parse)
+_duration = _arg(parse_duration)
+_timestamp = _arg(parse_timestamp)
+_date = _arg(date.fromisoformat)
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", default=None,
                         help="warehouse + catalog root (default $CLICKSCORE_DATA_ROOT "
@@ -36,7 +53,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_date(parser: argparse.ArgumentParser, allow_all: bool = True) -> None:
-    parser.add_argument("--run-date", required=True, type=RunDate.parse,
+    parser.add_argument("--run-date", required=True, type=_run_date_arg,
                         help="YYYY-MM-DD" + (", or 'all' for the whole input" if allow_all
                                              else ""))
 
@@ -52,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--days", type=int, default=3)
     p.add_argument("--users", type=int, default=2_000)
     p.add_argument("--items", type=int, default=5_000)
-    p.add_argument("--start-date", type=date.fromisoformat, default=date(2019, 10, 1))
+    p.add_argument("--start-date", type=_date, default=date(2019, 10, 1))
     p.add_argument("--seed", type=int, default=42)
     _common(p)
 
@@ -64,16 +81,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lateness-days", type=int, default=3,
                    help="accept events up to this many days before the run date")
     p.add_argument("--max-price", type=float, default=1_000_000.0)
-    p.add_argument("--window-start", type=parse_timestamp, default=None,
+    p.add_argument("--window-start", type=_timestamp, default=None,
                    help="with --run-date all: earliest accepted event time")
-    p.add_argument("--window-end", type=parse_timestamp, default=None,
+    p.add_argument("--window-end", type=_timestamp, default=None,
                    help="with --run-date all: accepted event times are before this")
     _common(p)
 
     p = stages.add_parser("sessionize", help="bronze.events -> silver.events, silver.sessions")
     _run_date(p)
-    p.add_argument("--session-gap", type=parse_duration, default="30m")
-    p.add_argument("--max-session-length", type=parse_duration, default="24h")
+    p.add_argument("--session-gap", type=_duration, default="30m")
+    p.add_argument("--max-session-length", type=_duration, default="24h")
     p.add_argument("--bot-events-per-minute", type=int, default=100)
     p.add_argument("--allow-empty", action="store_true")
     _common(p)

@@ -254,6 +254,8 @@ def generate(cfg: GenerateConfig) -> dict:
         name = f"events-{(cfg.start_date + timedelta(days=d)).isoformat()}.csv.gz"
         _write(out / name, body, lines)
         counts["files"].append(name)
+    # Rows of the data itself can coincide (same cart, same second): count distinct events.
+    counts["distinct_events"] = int((~frame[~dirty].duplicated()).sum())
     counts["total_rows"] = (counts["clean_events"] + counts["duplicate_rows"]
                             + sum(counts["dirty_rows"].values()))
     manifest = {
