@@ -3,7 +3,7 @@ temporary data root, few shuffle partitions; stopped at the end."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -18,7 +18,7 @@ TAOBAO_FILE = SHARED_DATA / "taobao_userbehavior_subset" / "UserBehavior_subset1
 
 def utc(*args: int) -> datetime:
     """A UTC datetime: utc(2019, 10, 1, 23, 59)."""
-    return datetime(*args, tzinfo=timezone.utc)
+    return datetime(*args, tzinfo=UTC)
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 DATA_ROOT_ENV = "CLICKSCORE_DATA_ROOT"
@@ -32,7 +32,7 @@ def parse_duration(text: str) -> timedelta:
 def parse_timestamp(text: str) -> datetime:
     """ISO date or timestamp -> aware UTC datetime (naive input is taken as UTC)."""
     value = datetime.fromisoformat(text)
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def resolve_data_root(value: str | None = None) -> str:
@@ -70,7 +70,7 @@ class RunDate:
         """Midnight UTC at the start of the run date."""
         if self.day is None:
             raise ValueError("run date 'all' has no start")
-        return datetime.combine(self.day, time(0), tzinfo=timezone.utc)
+        return datetime.combine(self.day, time(0), tzinfo=UTC)
 
     def __str__(self) -> str:
         return "all" if self.day is None else self.day.isoformat()

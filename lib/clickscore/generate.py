@@ -22,7 +22,7 @@ import io
 import json
 import logging
 from dataclasses import asdict
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -82,7 +82,8 @@ class _Catalogue:
         cat_weights = 1.0 / np.arange(1, n_categories + 1) ** 0.8
         self.item_category = rng.choice(n_categories, size=n_items,
                                         p=cat_weights / cat_weights.sum())
-        codes = np.array(CATEGORY_CODES, dtype=object)[np.arange(n_categories) % len(CATEGORY_CODES)]
+        code_of = np.arange(n_categories) % len(CATEGORY_CODES)
+        codes = np.array(CATEGORY_CODES, dtype=object)[code_of]
         codes[rng.random(n_categories) < 0.3] = None
         self.category_code = codes
         self.category_id = FIRST_CATEGORY_ID + np.arange(n_categories) * 8_191
@@ -194,7 +195,7 @@ def generate(cfg: GenerateConfig) -> dict:
     v = _views(cfg, rng, cat, s)
     e = _funnel(rng, v)
     epoch0 = int(datetime.combine(cfg.start_date, datetime.min.time(),
-                                  tzinfo=timezone.utc).timestamp())
+                                  tzinfo=UTC).timestamp())
     ts = epoch0 + e["ts"]
     user = FIRST_USER_ID + s["user"][e["session"]]
     session = e["session"]
@@ -210,7 +211,7 @@ def generate(cfg: GenerateConfig) -> dict:
         s["uuid_hi"] = np.append(s["uuid_hi"], 1)
         s["uuid_lo"] = np.append(s["uuid_lo"], 1)
     order = np.argsort(ts, kind="stable")
-    ts, user, session, item, etype = ts[order], user[order], session[order], item[order], etype[order]
+    ts, user, session, item, etype = (a[order] for a in (ts, user, session, item, etype))
     day = (ts - epoch0) // 86_400
     keep = day < cfg.days  # a session that runs past the last day is cut at its end
     ts, user, session, item, etype, day = (a[keep] for a in (ts, user, session, item, etype, day))

@@ -7,7 +7,7 @@ nothing. Exact duplicate rows are kept in bronze; sessionize removes and counts 
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
@@ -19,7 +19,7 @@ from clickscore.landing import list_files, read_raw
 from clickscore.row_rules import with_rejection_reasons
 from clickscore.runs import Run, RunCounts, tracked_run
 from clickscore.schemas import table_schema
-from clickscore.sources import get_adapter
+from clickscore.sources import CANONICAL_COLUMNS, get_adapter
 from clickscore.tables import merge_insert_new
 
 log = logging.getLogger(__name__)
@@ -70,8 +70,14 @@ def run_ingest(spark: SparkSession, cfg: IngestConfig) -> RunCounts:
     with tracked_run(spark, "ingest", str(cfg.run_date), source=cfg.source) as run:
         files = list_files(spark, cfg.input_path)
         log.info("ingest %d file(s) from %s", len(files), cfg.input_path)
-        ingested_at = datetime.now(timezone.utc)
-        checked_df = checked_events(spark, cfg, files).persist(StorageLevel.MEMORY_AND_DISK)
+        ingested_at = datetime.now(UTC)
+        checked_df = (checked_events(spark, cfg, files)
+                      # cache only what the writes need; the raw line only for rejected rows
+                      .withColumn("value", F.when(F.size("reasons") > 0, F.col("value")))
+                      .select(*CANONICAL_COLUMNS, "_source_file", "value", "reasons")
+                      .persist(StorageLevel.MEMORY_AND_DISK))
+        # The MERGE sources are cached and deterministic: no need for Delta to copy them again.
+        spark.conf.set("spark.databricks.delta.merge.materializeSource", "none")
         try:
             by_reason = {
                 row["reason"]: row["count"]
@@ -89,6 +95,7 @@ def run_ingest(spark: SparkSession, cfg: IngestConfig) -> RunCounts:
                 spark, quarantine_rows(checked_df, run, ingested_at), QUARANTINE,
                 run_date=run.run_date)
         finally:
+            spark.conf.unset("spark.databricks.delta.merge.materializeSource")
             checked_df.unpersist()
         window_start, window_end = cfg.accepted_window()
         run.counts = RunCounts(

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from pyspark.sql import SparkSession
@@ -63,7 +63,7 @@ def tracked_run(
     The run is checked for reconciliation before it is recorded as succeeded.
     """
     run = Run(run_id=str(uuid.uuid4()), job=job, run_date=run_date, source=source)
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     t0 = time.perf_counter()
     log.info("%s run %s for %s started", job, run.run_id, run_date)
     try:
@@ -91,7 +91,7 @@ def _record(
         "status": status,
         **run.counts.as_dict(),
         "started_at": started,
-        "finished_at": datetime.now(timezone.utc),
+        "finished_at": datetime.now(UTC),
         "duration_s": float(duration),
         "error": error[:4000] if error else None,
         "details": json.dumps(run.counts.details, default=str, sort_keys=True),

@@ -63,13 +63,11 @@ def run_sessionize(spark: SparkSession, cfg: SessionizeConfig) -> RunCounts:
                         .join(F.broadcast(scope_df), "user_id")
                         .where(F.col("event_ts") >= F.col("recompute_from")))
 
-        input_df = input_df.select(*EVENT_COLUMNS).persist(StorageLevel.MEMORY_AND_DISK)
+        input_rows = input_df.count()
+        if input_rows == 0 and not cfg.allow_empty:
+            raise EmptyInputError(BRONZE, run_date)
         events_df = _sessionized(cfg, input_df).persist(StorageLevel.MEMORY_AND_DISK)
         try:
-            input_rows = input_df.count()
-            if input_rows == 0 and not cfg.allow_empty:
-                raise EmptyInputError(BRONZE, run_date)
-            output_rows = events_df.count()
             sessions_df = summarize_sessions(events_df, cfg.bot_events_per_minute)
             if scope_df is None:
                 events_metrics = overwrite(spark, events_df, SILVER_EVENTS, run_date=run_date)
@@ -81,7 +79,8 @@ def run_sessionize(spark: SparkSession, cfg: SessionizeConfig) -> RunCounts:
                     run_date)
         finally:
             events_df.unpersist()
-            input_df.unpersist()
+        # distinct events written: all of them on a rebuild, the MERGE source otherwise
+        output_rows = events_metrics.get("numOutputRows", events_metrics.get("numSourceRows", 0))
         run.counts = RunCounts(
             input_rows=input_rows,
             output_rows=output_rows,

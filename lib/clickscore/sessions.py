@@ -26,8 +26,12 @@ def micros(delta: timedelta) -> int:
 
 
 def drop_duplicate_events(events_df: DataFrame) -> DataFrame:
-    """One row per event_id (rows sharing an id are exact duplicates of one source row)."""
-    return events_df.dropDuplicates(["event_id"])
+    """One row per event_id (rows sharing an id are exact duplicates of one source row).
+
+    Clustered by user first: duplicates share their user (the id hashes every field), and the
+    session windows and summaries that follow then need no further shuffle.
+    """
+    return events_df.repartition("user_id").dropDuplicates(["user_id", "event_id"])
 
 
 def with_session_id(events_df: DataFrame, gap: timedelta, max_length: timedelta) -> DataFrame:
@@ -71,14 +75,12 @@ def summarize_sessions(session_events_df: DataFrame, bot_events_per_minute: int)
     """One row per session in the silver.sessions contract.
 
     `is_bot` marks a session in which the user made more than `bot_events_per_minute` events
-    within one clock minute.
+    within one clock minute (counting the user's events in that minute).
     """
-    peak_df = (session_events_df
-               .groupBy("session_id", F.date_trunc("minute", "event_ts").alias("minute"))
-               .count()
-               .groupBy("session_id")
-               .agg(F.max("count").alias("peak_events_per_minute")))
-    sessions_df = session_events_df.groupBy("session_id", "user_id", "activity_start").agg(
+    same_minute = Window.partitionBy("user_id", F.date_trunc("minute", "event_ts"))
+    sessions_df = session_events_df.withColumn(
+        "_in_minute", F.count(F.lit(1)).over(same_minute)
+    ).groupBy("user_id", "session_id", "activity_start").agg(
         F.min("event_ts").alias("session_start"),
         F.max("event_ts").alias("session_end"),
         F.count(F.lit(1)).alias("n_events"),
@@ -90,8 +92,9 @@ def summarize_sessions(session_events_df: DataFrame, bot_events_per_minute: int)
         F.count_distinct("item_id").alias("distinct_items"),
         F.coalesce(F.sum(F.when(F.col("event_type") == "purchase", F.col("price"))),
                    F.lit(0.0)).alias("revenue"),
+        F.max("_in_minute").alias("peak_events_per_minute"),
     )
-    return (sessions_df.join(peak_df, "session_id")
+    return (sessions_df
             .withColumn("duration_s",
                         F.unix_seconds("session_end") - F.unix_seconds("session_start"))
             .withColumn("is_converted", F.col("n_purchases") > 0)

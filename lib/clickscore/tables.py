@@ -104,8 +104,7 @@ def overwrite(
 ) -> dict[str, int]:
     """Replace the whole table's content in one commit (a full rebuild)."""
     schema = ensure_table(spark, table)
-    (_conformed(df, schema, run_date).write.format("delta")
-     .mode("overwrite").option("overwriteSchema", "false").saveAsTable(table))
+    _conformed(df, schema, run_date).writeTo(table).overwrite(F.lit(True))
     return last_operation_metrics(spark, table)
 
 

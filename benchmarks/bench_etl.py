@@ -1,0 +1,165 @@
+"""ETL benchmark: ingest + sessionize throughput, peak memory, and Spark vs DuckDB on the same
+sessionization of the same data.
+
+    python benchmarks/bench_etl.py                      # generates ~10M events first
+    python benchmarks/bench_etl.py --input DIR          # REES46-format files already on disk
+    python benchmarks/bench_etl.py --events 1000000     # a smaller run
+
+Prints events/s end to end and per stage, peak RSS of the driver process tree (Python + JVM),
+and the Spark/DuckDB time ratio; writes the figures to benchmarks/out/etl.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import shutil
+import tempfile
+import threading
+import time
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import psutil
+
+from clickscore.config import GenerateConfig, IngestConfig, RunDate, SessionizeConfig
+from clickscore.generate import generate
+from clickscore.ingest import run_ingest
+from clickscore.sessionize import run_sessionize
+from clickscore.spark import get_spark
+
+ROWS_PER_USER_DAY = 3.9  # measured on the generator's defaults
+
+
+class PeakRss:
+    """Samples the RSS of this process and its children (the Spark JVM) in the background."""
+
+    def __init__(self, interval: float = 0.25) -> None:
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(interval,), daemon=True)
+
+    def _run(self, interval: float) -> None:
+        me = psutil.Process()
+        while not self._stop.is_set():
+            total = 0
+            for proc in [me, *me.children(recursive=True)]:
+                with contextlib.suppress(psutil.Error):
+                    total += proc.memory_info().rss
+            self.peak = max(self.peak, total)
+            time.sleep(interval)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def duckdb_sessionize(parquet_glob: str, out_file: Path, threads: int) -> tuple[float, int]:
+    """The same rule in DuckDB over the bronze Parquet files: dedup by event_id, gap >= 30 min,
+    24 h cut; writes one row per session. Returns (seconds, sessions)."""
+    con = duckdb.connect()
+    con.execute(f"SET threads = {threads}")
+    t0 = time.perf_counter()
+    con.execute(f"""
+    COPY (
+      WITH e AS (
+        SELECT DISTINCT ON (event_id) event_id, user_id, epoch_us(event_ts) AS ts, event_type,
+               item_id, price
+        FROM read_parquet('{parquet_glob}')
+      ), g AS (
+        SELECT *, ts - lag(ts) OVER w AS gap FROM e
+        WINDOW w AS (PARTITION BY user_id ORDER BY ts, event_id)
+      ), b AS (
+        SELECT *, sum(CASE WHEN gap IS NULL OR gap >= 1800000000 THEN 1 ELSE 0 END)
+                  OVER (PARTITION BY user_id ORDER BY ts, event_id ROWS UNBOUNDED PRECEDING)
+                  AS burst
+        FROM g
+      ), c AS (
+        SELECT *, (ts - min(ts) OVER (PARTITION BY user_id, burst)) // 86400000000 AS cut FROM b
+      )
+      SELECT user_id, burst, cut, min(ts) AS session_start, max(ts) AS session_end,
+             count(*) AS n_events, count(DISTINCT item_id) AS distinct_items,
+             coalesce(sum(price) FILTER (WHERE event_type = 'purchase'), 0) AS revenue
+      FROM c GROUP BY user_id, burst, cut
+    ) TO '{out_file}' (FORMAT parquet)""")
+    seconds = time.perf_counter() - t0
+    sessions = con.execute(f"SELECT count(*) FROM read_parquet('{out_file}')").fetchall()[0][0]
+    return seconds, sessions
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=10_000_000)
+    parser.add_argument("--days", type=int, default=10)
+    parser.add_argument("--input", help="REES46-format landing folder (skips generation)")
+    parser.add_argument("--work", help="working folder (default: a temporary one)")
+    parser.add_argument("--driver-memory", default="8g")
+    args = parser.parse_args()
+
+    work = Path(args.work or tempfile.mkdtemp(prefix="clickscore-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    landing = Path(args.input) if args.input else work / "landing"
+    figures: dict[str, object] = {}
+    if not args.input:
+        users = max(1, round(args.events / (args.days * ROWS_PER_USER_DAY)))
+        t0 = time.perf_counter()
+        manifest = generate(GenerateConfig(output_dir=str(landing), days=args.days, users=users,
+                                           items=50_000, start_date=date(2019, 10, 1)))
+        figures["generate_s"] = round(time.perf_counter() - t0, 1)
+        figures["generated_rows"] = manifest["total_rows"]
+        print(f"generated {manifest['total_rows']:,} rows for {users:,} users over "
+              f"{args.days} days in {figures['generate_s']} s -> {landing}")
+
+    data_root = work / "root"
+    shutil.rmtree(data_root, ignore_errors=True)
+    spark = get_spark(str(data_root), app_name="clickscore-bench",
+                      conf={"spark.driver.memory": args.driver_memory})
+    cores = spark.sparkContext.defaultParallelism
+    with PeakRss() as rss:
+        t0 = time.perf_counter()
+        ingested = run_ingest(spark, IngestConfig(source="rees46", input_path=str(landing),
+                                                  run_date=RunDate.parse("all"),
+                                                  data_root=str(data_root)))
+        t1 = time.perf_counter()
+        sessionized = run_sessionize(spark, SessionizeConfig(run_date=RunDate.parse("all"),
+                                                             data_root=str(data_root)))
+        t2 = time.perf_counter()
+    sessions = spark.table("silver.sessions").count()
+    bronze_glob = f"{data_root}/warehouse/bronze.db/events/*/*.parquet"
+    spark.stop()
+
+    duck_s, duck_sessions = duckdb_sessionize(bronze_glob, work / "duck_sessions.parquet", cores)
+    events = ingested.input_rows
+    figures.update({
+        "events": events,
+        "cores": cores,
+        "ingest_s": round(t1 - t0, 1),
+        "sessionize_s": round(t2 - t1, 1),
+        "end_to_end_s": round(t2 - t0, 1),
+        "ingest_events_per_s": round(events / (t1 - t0)),
+        "sessionize_events_per_s": round(sessionized.input_rows / (t2 - t1)),
+        "end_to_end_events_per_s": round(events / (t2 - t0)),
+        "peak_rss_gib": round(rss.peak / 2**30, 2),
+        "sessions": sessions,
+        "duckdb_sessionize_s": round(duck_s, 1),
+        "duckdb_sessions": duck_sessions,
+        "spark_over_duckdb": round((t2 - t1) / duck_s, 2),
+    })
+    print(json.dumps(figures, indent=2))
+    print(f"\nend to end: {figures['end_to_end_events_per_s']:,} events/s "
+          f"(target >= 200,000) | sessionize Spark {figures['sessionize_s']} s vs DuckDB "
+          f"{figures['duckdb_sessionize_s']} s = {figures['spark_over_duckdb']}x (target <= 5x)"
+          f" | sessions agree: {sessions == duck_sessions}")
+    out = Path(__file__).parent / "out"
+    out.mkdir(exist_ok=True)
+    (out / "etl.json").write_text(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()
