@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import shutil
 import tempfile
 import threading
@@ -101,6 +102,7 @@ def main() -> None:
     parser.add_argument("--work", help="working folder (default: a temporary one)")
     parser.add_argument("--driver-memory", default="8g")
     args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 
     work = Path(args.work or tempfile.mkdtemp(prefix="clickscore-bench-"))
     work.mkdir(parents=True, exist_ok=True)

@@ -9,8 +9,8 @@ applies the result as one MERGE per table: updated, new, and no-longer-existing 
 from __future__ import annotations
 
 import logging
+import time
 
-from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -25,7 +25,7 @@ from clickscore.sessions import (
     summarize_sessions,
     with_session_id,
 )
-from clickscore.tables import merge_upsert, overwrite, read_table, with_op
+from clickscore.tables import merge_upsert, overwrite, read_table, table_version, with_op
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +41,18 @@ def _sessionized(cfg: SessionizeConfig, input_df: DataFrame) -> DataFrame:
 
 
 def run_sessionize(spark: SparkSession, cfg: SessionizeConfig) -> RunCounts:
-    """Sessionize one run date (or `all`); returns the counts recorded in ops.pipeline_runs."""
+    """Sessionize one run date (or `all`); returns the counts recorded in ops.pipeline_runs.
+
+    Events and sessions are computed in two passes over one pinned version of bronze.events
+    (recomputing is cheaper than caching here, see benchmarks/), so both tables describe
+    exactly the same input even if an ingest commits meanwhile.
+    """
     log.info("sessionize config: %s", cfg)
     run_date = str(cfg.run_date)
     with tracked_run(spark, "sessionize", run_date) as run:
-        bronze_df = read_table(spark, BRONZE)
+        read_table(spark, BRONZE)
+        bronze_version = table_version(spark, BRONZE)
+        bronze_df = spark.read.option("versionAsOf", bronze_version).table(BRONZE)
         sessions_now_df = read_table(spark, SILVER_SESSIONS)
         scope_df = None
         if cfg.run_date.is_all:
@@ -66,19 +73,23 @@ def run_sessionize(spark: SparkSession, cfg: SessionizeConfig) -> RunCounts:
         input_rows = input_df.count()
         if input_rows == 0 and not cfg.allow_empty:
             raise EmptyInputError(BRONZE, run_date)
-        events_df = _sessionized(cfg, input_df).persist(StorageLevel.MEMORY_AND_DISK)
-        try:
-            sessions_df = summarize_sessions(events_df, cfg.bot_events_per_minute)
-            if scope_df is None:
-                events_metrics = overwrite(spark, events_df, SILVER_EVENTS, run_date=run_date)
-                sessions_metrics = overwrite(spark, sessions_df, SILVER_SESSIONS,
-                                             run_date=run_date)
-            else:
-                events_metrics, sessions_metrics = _apply_changes(
-                    spark, events_df, sessions_df, sessions_now_df, scope_df, since_date,
-                    run_date)
-        finally:
-            events_df.unpersist()
+        events_df = _sessionized(cfg, input_df)
+        sessions_df = summarize_sessions(events_df, cfg.bot_events_per_minute)
+        t0 = time.perf_counter()
+        if scope_df is None:
+            events_metrics = overwrite(spark, events_df, SILVER_EVENTS, run_date=run_date)
+            t1 = time.perf_counter()
+            sessions_metrics = overwrite(spark, sessions_df, SILVER_SESSIONS, run_date=run_date)
+        else:
+            events_metrics = merge_upsert(
+                spark, with_op(events_df, "upsert"), SILVER_EVENTS,
+                compare=["session_id", "session_seq"],
+                target_filter=f"t.event_date >= DATE'{since_date}'", run_date=run_date)
+            t1 = time.perf_counter()
+            sessions_metrics = _merge_sessions(spark, sessions_df, sessions_now_df, scope_df,
+                                               since_date, run_date)
+        log.info("wrote silver.events in %.1fs, silver.sessions in %.1fs", t1 - t0,
+                 time.perf_counter() - t1)
         # distinct events written: all of them on a rebuild, the MERGE source otherwise
         output_rows = events_metrics.get("numOutputRows", events_metrics.get("numSourceRows", 0))
         run.counts = RunCounts(
@@ -87,6 +98,7 @@ def run_sessionize(spark: SparkSession, cfg: SessionizeConfig) -> RunCounts:
             duplicate_rows=input_rows - output_rows,
             details={
                 "mode": "rebuild" if scope_df is None else "incremental",
+                "bronze_version": bronze_version,
                 "session_gap_s": cfg.session_gap.total_seconds(),
                 "max_session_length_s": cfg.max_session_length.total_seconds(),
                 "bot_events_per_minute": cfg.bot_events_per_minute,
@@ -97,20 +109,15 @@ def run_sessionize(spark: SparkSession, cfg: SessionizeConfig) -> RunCounts:
     return run.counts
 
 
-def _apply_changes(
+def _merge_sessions(
     spark: SparkSession,
-    events_df: DataFrame,
     sessions_df: DataFrame,
     sessions_now_df: DataFrame,
     scope_df: DataFrame,
     since_date: object,
     run_date: str,
-) -> tuple[dict[str, int], dict[str, int]]:
-    """MERGE recomputed events and sessions; delete sessions the recompute no longer has."""
-    recent = f"t.event_date >= DATE'{since_date}'"
-    events_metrics = merge_upsert(
-        spark, with_op(events_df, "upsert"), SILVER_EVENTS,
-        compare=["session_id", "session_seq"], target_filter=recent, run_date=run_date)
+) -> dict[str, int]:
+    """MERGE recomputed sessions; delete the scope's sessions the recompute no longer has."""
     stale_df = (sessions_now_df.where(F.col("session_date") >= F.lit(since_date))
                 .join(F.broadcast(scope_df), "user_id")
                 .where(F.col("session_start") >= F.col("recompute_from"))
@@ -118,7 +125,6 @@ def _apply_changes(
                 .select(*table_schema(SILVER_SESSIONS).names))
     changes_df = with_op(sessions_df, "upsert").unionByName(with_op(stale_df, "delete"))
     compare = [c for c in table_schema(SILVER_SESSIONS).names if c != "session_id"]
-    sessions_metrics = merge_upsert(
+    return merge_upsert(
         spark, changes_df, SILVER_SESSIONS, compare=compare,
         target_filter=f"t.session_date >= DATE'{since_date}'", run_date=run_date)
-    return events_metrics, sessions_metrics

@@ -25,19 +25,28 @@ def micros(delta: timedelta) -> int:
     return delta // _ONE_MICRO
 
 
+def _user_order() -> tuple[Window, Window]:
+    """Each user's events in time order (ties by event_id), and its running frame."""
+    by_user = Window.partitionBy("user_id").orderBy("event_ts", "event_id")
+    return by_user, by_user.rowsBetween(Window.unboundedPreceding, Window.currentRow)
+
+
 def drop_duplicate_events(events_df: DataFrame) -> DataFrame:
     """One row per event_id (rows sharing an id are exact duplicates of one source row).
 
-    Clustered by user first: duplicates share their user (the id hashes every field), and the
-    session windows and summaries that follow then need no further shuffle.
+    Rows sharing an id share user and time (the id hashes every field), so in the per-user
+    time order that sessionization sorts by anyway they are neighbours: no extra shuffle.
     """
-    return events_df.repartition("user_id").dropDuplicates(["user_id", "event_id"])
+    by_user, _ = _user_order()
+    is_repeat = F.lag("event_id").over(by_user) == F.col("event_id")
+    return (events_df.withColumn("_is_repeat", F.coalesce(is_repeat, F.lit(False)))
+            .where(~F.col("_is_repeat")).drop("_is_repeat"))
 
 
 def with_session_id(events_df: DataFrame, gap: timedelta, max_length: timedelta) -> DataFrame:
-    """Add `session_id`, `session_seq` (1-based) and `activity_start` to deduplicated events."""
-    by_user = Window.partitionBy("user_id").orderBy("event_ts", "event_id")
-    so_far = by_user.rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    """Add `session_id`, `session_seq` (1-based), `activity_start` and `minute_count` (the
+    user's events so far in the event's clock minute) to deduplicated events."""
+    by_user, so_far = _user_order()
     ts_us = F.unix_micros("event_ts")
     prev_us = F.lag(ts_us).over(by_user)
 
@@ -46,24 +55,33 @@ def with_session_id(events_df: DataFrame, gap: timedelta, max_length: timedelta)
         F.row_number().over(by_user).alias("_rn"),
         (prev_us.isNull() | (ts_us - prev_us >= micros(gap))).alias("_is_new_burst"),
         ts_us.alias("_ts_us"),
+        F.date_trunc("minute", "event_ts").alias("_minute"),
     ).withColumn(
         "_activity_start_us", F.max(F.when(F.col("_is_new_burst"), F.col("_ts_us"))).over(so_far)
     ).withColumn(
         "_cut", F.expr(f"(_ts_us - _activity_start_us) div {micros(max_length)}")
     )
     is_new_session = F.col("_is_new_burst") | (F.col("_cut") != F.lag("_cut").over(by_user))
-    starts_df = bursts_df.withColumn("_is_new_session", is_new_session).select(
-        "*",
-        F.max(F.when(F.col("_is_new_session"), F.col("_ts_us"))).over(so_far)
-        .alias("_session_start_us"),
-        F.max(F.when(F.col("_is_new_session"), F.col("_rn"))).over(so_far).alias("_start_rn"),
-    )
+    is_new_minute = F.coalesce(F.col("_minute") != F.lag("_minute").over(by_user), F.lit(True))
+    starts_df = (bursts_df
+                 .withColumn("_is_new_session", is_new_session)
+                 .withColumn("_is_new_minute", is_new_minute)
+                 .select(
+                     "*",
+                     F.max(F.when(F.col("_is_new_session"), F.col("_ts_us"))).over(so_far)
+                     .alias("_session_start_us"),
+                     F.max(F.when(F.col("_is_new_session"), F.col("_rn"))).over(so_far)
+                     .alias("_start_rn"),
+                     F.max(F.when(F.col("_is_new_minute"), F.col("_rn"))).over(so_far)
+                     .alias("_minute_rn"),
+                 ))
     return starts_df.select(
         *events_df.columns,
         F.substring(F.sha2(F.concat_ws("|", "user_id", "_session_start_us"), 256), 1, 32)
         .alias("session_id"),
         (F.col("_rn") - F.col("_start_rn") + 1).cast("int").alias("session_seq"),
         F.timestamp_micros("_activity_start_us").alias("activity_start"),
+        (F.col("_rn") - F.col("_minute_rn") + 1).alias("minute_count"),
     )
 
 
@@ -75,12 +93,9 @@ def summarize_sessions(session_events_df: DataFrame, bot_events_per_minute: int)
     """One row per session in the silver.sessions contract.
 
     `is_bot` marks a session in which the user made more than `bot_events_per_minute` events
-    within one clock minute (counting the user's events in that minute).
+    within one clock minute (from `minute_count`, the running count `with_session_id` adds).
     """
-    same_minute = Window.partitionBy("user_id", F.date_trunc("minute", "event_ts"))
-    sessions_df = session_events_df.withColumn(
-        "_in_minute", F.count(F.lit(1)).over(same_minute)
-    ).groupBy("user_id", "session_id", "activity_start").agg(
+    sessions_df = session_events_df.groupBy("user_id", "session_id", "activity_start").agg(
         F.min("event_ts").alias("session_start"),
         F.max("event_ts").alias("session_end"),
         F.count(F.lit(1)).alias("n_events"),
@@ -89,10 +104,10 @@ def summarize_sessions(session_events_df: DataFrame, bot_events_per_minute: int)
         _count_of("remove_from_cart").alias("n_removes"),
         _count_of("favorite").alias("n_favorites"),
         _count_of("purchase").alias("n_purchases"),
-        F.count_distinct("item_id").alias("distinct_items"),
+        F.size(F.collect_set("item_id")).cast("bigint").alias("distinct_items"),
         F.coalesce(F.sum(F.when(F.col("event_type") == "purchase", F.col("price"))),
                    F.lit(0.0)).alias("revenue"),
-        F.max("_in_minute").alias("peak_events_per_minute"),
+        F.max("minute_count").alias("peak_events_per_minute"),
     )
     return (sessions_df
             .withColumn("duration_s",

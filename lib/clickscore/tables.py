@@ -108,10 +108,18 @@ def overwrite(
     return last_operation_metrics(spark, table)
 
 
-def append(spark: SparkSession, df: DataFrame, table: str) -> None:
-    """Append rows (ledgers such as ops.pipeline_runs)."""
+def append(
+    spark: SparkSession, df: DataFrame, table: str, *, run_date: str | None = None
+) -> dict[str, int]:
+    """Append rows in one commit."""
     schema = ensure_table(spark, table)
-    _conformed(df, schema, None).write.format("delta").mode("append").saveAsTable(table)
+    _conformed(df, schema, run_date).writeTo(table).append()
+    return last_operation_metrics(spark, table)
+
+
+def has_rows_where(spark: SparkSession, table: str, column: str, values: Sequence[str]) -> bool:
+    """Whether any row has `column` in `values` (cheap: Delta skips files by column stats)."""
+    return not read_table(spark, table).where(F.col(column).isin(list(values))).isEmpty()
 
 
 def with_op(df: DataFrame, op: str) -> DataFrame:

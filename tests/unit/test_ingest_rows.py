@@ -10,7 +10,8 @@ import pytest
 from clickscore.config import IngestConfig, RunDate
 from clickscore.errors import InputNotFoundError, SchemaDriftError, UnreadableInputError
 from clickscore.ingest import checked_events
-from clickscore.landing import list_files
+from clickscore.landing import list_files, read_raw
+from clickscore.sources import get_adapter
 from tests.conftest import utc
 
 REES46_HEADER = ("event_time,event_type,product_id,category_id,category_code,brand,price,"
@@ -30,7 +31,8 @@ def write(path, lines, *, gz=False):
 def checked(spark, tmp_path, source, path, run_date="2019-10-01", **kw):
     cfg = IngestConfig(source=source, input_path=str(path), run_date=RunDate.parse(run_date),
                        data_root=str(tmp_path), **kw)
-    df = checked_events(spark, cfg, list_files(spark, str(path)))
+    raw_df = read_raw(spark, get_adapter(source).layout, list_files(spark, str(path)))
+    df = checked_events(raw_df, cfg)
     return {r.value: r for r in df.collect()}
 
 
