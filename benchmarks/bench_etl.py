@@ -61,18 +61,18 @@ class PeakRss:
         self._thread.join()
 
 
-def duckdb_sessionize(parquet_glob: str, out_file: Path, threads: int) -> tuple[float, int]:
+def duckdb_sessionize(parquet_glob: str, out_dir: Path, threads: int) -> dict[str, float]:
     """The same rule in DuckDB over the bronze Parquet files: dedup by event_id, gap >= 30 min,
-    24 h cut; writes one row per session. Returns (seconds, sessions)."""
+    24 h cut. Times two variants: sessions only, and (like the Spark step) every event with its
+    session written as well as the sessions. Returns seconds and the session count."""
     con = duckdb.connect()
     con.execute(f"SET threads = {threads}")
-    t0 = time.perf_counter()
-    con.execute(f"""
-    COPY (
+    sessionized = f"""
       WITH e AS (
-        SELECT DISTINCT ON (event_id) event_id, user_id, epoch_us(event_ts) AS ts, event_type,
-               item_id, price
-        FROM read_parquet('{parquet_glob}')
+        SELECT DISTINCT ON (event_id) event_id, event_ts, epoch_us(event_ts) AS ts, user_id,
+               item_id, event_type, category_id, category_code, brand, price,
+               source_session_id, source, event_date
+        FROM read_parquet('{parquet_glob}', hive_partitioning = true)
       ), g AS (
         SELECT *, ts - lag(ts) OVER w AS gap FROM e
         WINDOW w AS (PARTITION BY user_id ORDER BY ts, event_id)
@@ -83,15 +83,29 @@ def duckdb_sessionize(parquet_glob: str, out_file: Path, threads: int) -> tuple[
         FROM g
       ), c AS (
         SELECT *, (ts - min(ts) OVER (PARTITION BY user_id, burst)) // 86400000000 AS cut FROM b
-      )
+      )"""
+    session_rows = """
       SELECT user_id, burst, cut, min(ts) AS session_start, max(ts) AS session_end,
              count(*) AS n_events, count(DISTINCT item_id) AS distinct_items,
              coalesce(sum(price) FILTER (WHERE event_type = 'purchase'), 0) AS revenue
-      FROM c GROUP BY user_id, burst, cut
-    ) TO '{out_file}' (FORMAT parquet)""")
-    seconds = time.perf_counter() - t0
-    sessions = con.execute(f"SELECT count(*) FROM read_parquet('{out_file}')").fetchall()[0][0]
-    return seconds, sessions
+      FROM {src} GROUP BY user_id, burst, cut"""
+    t0 = time.perf_counter()
+    con.execute(f"COPY ({sessionized} {session_rows.format(src='c')}) "
+                f"TO '{out_dir / 'sessions_only.parquet'}' (FORMAT parquet)")
+    sessions_only = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    con.execute(f"""CREATE TEMP TABLE c AS {sessionized}
+      SELECT *, row_number() OVER (PARTITION BY user_id, burst, cut ORDER BY ts, event_id)
+             AS session_seq FROM c""")
+    con.execute(f"COPY (SELECT * EXCLUDE (ts, gap) FROM c) TO '{out_dir / 'events'}' "
+                "(FORMAT parquet, PARTITION_BY (event_date), OVERWRITE_OR_IGNORE)")
+    con.execute(f"COPY ({session_rows.format(src='c')}) TO '{out_dir / 'sessions.parquet'}' "
+                "(FORMAT parquet)")
+    both = time.perf_counter() - t0
+    sessions = con.execute(
+        f"SELECT count(*) FROM read_parquet('{out_dir / 'sessions.parquet'}')").fetchall()[0][0]
+    return {"sessions_only_s": sessions_only, "events_and_sessions_s": both,
+            "sessions": sessions}
 
 
 def main() -> None:
@@ -136,7 +150,10 @@ def main() -> None:
     bronze_glob = f"{data_root}/warehouse/bronze.db/events/*/*.parquet"
     spark.stop()
 
-    duck_s, duck_sessions = duckdb_sessionize(bronze_glob, work / "duck_sessions.parquet", cores)
+    duck_dir = work / "duckdb"
+    shutil.rmtree(duck_dir, ignore_errors=True)
+    duck_dir.mkdir()
+    duck = duckdb_sessionize(bronze_glob, duck_dir, cores)
     events = ingested.input_rows
     figures.update({
         "events": events,
@@ -149,15 +166,19 @@ def main() -> None:
         "end_to_end_events_per_s": round(events / (t2 - t0)),
         "peak_rss_gib": round(rss.peak / 2**30, 2),
         "sessions": sessions,
-        "duckdb_sessionize_s": round(duck_s, 1),
-        "duckdb_sessions": duck_sessions,
-        "spark_over_duckdb": round((t2 - t1) / duck_s, 2),
+        "duckdb_sessions_only_s": round(duck["sessions_only_s"], 1),
+        "duckdb_events_and_sessions_s": round(duck["events_and_sessions_s"], 1),
+        "duckdb_sessions": duck["sessions"],
+        "spark_over_duckdb_same_outputs": round((t2 - t1) / duck["events_and_sessions_s"], 2),
+        "spark_over_duckdb_sessions_only": round((t2 - t1) / duck["sessions_only_s"], 2),
     })
     print(json.dumps(figures, indent=2))
     print(f"\nend to end: {figures['end_to_end_events_per_s']:,} events/s "
-          f"(target >= 200,000) | sessionize Spark {figures['sessionize_s']} s vs DuckDB "
-          f"{figures['duckdb_sessionize_s']} s = {figures['spark_over_duckdb']}x (target <= 5x)"
-          f" | sessions agree: {sessions == duck_sessions}")
+          f"(target >= 200,000) | sessionize: Spark {figures['sessionize_s']} s vs DuckDB "
+          f"{figures['duckdb_events_and_sessions_s']} s writing the same outputs = "
+          f"{figures['spark_over_duckdb_same_outputs']}x, "
+          f"{figures['spark_over_duckdb_sessions_only']}x vs DuckDB writing sessions only "
+          f"(target <= 5x) | sessions agree: {sessions == duck['sessions']}")
     out = Path(__file__).parent / "out"
     out.mkdir(exist_ok=True)
     (out / "etl.json").write_text(json.dumps(figures, indent=2))

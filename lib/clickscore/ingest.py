@@ -32,10 +32,13 @@ def checked_events(raw_df: DataFrame, cfg: IngestConfig) -> DataFrame:
     """Raw lines (from `read_raw`) typed to canonical events, each with its `reasons`."""
     adapter = get_adapter(cfg.source)
     window_start, window_end = cfg.accepted_window()
-    return (raw_df
-            .transform(adapter.to_canonical)
-            .transform(with_rejection_reasons, adapter.raw_of, window_start=window_start,
-                       window_end=window_end, max_price=cfg.max_price))
+    checked_df = (raw_df
+                  .transform(adapter.to_canonical)
+                  .transform(with_rejection_reasons, adapter.raw_of, window_start=window_start,
+                             window_end=window_end, max_price=cfg.max_price))
+    # Evaluate each row once: without this barrier the filters on `reasons` downstream get
+    # the whole typing and rule logic copied into them by predicate pushdown.
+    return checked_df.select(F.inline(F.array(F.struct(*checked_df.columns))))
 
 
 def bronze_rows(checked_df: DataFrame, run: Run, ingested_at: datetime) -> DataFrame:

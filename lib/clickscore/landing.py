@@ -108,11 +108,14 @@ def read_raw(spark: SparkSession, layout: SourceLayout, files: list[str]) -> Dat
             "value", F.lit(ddl),
             {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT},
         )
-        frame = lines_df.select("value", "_source_file", parsed.alias("r")).select(
+        # inline(array(struct)) parses each line once: with a plain struct column the
+        # optimizer copies from_csv into every field reference and pushed-down filter.
+        fields_df = lines_df.select("value", "_source_file", F.inline(F.array(parsed)))
+        frame = fields_df.select(
             "value", "_source_file",
-            *[(F.col(f"r.{RAW_PREFIX}{c}") if c in columns
+            *[(F.col(RAW_PREFIX + c) if c in columns
                else F.lit(None).cast("string")).alias(RAW_PREFIX + c) for c in layout.names],
-            F.col(f"r.{CORRUPT}").alias(CORRUPT),
+            CORRUPT,
         )
         frames.append(frame)
     if not frames:

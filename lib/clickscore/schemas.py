@@ -68,6 +68,7 @@ class TableSchema:
     columns: tuple[Column, ...]
     partition_by: tuple[str, ...] = ()
     keys: tuple[str, ...] = ()
+    stats_columns: tuple[str, ...] = ()
     comment: str = ""
 
     @property
@@ -95,6 +96,9 @@ class TableSchema:
             parts.append(f"LOCATION {_sql_string(location)}")
         if self.comment:
             parts.append(f"COMMENT {_sql_string(self.comment)}")
+        if self.stats_columns:
+            parts.append("TBLPROPERTIES ('delta.dataSkippingStatsColumns' = "
+                         f"{_sql_string(','.join(self.stats_columns))})")
         return "\n".join(parts)
 
     def check(self, df: DataFrame, run_date: str | None = None) -> None:
@@ -154,18 +158,23 @@ class SourceLayout:
         return [c.name for c in self.columns if c.required]
 
 
+def _contract(kind: str, name: str) -> dict:
+    path = schemas_dir() / kind / f"{name}.yaml"
+    if not path.exists():
+        raise KeyError(f"no {kind} contract {name!r} (looked for {path})")
+    return yaml.safe_load(path.read_text())
+
+
 @cache
 def table_schema(table: str) -> TableSchema:
     """The contract of a published table, by name (`bronze.events`)."""
-    path = schemas_dir() / "tables" / f"{table}.yaml"
-    if not path.exists():
-        raise KeyError(f"no table contract {table!r} (looked for {path})")
-    spec = yaml.safe_load(path.read_text())
+    spec = _contract("tables", table)
     return TableSchema(
         table=spec["table"],
         columns=tuple(Column(**c) for c in spec["columns"]),
         partition_by=tuple(spec.get("partition_by") or ()),
         keys=tuple(spec.get("keys") or ()),
+        stats_columns=tuple(spec.get("stats_columns") or ()),
         comment=spec.get("comment", ""),
     )
 
@@ -173,10 +182,7 @@ def table_schema(table: str) -> TableSchema:
 @cache
 def source_layout(source: str) -> SourceLayout:
     """The raw file layout of a source, by name (`rees46`)."""
-    path = schemas_dir() / "sources" / f"{source}.yaml"
-    if not path.exists():
-        raise KeyError(f"no source layout {source!r} (looked for {path})")
-    spec = yaml.safe_load(path.read_text())
+    spec = _contract("sources", source)
     return SourceLayout(
         source=spec["source"],
         has_header=bool(spec["has_header"]),

@@ -60,6 +60,8 @@ def test_table_ddl_comes_from_the_contract():
     assert ddl.startswith("CREATE TABLE IF NOT EXISTS bronze.events (")
     assert "`event_id` STRING NOT NULL" in ddl and "`price` DOUBLE COMMENT" not in ddl
     assert "PARTITIONED BY (event_date)" in ddl and "USING DELTA" in ddl
+    assert ("'delta.dataSkippingStatsColumns' = 'event_ts,user_id,_source_file,"
+            "_ingest_run_date'") in ddl
     assert source_layout("rees46").required == [
         "event_time", "event_type", "product_id", "category_id", "price", "user_id"]
 

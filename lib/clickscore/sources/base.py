@@ -41,6 +41,18 @@ class SourceAdapter:
         return source_layout(self.name)
 
 
+_CANONICAL_TYPES = {
+    "event_ts": "timestamp", "user_id": "bigint", "item_id": "bigint", "event_type": "string",
+    "category_id": "bigint", "category_code": "string", "brand": "string", "price": "double",
+    "source_session_id": "string",
+}
+
+
+def absent(*names: str) -> list[Column]:
+    """Typed nulls for the canonical columns a source does not carry."""
+    return [F.lit(None).cast(_CANONICAL_TYPES[n]).alias(n) for n in names]
+
+
 def raw(name: str) -> Column:
     """The raw text column of a layout field."""
     return F.col(RAW_PREFIX + name)

@@ -9,6 +9,7 @@ from pyspark.sql import functions as F
 from clickscore.schemas import source_layout
 from clickscore.sources.base import (
     SourceAdapter,
+    absent,
     as_long,
     event_id,
     from_epoch_seconds,
@@ -30,10 +31,7 @@ def to_canonical(raw_df: DataFrame) -> DataFrame:
         as_long(raw("item_id")).alias("item_id"),
         mapped(raw("behavior_type"), EVENT_TYPES).alias("event_type"),
         as_long(raw("category_id")).alias("category_id"),
-        F.lit(None).cast("string").alias("category_code"),
-        F.lit(None).cast("string").alias("brand"),
-        F.lit(None).cast("double").alias("price"),
-        F.lit(None).cast("string").alias("source_session_id"),
+        *absent("category_code", "brand", "price", "source_session_id"),
         F.lit(NAME).alias("source"),
     )
 
