@@ -88,7 +88,9 @@ def get_spark(
     spark.sparkContext.setLogLevel(os.environ.get("CLICKSCORE_SPARK_LOG_LEVEL", "WARN"))
     for database in DATABASES:
         spark.sql(f"CREATE DATABASE IF NOT EXISTS {database}")
-    log.info("spark %s master=%s warehouse=%s", spark.version, spark.sparkContext.master,
+    log.info("spark %s master=%s submitted=%s shuffle.partitions=%s warehouse=%s",
+             spark.version, spark.sparkContext.master, is_submitted(),
+             spark.conf.get("spark.sql.shuffle.partitions"),
              spark.conf.get("spark.sql.warehouse.dir"))
     return spark
 

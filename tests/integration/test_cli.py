@@ -48,3 +48,26 @@ def test_help_lists_the_stages_and_bad_arguments_exit_2():
     bad = subprocess.run([*CLI, "sessionize", "--run-date", "yesterday"], capture_output=True,
                          text=True, check=False)
     assert bad.returncode == 2 and "YYYY-MM-DD or 'all'" in bad.stderr
+
+
+def test_a_job_under_spark_submit_keeps_the_submitters_master_and_conf(tmp_path, rees46_file):
+    """jobs/*.py run through spark-submit: --master and --conf from the command line win."""
+    spark_submit = Path(sys.executable).parent / "spark-submit"
+    root = tmp_path / "submitted"
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
+    result = subprocess.run(
+        [str(spark_submit), "--master", "local[1]", "--driver-memory", "1g",
+         "--packages", "io.delta:delta-spark_2.13:4.0.1",
+         "--conf", "spark.sql.shuffle.partitions=3",
+         str(Path(__file__).resolve().parents[2] / "jobs" / "ingest.py"),
+         "--source", "rees46", "--input", str(rees46_file), "--run-date", "2019-10-01",
+         "--data-root", str(root)],
+        capture_output=True, text=True, env=env, timeout=600, check=False, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    logs = result.stdout + result.stderr  # spark-submit sends the driver's log to stdout
+    assert "master=local[1] submitted=True shuffle.partitions=3" in logs
+    assert "'input_rows': 17434" in logs
+    query = run("sql", "SELECT count(*) AS n FROM bronze.events", "--format", "csv",
+                data_root=root)
+    assert query.returncode == 0, query.stderr[-3000:]
+    assert query.stdout.split() == ["n", "17434"]
