@@ -26,6 +26,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check lib jobs tests benchmarks
+	$(VENV)/bin/mypy lib
 
 bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/bench_etl.py

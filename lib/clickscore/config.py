@@ -77,8 +77,8 @@ class RunDate:
 
 
 def _positive(name: str, value: float | timedelta) -> None:
-    zero = timedelta(0) if isinstance(value, timedelta) else 0
-    if value <= zero:
+    is_positive = value > timedelta(0) if isinstance(value, timedelta) else value > 0
+    if not is_positive:
         raise ValueError(f"{name} must be positive, got {value}")
 
 

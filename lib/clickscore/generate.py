@@ -24,6 +24,7 @@ import logging
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -239,8 +240,10 @@ def generate(cfg: GenerateConfig) -> dict:
 
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    counts = {"clean_events": 0, "duplicate_rows": 0, "late_events": int(late.sum()),
-              "dirty_rows": dict.fromkeys(DIRTY_KINDS.values(), 0), "files": []}
+    counts: dict[str, Any] = {
+        "clean_events": 0, "duplicate_rows": 0, "late_events": int(late.sum()),
+        "dirty_rows": dict.fromkeys(DIRTY_KINDS.values(), 0), "files": [],
+    }
     for d in range(cfg.days):
         in_file = file_day == d
         good = in_file & ~dirty

@@ -27,6 +27,7 @@ def list_files(spark: SparkSession, path: str) -> list[str]:
     Uses Hadoop's FileSystem, so local paths, s3a:// and abfss:// behave alike.
     """
     jvm = spark.sparkContext._jvm
+    assert jvm is not None, "a classic (JVM) SparkSession is required to list files"
     hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
     fs = hadoop_path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
     statuses = fs.globStatus(hadoop_path) or []

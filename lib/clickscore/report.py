@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sys
-from typing import TextIO
+from typing import TextIO, cast
 
+import pandas as pd
 from pyspark.sql import SparkSession
 
 
@@ -13,7 +14,7 @@ def print_query(
     out: TextIO = sys.stdout,
 ) -> None:
     """Run Spark SQL and print at most `limit` rows as a table, CSV or JSON lines."""
-    result = spark.sql(query).limit(limit).toPandas()
+    result = cast(pd.DataFrame, spark.sql(query).limit(limit).toPandas())
     if fmt == "csv":
         result.to_csv(out, index=False)
     elif fmt == "json":

@@ -64,7 +64,8 @@ def run_sessionize(spark: SparkSession, cfg: SessionizeConfig) -> RunCounts:
             # Checkpointed: the writes below change silver.sessions, which the scope reads.
             scope_df = recompute_scope(touched_df, sessions_now_df, cfg.session_gap)
             scope_df = scope_df.localCheckpoint(eager=True)
-            since = scope_df.agg(F.min("recompute_from")).first()[0]
+            first = scope_df.agg(F.min("recompute_from")).first()
+            since = first[0] if first else None
             since_date = since.date() if since else day
             input_df = (bronze_df.where(F.col("event_date") >= F.lit(since_date))
                         .join(F.broadcast(scope_df), "user_id")

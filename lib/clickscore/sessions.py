@@ -12,6 +12,7 @@ from datetime import timedelta
 
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
+from pyspark.sql.window import WindowSpec
 
 from clickscore.schemas import table_schema
 
@@ -25,7 +26,7 @@ def micros(delta: timedelta) -> int:
     return delta // _ONE_MICRO
 
 
-def _user_order() -> tuple[Window, Window]:
+def _user_order() -> tuple[WindowSpec, WindowSpec]:
     """Each user's events in time order (ties by event_id), and its running frame."""
     by_user = Window.partitionBy("user_id").orderBy("event_ts", "event_id")
     return by_user, by_user.rowsBetween(Window.unboundedPreceding, Window.currentRow)

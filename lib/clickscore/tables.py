@@ -33,13 +33,17 @@ def read_table(spark: SparkSession, table: str) -> DataFrame:
 
 def table_version(spark: SparkSession, table: str) -> int:
     """The table's latest Delta version."""
-    return int(DeltaTable.forName(spark, table).history(1).select("version").first()[0])
+    row = DeltaTable.forName(spark, table).history(1).select("version").first()
+    if row is None:
+        raise RuntimeError(f"{table} has no Delta history")
+    return int(row[0])
 
 
 def last_operation_metrics(spark: SparkSession, table: str) -> dict[str, int]:
     """The operation metrics Delta recorded for the table's latest commit."""
     row = DeltaTable.forName(spark, table).history(1).select("operationMetrics").first()
-    return {k: int(v) for k, v in (row[0] or {}).items() if v is not None and v.isdigit()}
+    metrics = (row[0] if row else None) or {}
+    return {k: int(v) for k, v in metrics.items() if v is not None and v.isdigit()}
 
 
 def _conformed(
