@@ -34,7 +34,10 @@ class RunCounts:
     details: dict[str, Any] = field(default_factory=dict)
 
     def reconciles(self) -> bool:
-        return self.input_rows == self.output_rows + self.quarantined_rows + self.duplicate_rows
+        """Every count is a count (>= 0) and rows in = out + quarantined + duplicates."""
+        counts = self.as_dict().values()
+        return min(counts) >= 0 and (
+            self.input_rows == self.output_rows + self.quarantined_rows + self.duplicate_rows)
 
     def as_dict(self) -> dict[str, int]:
         return {

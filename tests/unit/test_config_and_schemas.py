@@ -14,6 +14,7 @@ from clickscore.config import (
     resolve_data_root,
 )
 from clickscore.errors import SchemaDriftError
+from clickscore.runs import RunCounts
 from clickscore.schemas import source_layout, table_schema
 
 
@@ -74,3 +75,9 @@ def test_contract_check_names_missing_unexpected_and_mistyped_columns(spark):
     assert "session_id" in err.value.missing and err.value.unexpected == ["sid"]
     assert "user_id: expected bigint, found string" in err.value.mismatched
     assert "run date 2019-10-01" in str(err.value)
+
+
+def test_reconciliation_needs_real_counts_that_add_up():
+    assert RunCounts(10, 7, 2, 1).reconciles()
+    assert not RunCounts(10, 7, 2, 0).reconciles()
+    assert not RunCounts(10, 24, 0, -14).reconciles()  # adds up, but -14 is not a count
