@@ -77,7 +77,7 @@ def test_incremental_days_equal_a_rebuild_and_match_the_manifest(empty_warehouse
     runs = run_rows(spark, "sessionize")
     assert [r[1] for r in runs] == ["succeeded"] * 4
     for _, _, rows_in, rows_out, _, duplicates in runs:
-        assert 0 <= duplicates and 0 < rows_out <= rows_in
+        assert duplicates >= 0 and 0 < rows_out <= rows_in
     first_day = runs[0]  # nothing before it: every bronze row of the day was read
     assert first_day[2] == spark.table("bronze.events").where(
         "_ingest_run_date = '2019-10-01'").count()
