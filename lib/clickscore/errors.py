@@ -72,6 +72,3 @@ class ReconciliationError(ClickscoreError):
         super().__init__(f"{job} for {run_date} does not reconcile: {counts}")
         self.counts = counts
 
-
-class DataQualityError(ClickscoreError):
-    """A critical data-quality expectation failed; the batch was not published."""

@@ -25,7 +25,14 @@ from clickscore.sessions import (
     summarize_sessions,
     with_session_id,
 )
-from clickscore.tables import merge_upsert, overwrite, read_table, table_version, with_op
+from clickscore.tables import (
+    ensure_table,
+    merge_upsert,
+    overwrite,
+    read_table,
+    table_version,
+    with_op,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +57,7 @@ def run_sessionize(spark: SparkSession, cfg: SessionizeConfig) -> RunCounts:
     log.info("sessionize config: %s", cfg)
     run_date = str(cfg.run_date)
     with tracked_run(spark, "sessionize", run_date) as run:
-        read_table(spark, BRONZE)
+        ensure_table(spark, BRONZE)
         bronze_version = table_version(spark, BRONZE)
         bronze_df = spark.read.option("versionAsOf", bronze_version).table(BRONZE)
         sessions_now_df = read_table(spark, SILVER_SESSIONS)
@@ -71,12 +78,12 @@ def run_sessionize(spark: SparkSession, cfg: SessionizeConfig) -> RunCounts:
                         .join(F.broadcast(scope_df), "user_id")
                         .where(F.col("event_ts") >= F.col("recompute_from")))
 
-        input_rows = input_df.count()
+        # Three independent figures: rows read and distinct events among them (one scan), and
+        # events written (from Delta's commit metrics); reconciliation compares them.
+        counted = input_df.agg(F.count(F.lit(1)), F.count_distinct("event_id")).first()
+        input_rows, distinct_rows = (int(counted[0]), int(counted[1])) if counted else (0, 0)
         if input_rows == 0 and not cfg.allow_empty:
             raise EmptyInputError(BRONZE, run_date)
-        # Three independent figures: rows read, distinct events among them, and events written
-        # (from Delta's commit metrics); reconciliation compares them.
-        distinct_rows = input_df.select("event_id").distinct().count()
         events_df = _sessionized(cfg, input_df)
         sessions_df = summarize_sessions(events_df, cfg.bot_events_per_minute)
         t0 = time.perf_counter()

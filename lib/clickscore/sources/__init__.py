@@ -3,7 +3,7 @@ event. A new source is a new module here plus its layout in `schemas/sources/`."
 
 from __future__ import annotations
 
-from clickscore.sources.base import CANONICAL_COLUMNS, SourceAdapter
+from clickscore.sources.base import SourceAdapter
 from clickscore.sources.rees46 import ADAPTER as REES46
 from clickscore.sources.retailrocket import ADAPTER as RETAILROCKET
 from clickscore.sources.taobao import ADAPTER as TAOBAO
@@ -19,4 +19,4 @@ def get_adapter(name: str) -> SourceAdapter:
         raise ValueError(f"unknown source {name!r}; known: {sorted(ADAPTERS)}") from None
 
 
-__all__ = ["ADAPTERS", "CANONICAL_COLUMNS", "SourceAdapter", "get_adapter"]
+__all__ = ["ADAPTERS", "SourceAdapter", "get_adapter"]

@@ -8,14 +8,7 @@ from dataclasses import dataclass
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from clickscore.schemas import SourceLayout, source_layout
-
-EVENT_TYPES = ("view", "cart", "remove_from_cart", "favorite", "purchase")
-
-CANONICAL_COLUMNS = (
-    "event_id", "event_ts", "user_id", "item_id", "event_type", "category_id",
-    "category_code", "brand", "price", "source_session_id", "source",
-)
+from clickscore.schemas import SourceLayout, source_layout, table_schema
 
 RAW_PREFIX = "raw_"  # raw text columns are read as raw_<layout name>
 
@@ -41,16 +34,11 @@ class SourceAdapter:
         return source_layout(self.name)
 
 
-_CANONICAL_TYPES = {
-    "event_ts": "timestamp", "user_id": "bigint", "item_id": "bigint", "event_type": "string",
-    "category_id": "bigint", "category_code": "string", "brand": "string", "price": "double",
-    "source_session_id": "string",
-}
-
-
 def absent(*names: str) -> list[Column]:
-    """Typed nulls for the canonical columns a source does not carry."""
-    return [F.lit(None).cast(_CANONICAL_TYPES[n]).alias(n) for n in names]
+    """Typed nulls (types from the bronze.events contract) for canonical columns a source
+    does not carry."""
+    types = {c.name: c.type for c in table_schema("bronze.events").columns}
+    return [F.lit(None).cast(types[n]).alias(n) for n in names]
 
 
 def raw(name: str) -> Column:
