@@ -5,23 +5,32 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 DATA_ROOT ?= .clickscore
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup browser demo test lint bench clean
 
 # Creates the venv, installs the locked dependencies (torch, petastorm, Spark, Delta, GX...)
-# with uv, and fetches the Delta jars from Maven Central once into the Ivy cache.
+# with uv, fetches the Delta jars from Maven Central once into the Ivy cache, and the Data Docs
+# front-end files from the npm registry once into the venv (so Data Docs render offline).
 $(STAMP): pyproject.toml uv.lock
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 	UV_PROJECT_ENVIRONMENT=$(VENV) $(VENV)/bin/uv sync --frozen --inexact --extra dev
 	$(VENV)/bin/python -m clickscore.spark --fetch-jars
+	$(VENV)/bin/python -m clickscore.dq.docs_assets --fetch
 	touch $(STAMP)
 
 setup: $(STAMP)
 
+# The Data Docs test renders the HTML in Debian's headless Chromium (not a downloaded browser).
+browser:
+	@command -v chromium >/dev/null || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium; }
+
 demo: $(STAMP)
 	$(VENV)/bin/clickscore demo --data-root $(DATA_ROOT)
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(VENV)/bin/python -m pytest
 
 lint: $(STAMP)

@@ -6,7 +6,8 @@ sessionization of the same data.
     python benchmarks/bench_etl.py --events 1000000     # a smaller run
 
 Prints events/s end to end and per stage, peak RSS of the driver process tree (Python + JVM),
-and the Spark/DuckDB time ratio; writes the figures to benchmarks/out/etl.json.
+the Spark/DuckDB time ratio, and per stage the time its data-quality gate (Great Expectations
+on the staged batch) takes and what it adds to the stage; writes benchmarks/out/etl.json.
 """
 
 from __future__ import annotations
@@ -172,6 +173,15 @@ def main() -> None:
         "spark_over_duckdb_same_outputs": round((t2 - t1) / duck["events_and_sessions_s"], 2),
         "spark_over_duckdb_sessions_only": round((t2 - t1) / duck["sessions_only_s"], 2),
     })
+    for stage, counts, seconds in (("ingest", ingested, t1 - t0),
+                                   ("sessionize", sessionized, t2 - t1)):
+        parts = counts.details["seconds"]
+        figures[f"{stage}_stage_s"] = parts["stage"]
+        figures[f"{stage}_dq_s"] = parts["validate"]
+        figures[f"{stage}_publish_s"] = parts["publish"]
+        # what validation adds to the stage, relative to the same stage without it
+        figures[f"{stage}_dq_added_pct"] = round(
+            100 * parts["validate"] / (seconds - parts["validate"]), 1)
     print(json.dumps(figures, indent=2))
     print(f"\nend to end: {figures['end_to_end_events_per_s']:,} events/s "
           f"(target >= 200,000) | sessionize: Spark {figures['sessionize_s']} s vs DuckDB "
@@ -179,6 +189,9 @@ def main() -> None:
           f"{figures['spark_over_duckdb_same_outputs']}x, "
           f"{figures['spark_over_duckdb_sessions_only']}x vs DuckDB writing sessions only "
           f"(target <= 5x) | sessions agree: {sessions == duck['sessions']}")
+    print(f"data-quality gates: ingest {figures['ingest_dq_s']} s "
+          f"(+{figures['ingest_dq_added_pct']}%), sessionize {figures['sessionize_dq_s']} s "
+          f"(+{figures['sessionize_dq_added_pct']}%) (target <= +25% per stage)")
     out = Path(__file__).parent / "out"
     out.mkdir(exist_ok=True)
     (out / "etl.json").write_text(json.dumps(figures, indent=2))

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from clickscore.config import (
     SOURCES,
+    DqRunConfig,
     GenerateConfig,
     IngestConfig,
     RunDate,
@@ -24,6 +25,7 @@ from clickscore.config import (
     resolve_data_root,
 )
 from clickscore.errors import ClickscoreError
+from clickscore.schemas import suite_tables
 
 log = logging.getLogger("clickscore")
 
@@ -101,6 +103,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=1_000, help="rows printed at most")
     _common(p)
 
+    p = stages.add_parser("dq", help="data-quality results, and validation on demand")
+    dq = p.add_subparsers(dest="dq_command", required=True, metavar="DQ_COMMAND")
+    q = dq.add_parser("report", help="summary of ops.dq_results and the Data Docs path")
+    q.add_argument("--run-date", default=None, type=_run_date_arg,
+                   help="only this run date (YYYY-MM-DD or 'all')")
+    q.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    _common(q)
+    q = dq.add_parser("run", help="validate a published table's partition now")
+    q.add_argument("--table", required=True, choices=suite_tables(),
+                   help="a table with a suite in schemas/expectations")
+    _run_date(q)
+    _common(q)
+
     p = stages.add_parser("demo", help="generate data, ingest + sessionize it, print a summary")
     p.add_argument("--days", type=int, default=3)
     p.add_argument("--users", type=int, default=2_000)
@@ -156,6 +171,16 @@ def _dispatch(args: argparse.Namespace, data_root: str) -> None:
         from clickscore.report import print_query
 
         print_query(spark, args.query, fmt=args.format, limit=args.limit)
+    elif args.command == "dq" and args.dq_command == "report":
+        from clickscore.dq.report import print_dq_report
+
+        print_dq_report(spark, data_root, fmt=args.format,
+                        run_date=str(args.run_date) if args.run_date else None)
+    elif args.command == "dq":
+        from clickscore.dq.on_demand import run_dq
+
+        run_dq(spark, DqRunConfig(table=args.table, run_date=args.run_date,
+                                  data_root=data_root))
     elif args.command == "demo":
         from clickscore.demo import run_demo
 

@@ -164,3 +164,19 @@ class GenerateConfig:
             value = getattr(self, name)
             if not 0 <= value < 0.5:
                 raise ValueError(f"{name} must be in [0, 0.5), got {value}")
+
+
+@dataclass(frozen=True)
+class DqRunConfig:
+    """An on-demand validation of a published table's partition."""
+
+    table: str
+    run_date: RunDate
+    data_root: str
+
+    def __post_init__(self) -> None:
+        from clickscore.schemas import suite_tables
+
+        if self.table not in suite_tables():
+            raise ValueError(f"{self.table!r} has no expectation suite; tables with one: "
+                             f"{', '.join(suite_tables())}")

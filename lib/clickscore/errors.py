@@ -72,3 +72,18 @@ class ReconciliationError(ClickscoreError):
         super().__init__(f"{job} for {run_date} does not reconcile: {counts}")
         self.counts = counts
 
+
+
+class DataQualityError(ClickscoreError):
+    """A batch failed critical expectations; it was not published."""
+
+    def __init__(self, run_date: str, failures: list[tuple[str, str, str]]) -> None:
+        """`failures`: (table, check name, description with the observed value) triples."""
+        self.run_date = run_date
+        self.failures = failures
+        self.tables = sorted({table for table, _, _ in failures})
+        self.checks = {(table, check) for table, check, _ in failures}
+        lines = "\n".join(f"  {table}: {description}" for table, _, description in failures)
+        super().__init__(
+            f"data quality gate failed for {', '.join(self.tables)} on run date {run_date}: "
+            f"{len(failures)} critical expectation(s) failed, nothing was published\n{lines}")

@@ -1,5 +1,7 @@
 """Ingest: landing files of one source -> bronze.events, rejected rows -> quarantine.events.
 
+Both are published only after the bronze batch passes its data-quality suite.
+
 Idempotent: both writes insert only rows whose keys are new, so re-ingesting a file adds
 nothing. Exact duplicate rows are kept in bronze; sessionize removes and counts them.
 """
@@ -14,13 +16,15 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from clickscore.config import IngestConfig
+from clickscore.dq.gate import publishing, validate_batch
 from clickscore.errors import EmptyInputError
 from clickscore.landing import list_files, read_raw
 from clickscore.row_rules import with_rejection_reasons
 from clickscore.runs import Run, RunCounts, tracked_run
 from clickscore.schemas import table_schema
 from clickscore.sources import get_adapter
-from clickscore.tables import append, has_rows_where, merge_insert_new, read_table
+from clickscore.staging import staging_area
+from clickscore.tables import append, has_rows_where, merge_insert_new
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +43,16 @@ def checked_events(raw_df: DataFrame, cfg: IngestConfig) -> DataFrame:
     # Evaluate each row once: without this barrier the filters on `reasons` downstream get
     # the whole typing and rule logic copied into them by predicate pushdown.
     return checked_df.select(F.inline(F.array(F.struct(*checked_df.columns))))
+
+
+def staged_rows(checked_df: DataFrame) -> DataFrame:
+    """Checked rows as staged: canonical columns, `reasons`, and `is_rejected` to split them;
+    only rejected rows keep their raw line (the quarantine needs it, bronze does not)."""
+    is_rejected = F.size("reasons") > 0
+    canonical = [c for c in table_schema(BRONZE).names if c in checked_df.columns]
+    return checked_df.select(*canonical, "reasons",
+                             F.when(is_rejected, F.col("value")).alias("value"),
+                             is_rejected.alias("is_rejected"))
 
 
 def bronze_rows(checked_df: DataFrame, run: Run, ingested_at: datetime) -> DataFrame:
@@ -70,40 +84,51 @@ def quarantine_rows(checked_df: DataFrame, run: Run, ingested_at: datetime) -> D
 def run_ingest(spark: SparkSession, cfg: IngestConfig) -> RunCounts:
     """Ingest `cfg.input_path`; returns the reconciled counts recorded in ops.pipeline_runs.
 
-    The input is read twice, once per output, rather than cached: parsing is cheaper than
-    caching here (see benchmarks/). Rows in are counted from the raw lines independently, so
-    reconciliation catches a row that neither write accounts for.
+    Write-audit-publish: the input is parsed once into a staging area (accepted and rejected
+    rows side by side), the bronze batch is validated with its suite, and only then are both
+    outputs copied into bronze.events and quarantine.events. Rows in are counted from the raw
+    lines independently, so reconciliation catches a row that neither output accounts for.
     """
     log.info("ingest config: %s", cfg)
-    with tracked_run(spark, "ingest", str(cfg.run_date), source=cfg.source) as run:
+    with (tracked_run(spark, "ingest", str(cfg.run_date), source=cfg.source) as run,
+          staging_area(spark, run.run_id) as staging):
         files = list_files(spark, cfg.input_path)
         log.info("ingest %d file(s) from %s", len(files), cfg.input_path)
         raw_df = read_raw(spark, get_adapter(cfg.source).layout, files)
         input_rows = raw_df.count()
         if input_rows == 0 and not cfg.allow_empty:
             raise EmptyInputError(cfg.input_path, str(cfg.run_date))
-        checked_df = checked_events(raw_df, cfg)
         ingested_at = datetime.now(UTC)
-        # Files never seen before cannot collide with stored keys: a plain append writes
-        # exactly what the insert-only MERGE would, without joining against the table.
-        is_new = not (has_rows_where(spark, BRONZE, "_source_file", files)
-                      or has_rows_where(spark, QUARANTINE, "_source_file", files))
-        write = append if is_new else merge_insert_new
         t0 = time.perf_counter()
-        bronze_metrics = write(spark, bronze_rows(checked_df, run, ingested_at), BRONZE,
-                               run_date=run.run_date)
+        staged_df = staging.stage("checked", staged_rows(checked_events(raw_df, cfg)),
+                                  partition_by=["is_rejected"])
+        bronze_df = bronze_rows(staged_df.where(~F.col("is_rejected")), run, ingested_at)
+        quarantine_df = quarantine_rows(staged_df.where(F.col("is_rejected")), run,
+                                        ingested_at)
+        quarantined = quarantine_df.count()
         t1 = time.perf_counter()
-        quarantine_metrics = write(spark, quarantine_rows(checked_df, run, ingested_at),
-                                   QUARANTINE, run_date=run.run_date)
-        log.info("%s bronze in %.1fs, quarantine in %.1fs", "appended" if is_new else "merged",
-                 t1 - t0, time.perf_counter() - t1)
+        window_start, window_end = cfg.accepted_window()
+        validation = validate_batch(
+            spark, bronze_df, table=BRONZE, run_id=run.run_id, job="ingest",
+            run_date=cfg.run_date, data_root=cfg.data_root,
+            parameters={"expected_rows": input_rows - quarantined, "max_price": cfg.max_price,
+                        "window_start": window_start, "window_end": window_end})
+        t2 = time.perf_counter()
+        with publishing(spark, [validation]):
+            # Files never seen before cannot collide with stored keys: a plain append writes
+            # exactly what the insert-only MERGE would, without joining against the table.
+            is_new = not (has_rows_where(spark, BRONZE, "_source_file", files)
+                          or has_rows_where(spark, QUARANTINE, "_source_file", files))
+            write = append if is_new else merge_insert_new
+            bronze_metrics = write(spark, bronze_df, BRONZE, run_date=run.run_date)
+            quarantine_metrics = write(spark, quarantine_df, QUARANTINE, run_date=run.run_date)
+        t3 = time.perf_counter()
+        log.info("staged in %.1fs, validated in %.1fs, %s in %.1fs", t1 - t0, t2 - t1,
+                 "appended" if is_new else "merged", t3 - t2)
         by_reason = {
             row["reason"]: row["count"]
-            for row in read_table(spark, QUARANTINE)
-            .where(F.col("_source_file").isin(files))
-            .groupBy("reason").count().collect()
+            for row in quarantine_df.groupBy("reason").count().collect()
         }
-        window_start, window_end = cfg.accepted_window()
         run.counts = RunCounts(
             input_rows=input_rows,
             output_rows=_source_rows(bronze_metrics),
@@ -115,6 +140,9 @@ def run_ingest(spark: SparkSession, cfg: IngestConfig) -> RunCounts:
                 "write": "append" if is_new else "merge",
                 "bronze_rows_inserted": _inserted(bronze_metrics),
                 "quarantine_rows_inserted": _inserted(quarantine_metrics),
+                "seconds": {"stage": round(t1 - t0, 2), "validate": round(t2 - t1, 2),
+                            "publish": round(t3 - t2, 2)},
+                "dq_warnings": [w.check for w in validation.warnings],
             },
         )
     return run.counts

@@ -52,6 +52,11 @@ def schemas_dir() -> Path:
     raise FileNotFoundError(f"no schemas folder at {packaged} or {repo}")
 
 
+def suite_tables() -> list[str]:
+    """Tables with an expectation suite in `schemas/expectations/`."""
+    return sorted(p.stem for p in (schemas_dir() / "expectations").glob("*.yaml"))
+
+
 @dataclass(frozen=True)
 class Column:
     name: str

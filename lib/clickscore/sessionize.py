@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from clickscore.config import SessionizeConfig
+from clickscore.dq.gate import publishing, validate_batch
+from clickscore.dq.results import BatchValidation
 from clickscore.errors import EmptyInputError
 from clickscore.runs import RunCounts, tracked_run
 from clickscore.schemas import table_schema
@@ -25,6 +28,7 @@ from clickscore.sessions import (
     summarize_sessions,
     with_session_id,
 )
+from clickscore.staging import staging_area
 from clickscore.tables import (
     ensure_table,
     merge_upsert,
@@ -50,13 +54,14 @@ def _sessionized(cfg: SessionizeConfig, input_df: DataFrame) -> DataFrame:
 def run_sessionize(spark: SparkSession, cfg: SessionizeConfig) -> RunCounts:
     """Sessionize one run date (or `all`); returns the counts recorded in ops.pipeline_runs.
 
-    Events and sessions are computed in two passes over one pinned version of bronze.events
-    (recomputing is cheaper than caching here, see benchmarks/), so both tables describe
-    exactly the same input even if an ingest commits meanwhile.
+    Write-audit-publish: events are sessionized once from a pinned version of bronze.events
+    into a staging area, sessions are summarized from the staged events, both batches are
+    validated, and only then are they applied to silver.events and silver.sessions.
     """
     log.info("sessionize config: %s", cfg)
     run_date = str(cfg.run_date)
-    with tracked_run(spark, "sessionize", run_date) as run:
+    with (tracked_run(spark, "sessionize", run_date) as run,
+          staging_area(spark, run.run_id) as staging):
         ensure_table(spark, BRONZE)
         bronze_version = table_version(spark, BRONZE)
         bronze_df = spark.read.option("versionAsOf", bronze_version).table(BRONZE)
@@ -84,23 +89,28 @@ def run_sessionize(spark: SparkSession, cfg: SessionizeConfig) -> RunCounts:
         input_rows, distinct_rows = (int(counted[0]), int(counted[1])) if counted else (0, 0)
         if input_rows == 0 and not cfg.allow_empty:
             raise EmptyInputError(BRONZE, run_date)
-        events_df = _sessionized(cfg, input_df)
-        sessions_df = summarize_sessions(events_df, cfg.bot_events_per_minute)
         t0 = time.perf_counter()
-        if scope_df is None:
-            events_metrics = overwrite(spark, events_df, SILVER_EVENTS, run_date=run_date)
-            t1 = time.perf_counter()
-            sessions_metrics = overwrite(spark, sessions_df, SILVER_SESSIONS, run_date=run_date)
-        else:
-            events_metrics = merge_upsert(
-                spark, with_op(events_df, "upsert"), SILVER_EVENTS,
-                compare=["session_id", "session_seq"],
-                target_filter=f"t.event_date >= DATE'{since_date}'", run_date=run_date)
-            t1 = time.perf_counter()
-            sessions_metrics = _merge_sessions(spark, sessions_df, sessions_now_df, scope_df,
-                                               since_date, run_date)
-        log.info("wrote silver.events in %.1fs, silver.sessions in %.1fs", t1 - t0,
-                 time.perf_counter() - t1)
+        events_df = staging.stage("silver_events", _sessionized(cfg, input_df))
+        sessions_df = staging.stage("silver_sessions",
+                                    summarize_sessions(events_df, cfg.bot_events_per_minute))
+        t1 = time.perf_counter()
+        validations = _validate(spark, cfg, run.run_id, events_df, sessions_df, distinct_rows)
+        t2 = time.perf_counter()
+        with publishing(spark, validations):
+            if scope_df is None:
+                events_metrics = overwrite(spark, events_df, SILVER_EVENTS, run_date=run_date)
+                sessions_metrics = overwrite(spark, sessions_df, SILVER_SESSIONS,
+                                             run_date=run_date)
+            else:
+                events_metrics = merge_upsert(
+                    spark, with_op(events_df, "upsert"), SILVER_EVENTS,
+                    compare=["session_id", "session_seq"],
+                    target_filter=f"t.event_date >= DATE'{since_date}'", run_date=run_date)
+                sessions_metrics = _merge_sessions(spark, sessions_df, sessions_now_df,
+                                                   scope_df, since_date, run_date)
+        t3 = time.perf_counter()
+        log.info("staged in %.1fs, validated in %.1fs, published in %.1fs", t1 - t0, t2 - t1,
+                 t3 - t2)
         # events written: every row of a rebuild; the source rows of a MERGE (its own
         # numOutputRows also counts unchanged rows copied into rewritten files)
         output_rows = events_metrics.get(
@@ -117,9 +127,34 @@ def run_sessionize(spark: SparkSession, cfg: SessionizeConfig) -> RunCounts:
                 "bot_events_per_minute": cfg.bot_events_per_minute,
                 "silver_events": events_metrics,
                 "silver_sessions": sessions_metrics,
+                "seconds": {"stage": round(t1 - t0, 2), "validate": round(t2 - t1, 2),
+                            "publish": round(t3 - t2, 2)},
+                "dq_warnings": {v.table: [w.check for w in v.warnings] for v in validations},
             },
         )
     return run.counts
+
+
+def _validate(
+    spark: SparkSession,
+    cfg: SessionizeConfig,
+    run_id: str,
+    events_df: DataFrame,
+    sessions_df: DataFrame,
+    distinct_events: int,
+) -> list[BatchValidation]:
+    """Both staged batches against their suites; events reference the staged sessions."""
+    validate = partial(validate_batch, spark, run_id=run_id, job="sessionize",
+                       run_date=cfg.run_date, data_root=cfg.data_root)
+    distinct_sessions = events_df.select(F.count_distinct("session_id")).first()
+    return [
+        validate(events_df, table=SILVER_EVENTS,
+                 parameters={"expected_rows": distinct_events},
+                 references={SILVER_SESSIONS: sessions_df}),
+        validate(sessions_df, table=SILVER_SESSIONS,
+                 parameters={"expected_rows": distinct_sessions[0] if distinct_sessions else 0,
+                             "max_session_seconds": int(cfg.max_session_length.total_seconds())}),
+    ]
 
 
 def _merge_sessions(

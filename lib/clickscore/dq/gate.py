@@ -1,0 +1,220 @@
+"""Write-audit-publish: validate a staged batch with its table's suite, publish only if no
+critical check failed, and keep every result in ops.dq_results."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import great_expectations as gx
+from great_expectations.checkpoint import UpdateDataDocsAction
+from great_expectations.core.expectation_validation_result import ExpectationValidationResult
+from great_expectations.core.run_identifier import RunIdentifier
+from great_expectations.data_context import FileDataContext
+from great_expectations.expectations.expectation import Expectation
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from clickscore.config import RunDate
+from clickscore.dq.context import batch_definition, data_docs_index, dq_dir, gx_context
+from clickscore.dq.docs_assets import localize_pages
+from clickscore.dq.results import (
+    SAMPLE_SIZE,
+    BatchValidation,
+    CheckResult,
+    record_results,
+    trailing_observations,
+)
+from clickscore.dq.suites import Planned, SuiteSpec, plan_check, suite_spec
+from clickscore.errors import DataQualityError
+
+log = logging.getLogger(__name__)
+
+
+def validate_batch(
+    spark: SparkSession,
+    batch_df: DataFrame,
+    *,
+    table: str,
+    run_id: str,
+    job: str,
+    run_date: RunDate,
+    data_root: str,
+    parameters: Mapping[str, Any] | None = None,
+    references: Mapping[str, DataFrame] | None = None,
+) -> BatchValidation:
+    """Run `table`'s suite on `batch_df` (the rows about to be published) and return the
+    results; nothing is recorded or raised here (see `publishing`).
+
+    `references` maps a referenced table to the rows it will hold for this batch's keys
+    (the staged batch of that table); a referenced table not given is read as published.
+    """
+    spec = suite_spec(table)
+    started = time.perf_counter()
+    batch_rows = batch_df.count()
+    planned = [
+        plan_check(check, parameters or {},
+                   _history(spark, table, check.name, check.trailing, run_date),
+                   None if run_date.is_all else run_date.start() + timedelta(days=1))
+        for check in spec.checks
+    ]
+    skipped = tuple(f"{p.check.name}: {p.skipped_because}" for p in planned
+                    if p.expectation is None)
+    for reason in skipped:
+        log.info("%s check not evaluated: %s", table, reason)
+    validated_df = _with_references(spark, batch_df, spec, references or {})
+    docs_built_after = time.time()
+    results = _run_suite(spark, validated_df, spec, planned, data_root,
+                         run_name=f"{job}-{run_date}-{run_id}")
+    localize_pages(data_docs_index(data_root).parent, since=docs_built_after - 1)
+    validation = BatchValidation(
+        run_id=run_id, job=job, table=table, run_date=str(run_date), batch_rows=batch_rows,
+        results=tuple(results), skipped=skipped, validated_at=datetime.now(UTC))
+    log.info("validated %s batch of %d rows for %s in %.1fs: %d checks, %d critical "
+             "failure(s), %d warning(s)", table, batch_rows, run_date,
+             time.perf_counter() - started, len(results), len(validation.critical_failures),
+             len(validation.warnings))
+    for warning in validation.warnings:
+        log.warning("%s %s: %s", table, run_date, warning.describe())
+    return validation
+
+
+@contextmanager
+def publishing(
+    spark: SparkSession, validations: Sequence[BatchValidation]
+) -> Iterator[None]:
+    """Guard a publish: raise `DataQualityError` before it if any critical check failed,
+    and record every result in ops.dq_results, marked published or not, either way."""
+    published = False
+    try:
+        failures = [(v.table, r) for v in validations for r in v.critical_failures]
+        if failures:
+            run_date = validations[0].run_date
+            raise DataQualityError(run_date, [(t, r.check, r.describe()) for t, r in failures])
+        yield
+        published = True
+    finally:
+        record_results(spark, validations, published)
+
+
+def _history(
+    spark: SparkSession, table: str, check: str, trailing: Any, run_date: RunDate
+) -> list[Any]:
+    if trailing is None:
+        return []
+    return trailing_observations(spark, table, check, is_all=run_date.is_all,
+                                 runs=trailing.runs)
+
+
+def _with_references(
+    spark: SparkSession, batch_df: DataFrame, spec: SuiteSpec, references: Mapping[str, DataFrame]
+) -> DataFrame:
+    """Left-join each referenced key in, as its `alias` column (null where it is missing)."""
+    for ref in spec.references:
+        target_df = references.get(ref.table)
+        if target_df is None:
+            target_df = spark.read.table(ref.table)
+        keys_df = target_df.select(F.col(ref.key).alias(ref.alias)).distinct()
+        batch_df = batch_df.join(keys_df, F.col(ref.column) == F.col(ref.alias), "left")
+    return batch_df
+
+
+def _run_suite(
+    spark: SparkSession,
+    batch_df: DataFrame,
+    spec: SuiteSpec,
+    planned: Sequence[Planned],
+    data_root: str,
+    *,
+    run_name: str,
+) -> list[CheckResult]:
+    """Validate through GX checkpoints, so results are stored and rendered in Data Docs.
+
+    Two passes: every check counts its unexpected rows without sampling them (sampling
+    costs a full extra scan per check even when nothing is found), then the checks that
+    failed run again to sample their unexpected values.
+    """
+    context = gx_context(dq_dir(data_root))
+    expectations = [p.expectation for p in planned if p.expectation is not None]
+    results = _checkpoint(context, spec.table, expectations, batch_df, run_name,
+                          {"result_format": "BASIC", "partial_unexpected_count": 0})
+    failed = {r.expectation_config.meta["check"] for r in results
+              if not r.success and r.expectation_config is not None
+              and (r.result or {}).get("unexpected_count")}
+    if failed:
+        sampled = _checkpoint(
+            context, f"{spec.table}.unexpected_samples",
+            [e for e in expectations if e.meta and e.meta["check"] in failed], batch_df,
+            run_name, {"result_format": "SUMMARY", "partial_unexpected_count": SAMPLE_SIZE})
+        by_check = {r.expectation_config.meta["check"]: r for r in sampled
+                    if r.expectation_config is not None}
+        results = [by_check.get(_name(r), r) for r in results]
+    return [_check_result(r) for r in results]
+
+
+def _checkpoint(
+    context: FileDataContext,
+    name: str,
+    expectations: Sequence[Expectation],
+    batch_df: DataFrame,
+    run_name: str,
+    result_format: dict[str, Any],
+) -> list[ExpectationValidationResult]:
+    suite = gx.ExpectationSuite(name=name)
+    for expectation in expectations:
+        suite.add_expectation(expectation.copy())
+    suite = context.suites.add_or_update(suite)
+    table = name.split(".unexpected_samples")[0]
+    definition = context.validation_definitions.add_or_update(gx.ValidationDefinition(
+        name=name, data=batch_definition(context, table), suite=suite))
+    checkpoint = context.checkpoints.add_or_update(gx.Checkpoint(
+        name=name, validation_definitions=[definition],
+        actions=[UpdateDataDocsAction(name="update_data_docs")], result_format=result_format))
+    outcome = checkpoint.run(batch_parameters={"dataframe": batch_df},
+                             run_id=RunIdentifier(run_name=run_name))
+    (suite_result,) = outcome.run_results.values()
+    return list(suite_result.results)
+
+
+def _name(result: ExpectationValidationResult) -> str:
+    config = result.expectation_config
+    return str(config.meta["check"]) if config is not None and config.meta else ""
+
+
+def _check_result(result: ExpectationValidationResult) -> CheckResult:
+    config = result.expectation_config
+    assert config is not None
+    kwargs = config.kwargs
+    details = result.result or {}
+    exception = (result.exception_info or {}).get("exception_message") if (
+        result.exception_info or {}).get("raised_exception") else None
+    bounds = ", ".join(f"{k}={kwargs[k]}" for k in ("min_value", "max_value", "value",
+                                                    "value_set", "reference_shares",
+                                                    "max_abs_diff")
+                       if kwargs.get(k) is not None)
+    return CheckResult(
+        check=config.meta.get("check", config.type) if config.meta else config.type,
+        expectation=config.type,
+        column=kwargs.get("column") or _pair(kwargs),
+        severity=str(getattr(config.severity, "value", config.severity)),
+        success=bool(result.success),
+        observed_value=details.get("observed_value"),
+        element_count=details.get("element_count"),
+        unexpected_count=details.get("unexpected_count"),
+        unexpected_percent=details.get("unexpected_percent"),
+        unexpected_sample=tuple(details.get("partial_unexpected_list") or ())[:SAMPLE_SIZE],
+        exception=exception,
+        bounds=bounds,
+    )
+
+
+def _pair(kwargs: Mapping[str, Any]) -> str | None:
+    if "column_A" in kwargs:
+        return f"{kwargs['column_A']},{kwargs['column_B']}"
+    if "column_list" in kwargs:
+        return ",".join(kwargs["column_list"])
+    return None

@@ -1,0 +1,127 @@
+"""`ops.dq_results`: every expectation result of every validated batch, and the history the
+trailing checks read back from it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from clickscore.schemas import table_schema
+from clickscore.tables import append, read_table
+
+RESULTS_TABLE = "ops.dq_results"
+SAMPLE_SIZE = 20
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One expectation's outcome on one batch."""
+
+    check: str
+    expectation: str
+    column: str | None
+    severity: str
+    success: bool
+    observed_value: Any = None
+    element_count: int | None = None
+    unexpected_count: int | None = None
+    unexpected_percent: float | None = None
+    unexpected_sample: tuple[Any, ...] = ()
+    exception: str | None = None
+    bounds: str = ""
+
+    def describe(self) -> str:
+        """`name (expectation on column): what was observed`, for errors and logs."""
+        on = f" on {self.column}" if self.column else ""
+        if self.exception:
+            found = f"raised {self.exception}"
+        elif self.unexpected_count is not None:
+            found = f"{self.unexpected_count} of {self.element_count} rows unexpected"
+            if self.unexpected_sample:
+                found += f", e.g. {list(self.unexpected_sample[:5])}"
+        else:
+            found = f"observed {_json(self.observed_value)}"
+        expected = f" (expected {self.bounds})" if self.bounds else ""
+        return f"{self.check} ({self.expectation}{on}): {found}{expected}"
+
+
+@dataclass(frozen=True)
+class BatchValidation:
+    """A table's suite run on one batch."""
+
+    run_id: str
+    job: str
+    table: str
+    run_date: str
+    batch_rows: int
+    results: tuple[CheckResult, ...]
+    skipped: tuple[str, ...]
+    validated_at: datetime
+
+    @property
+    def critical_failures(self) -> list[CheckResult]:
+        return [r for r in self.results if not r.success and r.severity == "critical"]
+
+    @property
+    def warnings(self) -> list[CheckResult]:
+        return [r for r in self.results if not r.success and r.severity == "warning"]
+
+
+def record_results(
+    spark: SparkSession, validations: Sequence[BatchValidation], published: bool | None
+) -> None:
+    """Append every result of `validations` to ops.dq_results in one commit."""
+    rows = [
+        {
+            "run_id": v.run_id,
+            "job": v.job,
+            "table_name": v.table,
+            "run_date": v.run_date,
+            "check_name": r.check,
+            "expectation": r.expectation,
+            "column_name": r.column,
+            "severity": r.severity,
+            "success": r.success,
+            "observed_value": _json(r.observed_value) if r.observed_value is not None else None,
+            "element_count": r.element_count,
+            "unexpected_count": r.unexpected_count,
+            "unexpected_percent": r.unexpected_percent,
+            "unexpected_sample": _json(list(r.unexpected_sample)) if r.unexpected_sample
+            else None,
+            "exception": r.exception,
+            "batch_rows": v.batch_rows,
+            "published": published,
+            "validated_at": v.validated_at,
+        }
+        for v in validations for r in v.results
+    ]
+    if rows:
+        schema = table_schema(RESULTS_TABLE)
+        append(spark, spark.createDataFrame(rows, schema.struct), RESULTS_TABLE)
+
+
+def trailing_observations(
+    spark: SparkSession, table: str, check: str, *, is_all: bool, runs: int
+) -> list[Any]:
+    """Observed values of `check` on the last `runs` published batches of `table`, newest
+    first; only batches of the same kind (`all` rebuilds or dated runs) are comparable."""
+    kind = F.col("run_date") == "all"
+    rows = (read_table(spark, RESULTS_TABLE)
+            .where((F.col("table_name") == table) & (F.col("check_name") == check)
+                   & F.col("published") & (kind if is_all else ~kind)
+                   & F.col("observed_value").isNotNull())
+            .orderBy(F.col("validated_at").desc())
+            .select("observed_value")
+            .limit(runs)
+            .collect())
+    return [json.loads(row[0]) for row in rows]
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, default=str, sort_keys=True)
