@@ -10,6 +10,7 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 
 from clickscore.config import GenerateConfig, IngestConfig, RunDate, SessionizeConfig
+from clickscore.dq.report import print_dq_report
 from clickscore.generate import generate
 from clickscore.ingest import run_ingest
 from clickscore.report import print_query
@@ -43,6 +44,8 @@ def run_demo(
                round(avg(n_events), 2) AS avg_events, sum(CAST(is_converted AS INT)) AS converted,
                round(sum(revenue), 2) AS revenue, sum(CAST(is_bot AS INT)) AS bot_sessions
         FROM silver.sessions GROUP BY session_date ORDER BY session_date""")
+    print("\nData-quality gates (ops.dq_results):")
+    print_dq_report(spark, data_root)
     print(f"\nGenerated data and its manifest: {landing}")
     print(json.dumps({k: manifest[k] for k in ("total_rows", "duplicate_rows", "late_events",
                                                 "dirty_rows")}, indent=2))

@@ -113,7 +113,10 @@ def _history(
 def _with_references(
     spark: SparkSession, batch_df: DataFrame, spec: SuiteSpec, references: Mapping[str, DataFrame]
 ) -> DataFrame:
-    """Left-join each referenced key in, as its `alias` column (null where it is missing)."""
+    """Add the suite's derived columns, and left-join each referenced key in, as its `alias`
+    column (null where it is missing)."""
+    for column in spec.derived:
+        batch_df = batch_df.withColumn(column.name, F.expr(column.sql))
     for ref in spec.references:
         target_df = references.get(ref.table)
         if target_df is None:

@@ -77,10 +77,20 @@ class Reference:
 
 
 @dataclass(frozen=True)
+class Derived:
+    """A column computed on the batch before validation (a Spark SQL expression), for checks
+    on values GX cannot reach directly, such as array lengths."""
+
+    name: str
+    sql: str
+
+
+@dataclass(frozen=True)
 class SuiteSpec:
     table: str
     checks: tuple[Check, ...]
     references: tuple[Reference, ...] = ()
+    derived: tuple[Derived, ...] = ()
 
     def check(self, name: str) -> Check:
         for check in self.checks:
@@ -101,7 +111,8 @@ def suite_spec(table: str) -> SuiteSpec:
     if len(set(names)) != len(names):
         raise ValueError(f"{path.name}: check names must be unique, got {names}")
     references = tuple(Reference(**item) for item in raw.get("references", []))
-    return SuiteSpec(table=raw["suite"], checks=checks, references=references)
+    derived = tuple(Derived(**item) for item in raw.get("derived", []))
+    return SuiteSpec(table=raw["suite"], checks=checks, references=references, derived=derived)
 
 
 def _check(item: Mapping[str, Any], where: str) -> Check:
