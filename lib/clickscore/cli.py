@@ -10,18 +10,21 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 from clickscore.config import (
     SOURCES,
     DqRunConfig,
+    FeaturesConfig,
     GenerateConfig,
     IngestConfig,
     RunDate,
     SessionizeConfig,
+    TrainingExamplesConfig,
     parse_duration,
     parse_timestamp,
+    parse_windows,
     resolve_data_root,
 )
 from clickscore.errors import ClickscoreError
@@ -45,6 +48,12 @@ _run_date_arg = _arg(RunDate.parse)
 _duration = _arg(parse_duration)
 _timestamp = _arg(parse_timestamp)
 _date = _arg(date.fromisoformat)
+_windows = _arg(parse_windows)
+
+
+@_arg
+def _timestamps(text: str) -> tuple[datetime, ...]:
+    return tuple(parse_timestamp(part) for part in text.split(",") if part.strip())
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -58,6 +67,15 @@ def _run_date(parser: argparse.ArgumentParser, allow_all: bool = True) -> None:
     parser.add_argument("--run-date", required=True, type=_run_date_arg,
                         help="YYYY-MM-DD" + (", or 'all' for the whole input" if allow_all
                                              else ""))
+
+
+def _feature_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--lookback", type=_duration, default="30d",
+                        help="features read events in [cutoff - lookback, cutoff)")
+    parser.add_argument("--windows", type=_windows, default="1d,7d,30d",
+                        help="aggregation windows, e.g. 1d,7d,30d or 10m,30m,60m")
+    parser.add_argument("--vocab-version", default=None,
+                        help="default: the latest (features) / built from the training period")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,6 +113,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-session-length", type=_duration, default="24h")
     p.add_argument("--bot-events-per-minute", type=int, default=100)
     p.add_argument("--allow-empty", action="store_true")
+    _common(p)
+
+    p = stages.add_parser("vocab", help="silver.events -> ml.item/category/brand_vocab")
+    p.add_argument("--window-start", required=True, type=_timestamp,
+                   help="training window start (ISO date or timestamp, UTC)")
+    p.add_argument("--window-end", required=True, type=_timestamp,
+                   help="training window end (exclusive)")
+    p.add_argument("--min-support", type=int, default=1,
+                   help="events an id needs in the window to get its own index")
+    _common(p)
+
+    p = stages.add_parser("features", help="silver.events -> gold.user_features at a cutoff")
+    p.add_argument("--as-of", required=True, type=_timestamp,
+                   help="cutoff T (ISO date or timestamp, UTC): features read events < T")
+    _feature_options(p)
+    p.add_argument("--allow-empty", action="store_true")
+    _common(p)
+
+    p = stages.add_parser("training-examples",
+                          help="gold.training_examples at several cutoffs, split by time")
+    p.add_argument("--cutoffs", required=True, type=_timestamps,
+                   help="comma-separated ISO timestamps, increasing")
+    p.add_argument("--validation-from", required=True, type=_timestamp)
+    p.add_argument("--test-from", required=True, type=_timestamp)
+    p.add_argument("--horizon", type=_duration, default="7d",
+                   help="labels read [cutoff, cutoff + horizon)")
+    p.add_argument("--min-support", type=int, default=1,
+                   help="for the vocab built from the training period (without --vocab-version)")
+    _feature_options(p)
     _common(p)
 
     p = stages.add_parser("sql", help="run Spark SQL against the catalog and print the result")
@@ -167,6 +214,28 @@ def _dispatch(args: argparse.Namespace, data_root: str) -> None:
             run_date=args.run_date, data_root=data_root, session_gap=args.session_gap,
             max_session_length=args.max_session_length,
             bot_events_per_minute=args.bot_events_per_minute, allow_empty=args.allow_empty))
+    elif args.command == "vocab":
+        from clickscore.vocab import VocabConfig, build_vocab
+
+        version = build_vocab(spark, VocabConfig(
+            window_start=args.window_start, window_end=args.window_end,
+            min_support=args.min_support, data_root=data_root))
+        print(version)
+    elif args.command == "features":
+        from clickscore.features_job import run_features
+
+        run_features(spark, FeaturesConfig(
+            as_of=args.as_of, data_root=data_root, lookback=args.lookback,
+            windows=args.windows, vocab_version=args.vocab_version,
+            allow_empty=args.allow_empty))
+    elif args.command == "training-examples":
+        from clickscore.features_job import run_training_examples
+
+        run_training_examples(spark, TrainingExamplesConfig(
+            cutoffs=args.cutoffs, validation_from=args.validation_from,
+            test_from=args.test_from, data_root=data_root, horizon=args.horizon,
+            lookback=args.lookback, windows=args.windows, vocab_version=args.vocab_version,
+            min_support=args.min_support))
     elif args.command == "sql":
         from clickscore.report import print_query
 

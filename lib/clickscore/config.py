@@ -180,3 +180,78 @@ class DqRunConfig:
         if self.table not in suite_tables():
             raise ValueError(f"{self.table!r} has no expectation suite; tables with one: "
                              f"{', '.join(suite_tables())}")
+
+
+def parse_windows(text: str) -> tuple[tuple[str, timedelta], ...]:
+    """`1d,7d,30d` or `10m,30m,60m` -> ((label, duration), ...), shortest first."""
+    windows = tuple((part.strip(), parse_duration(part)) for part in text.split(",")
+                    if part.strip())
+    if not windows:
+        raise ValueError("give at least one window, e.g. 1d,7d,30d")
+    return tuple(sorted(windows, key=lambda w: w[1]))
+
+
+@dataclass(frozen=True)
+class FeaturesConfig:
+    """gold.user_features for one cutoff: users with events in `[as_of - lookback, as_of)`."""
+
+    as_of: datetime
+    data_root: str
+    lookback: timedelta = timedelta(days=30)
+    windows: tuple[tuple[str, timedelta], ...] = parse_windows("1d,7d,30d")
+    vocab_version: str | None = None
+    allow_empty: bool = False
+
+    def __post_init__(self) -> None:
+        if self.as_of.tzinfo is None:
+            raise ValueError("as_of must be timezone-aware (UTC)")
+        _positive("lookback", self.lookback)
+        if self.windows[-1][1] > self.lookback:
+            raise ValueError(f"the longest window ({self.windows[-1][0]}) exceeds the lookback "
+                             f"({self.lookback}): features may only read the lookback")
+
+
+@dataclass(frozen=True)
+class TrainingExamplesConfig:
+    """Examples at several cutoffs, split by time: a cutoff is `train` when its label
+    window ends by `validation_from`, `validation` when it starts at or after
+    `validation_from` and ends by `test_from`, `test` when it starts at or after `test_from`.
+    A cutoff whose label window would cross a boundary is refused, so no test-period event
+    can reach a training feature or label."""
+
+    cutoffs: tuple[datetime, ...]
+    validation_from: datetime
+    test_from: datetime
+    data_root: str
+    horizon: timedelta = timedelta(days=7)
+    lookback: timedelta = timedelta(days=30)
+    windows: tuple[tuple[str, timedelta], ...] = parse_windows("1d,7d,30d")
+    vocab_version: str | None = None
+    min_support: int = 1
+
+    def __post_init__(self) -> None:
+        if not self.cutoffs:
+            raise ValueError("give at least one cutoff")
+        if list(self.cutoffs) != sorted(set(self.cutoffs)):
+            raise ValueError("cutoffs must be distinct and in increasing order")
+        if not self.validation_from <= self.test_from:
+            raise ValueError("validation_from must not be after test_from")
+        _positive("horizon", self.horizon)
+        _positive("lookback", self.lookback)
+        if self.windows[-1][1] > self.lookback:
+            raise ValueError("the longest window exceeds the lookback")
+        for cutoff in self.cutoffs:
+            self.split_of(cutoff)
+
+    def split_of(self, cutoff: datetime) -> str:
+        labels_end = cutoff + self.horizon
+        if labels_end <= self.validation_from:
+            return "train"
+        if self.validation_from <= cutoff and labels_end <= self.test_from:
+            return "validation"
+        if self.test_from <= cutoff:
+            return "test"
+        raise ValueError(f"cutoff {cutoff.isoformat()}: its label window [cutoff, "
+                         f"{labels_end.isoformat()}) crosses a split boundary "
+                         f"(validation from {self.validation_from.isoformat()}, test from "
+                         f"{self.test_from.isoformat()})")

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from clickscore.config import GenerateConfig, IngestConfig, RunDate, SessionizeConfig
+from clickscore.config import (
+    FeaturesConfig,
+    GenerateConfig,
+    IngestConfig,
+    RunDate,
+    SessionizeConfig,
+    TrainingExamplesConfig,
+    parse_windows,
+)
 from clickscore.dq.report import print_dq_report
+from clickscore.features_job import run_features, run_training_examples
 from clickscore.generate import generate
 from clickscore.ingest import run_ingest
 from clickscore.report import print_query
@@ -22,7 +31,8 @@ log = logging.getLogger(__name__)
 def run_demo(
     spark: SparkSession, data_root: str, *, days: int, users: int, seed: int, landing: Path
 ) -> None:
-    """Generate `days` daily files, run ingest and sessionize for each day, print a summary."""
+    """Generate `days` daily files, run ingest and sessionize for each day, build training
+    examples and features, print a summary."""
     gen = GenerateConfig(output_dir=str(landing), days=days, users=users, seed=seed)
     manifest = generate(gen)
     for offset, name in enumerate(manifest["files"]):
@@ -30,6 +40,7 @@ def run_demo(
         run_ingest(spark, IngestConfig(source="rees46", input_path=str(landing / name),
                                        run_date=day, data_root=data_root))
         run_sessionize(spark, SessionizeConfig(run_date=day, data_root=data_root))
+    _features(spark, data_root, gen)
     print("\nPipeline runs (ops.pipeline_runs):")
     print_query(spark, """
         SELECT job, run_date, status, input_rows, output_rows, quarantined_rows,
@@ -44,6 +55,12 @@ def run_demo(
                round(avg(n_events), 2) AS avg_events, sum(CAST(is_converted AS INT)) AS converted,
                round(sum(revenue), 2) AS revenue, sum(CAST(is_bot AS INT)) AS bot_sessions
         FROM silver.sessions GROUP BY session_date ORDER BY session_date""")
+    print("\nTraining examples (gold.training_examples):")
+    print_query(spark, """
+        SELECT split, cutoff, count(*) AS users, round(avg(seq_length), 1) AS avg_seq_length,
+               round(avg(purchased_within_horizon), 4) AS purchase_rate,
+               first(vocab_version) AS vocab_version
+        FROM gold.training_examples GROUP BY split, cutoff ORDER BY cutoff""")
     print("\nData-quality gates (ops.dq_results):")
     print_dq_report(spark, data_root)
     print(f"\nGenerated data and its manifest: {landing}")
@@ -51,3 +68,18 @@ def run_demo(
                                                 "dirty_rows")}, indent=2))
     print(f"Warehouse: {data_root}/warehouse  (try: clickscore sql \"SHOW TABLES IN silver\" "
           f"--data-root {data_root})")
+
+
+def _features(spark: SparkSession, data_root: str, gen: GenerateConfig) -> None:
+    """Training examples at three cutoffs (train / validation / test, 6 h labels), then the
+    features a nightly scoring run would read at the end of the generated days."""
+    start = datetime.combine(gen.start_date, time(0), tzinfo=UTC)
+    cutoffs = (start + timedelta(hours=36), start + timedelta(hours=54),
+               start + timedelta(hours=66))
+    lookback, windows = timedelta(days=1), parse_windows("1h,6h,1d")
+    run_training_examples(spark, TrainingExamplesConfig(
+        cutoffs=cutoffs, validation_from=cutoffs[1], test_from=cutoffs[2], data_root=data_root,
+        horizon=timedelta(hours=6), lookback=lookback, windows=windows))
+    run_features(spark, FeaturesConfig(as_of=start + timedelta(days=gen.days),
+                                       data_root=data_root, lookback=lookback,
+                                       windows=windows))

@@ -87,3 +87,10 @@ class DataQualityError(ClickscoreError):
         super().__init__(
             f"data quality gate failed for {', '.join(self.tables)} on run date {run_date}: "
             f"{len(failures)} critical expectation(s) failed, nothing was published\n{lines}")
+
+
+class VocabularyError(ClickscoreError):
+    """No vocabulary (or not the requested version) to build features with."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"vocabulary: {detail}")

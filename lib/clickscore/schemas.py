@@ -174,9 +174,10 @@ def _contract(kind: str, name: str) -> dict:
 def table_schema(table: str) -> TableSchema:
     """The contract of a published table, by name (`bronze.events`)."""
     spec = _contract("tables", table)
+    base = table_schema(spec["extends"]).columns if "extends" in spec else ()
     return TableSchema(
         table=spec["table"],
-        columns=tuple(Column(**c) for c in spec["columns"]),
+        columns=base + tuple(Column(**c) for c in spec["columns"]),
         partition_by=tuple(spec.get("partition_by") or ()),
         keys=tuple(spec.get("keys") or ()),
         stats_columns=tuple(spec.get("stats_columns") or ()),

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from delta.tables import DeltaTable
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from clickscore.schemas import TableSchema, table_schema
@@ -109,6 +109,17 @@ def overwrite(
     """Replace the whole table's content in one commit (a full rebuild)."""
     schema = ensure_table(spark, table)
     _conformed(df, schema, run_date).writeTo(table).overwrite(F.lit(True))
+    return last_operation_metrics(spark, table)
+
+
+def replace_where(
+    spark: SparkSession, df: DataFrame, table: str, condition: Column, *,
+    run_date: str | None = None,
+) -> dict[str, int]:
+    """Replace the rows matching `condition` with `df` in one commit (Delta replaceWhere);
+    every row of `df` must match it."""
+    schema = ensure_table(spark, table)
+    _conformed(df, schema, run_date).writeTo(table).overwrite(condition)
     return last_operation_metrics(spark, table)
 
 

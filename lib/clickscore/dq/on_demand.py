@@ -20,6 +20,7 @@ from clickscore.dq.results import BatchValidation, record_results
 from clickscore.errors import DataQualityError
 from clickscore.schemas import table_schema
 from clickscore.tables import read_table
+from clickscore.user_features import feature_contract
 
 log = logging.getLogger(__name__)
 
@@ -27,13 +28,18 @@ log = logging.getLogger(__name__)
 def run_dq(spark: SparkSession, cfg: DqRunConfig) -> BatchValidation:
     """Validate `cfg.table` for `cfg.run_date`; raise `DataQualityError` on a critical failure."""
     batch_df = read_table(spark, cfg.table)
+    contract = feature_contract()
     parameters: dict[str, object] = {
-        # the stages' defaults, for the checks that take a stage's setting
+        # the stages' defaults and the feature contract, for the checks that take them
         "max_price": IngestConfig.max_price,
         "max_session_seconds": int(SessionizeConfig.max_session_length.total_seconds()),
+        "sequence_length": contract.sequence_length,
+        "next_items": contract.next_items,
     }
     if not cfg.run_date.is_all:
-        (date_column,) = table_schema(cfg.table).partition_by
+        schema = table_schema(cfg.table)
+        types = {c.name: c.type for c in schema.columns}
+        (date_column,) = [c for c in schema.partition_by if types[c] == "date"]
         batch_df = batch_df.where(F.col(date_column) == F.lit(cfg.run_date.day))
         parameters["window_start"] = cfg.run_date.start()
         parameters["window_end"] = cfg.run_date.start() + timedelta(days=1)

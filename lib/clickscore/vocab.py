@@ -1,0 +1,102 @@
+"""`ml.item_vocab`, `ml.category_vocab`, `ml.brand_vocab`: ids -> dense model indices.
+
+Built together from the non-bot events of one training window: ids with at least
+`min_support` events get indices 2, 3, ... by descending support (ties by id); 0 is padding
+and 1 is out-of-vocabulary. The three share one `vocab_version`, a digest of the window, the
+threshold and the content, so rebuilding from the same inputs gives the same version and adds
+nothing, and every table built with a vocabulary records which one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from clickscore.errors import VocabularyError
+from clickscore.tables import merge_insert_new, read_table
+
+log = logging.getLogger(__name__)
+
+PAD, OOV, FIRST = 0, 1, 2
+# vocab table -> the id column it indexes
+VOCABS = {"ml.item_vocab": "item_id", "ml.category_vocab": "category_id",
+          "ml.brand_vocab": "brand"}
+
+
+@dataclass(frozen=True)
+class VocabConfig:
+    window_start: datetime
+    window_end: datetime
+    min_support: int = 1
+    data_root: str = ""
+
+    def __post_init__(self) -> None:
+        if self.window_end <= self.window_start:
+            raise ValueError("vocab window_end must be after window_start")
+        if self.min_support < 1:
+            raise ValueError("min_support must be at least 1")
+
+
+def non_bot_events(spark: SparkSession) -> DataFrame:
+    """silver.events without the events of sessions flagged is_bot."""
+    bots_df = read_table(spark, "silver.sessions").where("is_bot").select("session_id")
+    return read_table(spark, "silver.events").join(bots_df, "session_id", "left_anti")
+
+
+def vocab_rows(events_df: DataFrame, id_column: str, min_support: int) -> DataFrame:
+    """(id, idx, support) for ids with at least `min_support` events, by support desc."""
+    by_support = Window.orderBy(F.col("support").desc(), F.col(id_column))
+    return (events_df.where(F.col(id_column).isNotNull())
+            .groupBy(id_column).agg(F.count(F.lit(1)).alias("support"))
+            .where(F.col("support") >= min_support)
+            .withColumn("idx", (F.row_number().over(by_support) + FIRST - 1).cast("int")))
+
+
+def build_vocab(spark: SparkSession, cfg: VocabConfig) -> str:
+    """Build the three vocabularies for `cfg`'s window; returns their `vocab_version`."""
+    ts = F.col("event_ts")
+    events_df = non_bot_events(spark).where(
+        (ts >= F.lit(cfg.window_start)) & (ts < F.lit(cfg.window_end)))
+    tables = {table: vocab_rows(events_df, column, cfg.min_support).localCheckpoint()
+              for table, column in VOCABS.items()}
+    if tables["ml.item_vocab"].isEmpty():
+        raise VocabularyError(f"no item has {cfg.min_support}+ non-bot events in silver.events "
+                              f"in [{cfg.window_start}, {cfg.window_end})")
+    digest = hashlib.sha256(f"{cfg.window_start}|{cfg.window_end}|{cfg.min_support}".encode())
+    for table, column in VOCABS.items():
+        content = tables[table].select(F.sha2(F.concat_ws(",", F.sort_array(F.collect_list(
+            F.concat_ws(":", F.col(column).cast("string"), "idx", "support")))), 256)).first()
+        digest.update((content[0] if content else "").encode())
+    version = "v" + digest.hexdigest()[:12]
+    for table, rows_df in tables.items():
+        merge_insert_new(spark, rows_df.select(
+            F.lit(version).alias("vocab_version"), "*",
+            F.lit(cfg.window_start).alias("window_start"),
+            F.lit(cfg.window_end).alias("window_end"),
+            F.lit(cfg.min_support).cast("bigint").alias("min_support")), table)
+    log.info("vocab %s: %s", version, {t: df.count() for t, df in tables.items()})
+    return version
+
+
+def latest_vocab_version(spark: SparkSession) -> str:
+    """The version built from the latest training window (ties: the larger version id)."""
+    row = (read_table(spark, "ml.item_vocab")
+           .groupBy("vocab_version").agg(F.max("window_end").alias("end"))
+           .orderBy(F.col("end").desc(), F.col("vocab_version").desc()).first())
+    if row is None:
+        raise VocabularyError("ml.item_vocab is empty (run `clickscore vocab` first)")
+    return str(row["vocab_version"])
+
+
+def vocab(spark: SparkSession, table: str, version: str) -> DataFrame:
+    """(id, idx) of one vocabulary version; fails if the version does not exist."""
+    rows_df = read_table(spark, table).where(F.col("vocab_version") == version).select(
+        VOCABS[table], "idx")
+    if rows_df.isEmpty():
+        raise VocabularyError(f"{table} has no version {version!r}")
+    return rows_df

@@ -1,0 +1,144 @@
+"""Point-in-time features and labels on a hand-built history, with exact expected rows
+(L = 4 and K = 3 here, so padding and truncation both show)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+from pyspark.testing import assertDataFrameEqual
+
+from clickscore.config import TrainingExamplesConfig, parse_windows
+from clickscore.user_features import (
+    feature_contract,
+    labels,
+    user_features,
+    with_codes,
+    with_labels,
+)
+from clickscore.vocab import vocab_rows
+from tests.conftest import utc
+
+T = utc(2019, 10, 2)
+US = timedelta(microseconds=1)
+LOOKBACK = timedelta(days=3)
+WINDOWS = parse_windows("30m,1d")
+CONTRACT = replace(feature_contract(), sequence_length=4, next_items=3)
+SEQUENCES = ["item_seq", "event_type_seq", "category_seq", "time_gap_seq", "price_seq"]
+
+# (event_id, user_id, event_ts, event_type, item_id, category_id, price, session_id)
+HISTORY = [
+    ("e1", 1, T - timedelta(days=2), "view", 100, 10, 3.0, "s1"),
+    ("e2", 1, T - timedelta(days=2) + timedelta(seconds=30), "view", 200, 20, 12.0, "s1"),
+    ("e3", 1, T - timedelta(hours=1), "cart", 200, 10, 12.0, "s2"),
+    ("e4", 1, T - timedelta(minutes=30), "purchase", 300, None, 60.0, "s2"),
+    ("e5", 1, T - US, "view", 100, 10, None, "s2"),
+    ("u2", 2, T - timedelta(minutes=10), "view", 200, None, 5.0, "s3"),
+    ("old", 3, T - timedelta(days=5), "view", 100, 10, 3.0, "s4"),      # before the lookback
+]
+FUTURE = [
+    ("f1", 1, T, "purchase", 200, 10, 12.0, "s5"),                      # exactly at the cutoff
+    ("f2", 1, T + timedelta(hours=1), "view", 100, 10, 3.0, "s5"),
+    ("f3", 4, T + timedelta(minutes=5), "view", 100, 10, 3.0, "s6"),   # a new user
+]
+
+
+def events(spark, rows):
+    return spark.createDataFrame(rows, "event_id string, user_id bigint, event_ts timestamp, "
+                                       "event_type string, item_id bigint, category_id bigint, "
+                                       "price double, session_id string")
+
+
+def coded(spark, rows):
+    item_vocab = spark.createDataFrame([(100, 2), (200, 3)], "item_id bigint, idx int")
+    category_vocab = spark.createDataFrame([(10, 2)], "category_id bigint, idx int")
+    return with_codes(events(spark, rows), item_vocab, category_vocab, CONTRACT)
+
+
+def features(spark, rows):
+    return user_features(coded(spark, rows), T, LOOKBACK, WINDOWS, CONTRACT, "vtest")
+
+
+def test_sequences_are_the_last_L_events_left_padded_with_buckets(spark):
+    got = features(spark, HISTORY + FUTURE).select("user_id", "seq_length", *SEQUENCES)
+    expected = spark.createDataFrame([
+        # e2..e5 (e1 truncated at L = 4); e2's category 20 and e4's item 300 are OOV (1), e4's
+        # category is null (1); gaps 30 s, ~2 d, 30 min, 30 min - 1 us; e5 has no price (1)
+        (1, 4, [3, 3, 1, 2], [1, 2, 5, 1], [1, 2, 1, 2], [3, 8, 6, 5], [4, 4, 6, 1]),
+        (2, 1, [0, 0, 0, 3], [0, 0, 0, 1], [0, 0, 0, 1], [0, 0, 0, 1], [0, 0, 0, 3]),
+    ], "user_id bigint, seq_length int, item_seq array<int>, event_type_seq array<int>, "
+       "category_seq array<int>, time_gap_seq array<int>, price_seq array<int>")
+    assertDataFrameEqual(got, expected)
+
+
+def test_aggregates_over_windows_and_the_lookback(spark):
+    got = features(spark, HISTORY + FUTURE).drop(*SEQUENCES, "seq_length", "cutoff_date")
+    lookback_s = LOOKBACK.total_seconds()
+    expected = spark.createDataFrame([
+        # windows 30m (e4, e5) and 1d (e3, e4, e5); the cart of 200 is not followed by a
+        # purchase before the cutoff (f1 is at it), so it counts as abandoned
+        (1, ["30m", "1d"], [2.0, 3.0], [1.0, 1.0], [60.0, 60.0], 1e-6, 3600.0, 1800.0, 0.5, 1.0,
+         0.75, 3.0, T, "vtest", 1),
+        (2, ["30m", "1d"], [1.0, 1.0], [1.0, 1.0], [0.0, 0.0], 600.0, lookback_s, lookback_s,
+         0.0, 0.0, 0.0, 1.0, T, "vtest", 1),
+    ], "user_id bigint, windows array<string>, n_events_w array<float>, "
+       "n_sessions_w array<float>, revenue_w array<float>, s_since_last_event float, "
+       "s_since_last_cart float, s_since_last_purchase float, conversion_rate float, "
+       "cart_abandonment float, top_category_share float, distinct_items float, "
+       "cutoff timestamp, vocab_version string, feature_version int")
+    assertDataFrameEqual(got.select(*expected.columns), expected)
+
+
+def test_labels_read_only_the_horizon_and_targets_shift_the_sequence(spark):
+    coded_df = coded(spark, HISTORY + FUTURE)
+    examples_df = with_labels(features(spark, HISTORY + FUTURE),
+                              labels(coded_df, T, timedelta(hours=2), CONTRACT), CONTRACT)
+    got = examples_df.select("user_id", "purchased_within_horizon", "next_items",
+                             "next_items_len", "target_seq")
+    expected = spark.createDataFrame([
+        (1, 1, [3, 2, 0], 2, [3, 1, 2, 3]),
+        (2, 0, [0, 0, 0], 0, [0, 0, 0, 0]),
+    ], "user_id bigint, purchased_within_horizon int, next_items array<int>, "
+       "next_items_len int, target_seq array<int>")
+    assertDataFrameEqual(got, expected)
+    # a horizon that ends before f2 sees only f1
+    short = labels(coded_df, T, timedelta(minutes=30), CONTRACT).where("user_id = 1")
+    assert short.select("next_items", "next_items_len").first() == ([3, 0, 0], 1)
+
+
+def test_an_event_at_or_after_the_cutoff_changes_no_feature_but_can_change_the_label(spark):
+    at_cutoff = [("x", 2, T, "purchase", 100, 10, 3.0, "s9")]
+    assertDataFrameEqual(features(spark, HISTORY + at_cutoff), features(spark, HISTORY))
+    before = labels(coded(spark, HISTORY), T, timedelta(hours=2), CONTRACT)
+    after = labels(coded(spark, HISTORY + at_cutoff), T, timedelta(hours=2), CONTRACT)
+    assert before.where("user_id = 2").isEmpty()
+    assert after.where("user_id = 2").select("purchased_within_horizon").first()[0] == 1
+
+
+def test_an_event_one_microsecond_before_the_cutoff_changes_the_features(spark):
+    just_before = [("x", 2, T - US, "cart", 100, 10, 3.0, "s3")]
+    base = features(spark, HISTORY).where("user_id = 2")
+    moved = features(spark, HISTORY + just_before).where("user_id = 2")
+    assert base.select("seq_length", "s_since_last_cart").first() == (1, LOOKBACK.total_seconds())
+    assert moved.select("seq_length", "item_seq", "s_since_last_cart").first() == (
+        2, [0, 0, 3, 2], pytest.approx(1e-6))
+
+
+def test_vocab_orders_by_support_then_id_from_index_2_above_min_support(spark):
+    df = events(spark, [(f"e{i}", 1, T, "view", item, None, 1.0, "s")
+                        for i, item in enumerate([7, 7, 5, 5, 9, 3, 3, 3])])
+    got = vocab_rows(df, "item_id", min_support=2).select("item_id", "idx", "support")
+    expected = spark.createDataFrame([(3, 2, 3), (5, 3, 2), (7, 4, 2)],
+                                     "item_id bigint, idx int, support bigint")
+    assertDataFrameEqual(got, expected)
+
+
+def test_a_cutoff_whose_labels_cross_a_split_boundary_is_refused():
+    common = {"validation_from": utc(2019, 10, 8), "test_from": utc(2019, 10, 15),
+              "data_root": "/tmp/x", "horizon": timedelta(days=7)}
+    cfg = TrainingExamplesConfig(cutoffs=(utc(2019, 10, 1), utc(2019, 10, 8),
+                                          utc(2019, 10, 15)), **common)
+    assert [cfg.split_of(c) for c in cfg.cutoffs] == ["train", "validation", "test"]
+    with pytest.raises(ValueError, match="crosses a split boundary"):
+        TrainingExamplesConfig(cutoffs=(utc(2019, 10, 2),), **common)
