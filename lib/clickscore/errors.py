@@ -94,3 +94,12 @@ class VocabularyError(ClickscoreError):
 
     def __init__(self, detail: str) -> None:
         super().__init__(f"vocabulary: {detail}")
+
+
+class FeatureContractError(ClickscoreError):
+    """A feature frame does not match the feature contract (schemas/features/)."""
+
+    def __init__(self, version: int, problems: list[str]) -> None:
+        super().__init__(f"features do not match feature contract v{version}: "
+                         + "; ".join(problems))
+        self.problems = problems

@@ -17,6 +17,7 @@ import yaml
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from clickscore.errors import FeatureContractError
 from clickscore.schemas import schemas_dir
 from clickscore.vocab import OOV
 
@@ -46,6 +47,41 @@ def feature_contract() -> FeatureContract:
         price_edges=tuple(float(e) for e in raw["price_edges"]),
         sequences=tuple(raw["sequences"]), window_arrays=tuple(raw["window_arrays"]),
         scalars=tuple(raw["scalars"]), labels=tuple(raw["labels"]))
+
+
+def check_feature_frame(df: DataFrame, contract: FeatureContract, *,
+                        with_labels: bool = False) -> None:
+    """Refuse a frame that does not match the feature contract: training and scoring call
+    this before reading, so a model never meets features of another shape or version.
+
+    Checks the columns and their types, the contract version, and (on one row) the array
+    lengths; raises `FeatureContractError` naming what differs.
+    """
+    expected: dict[str, str] = {c: "array<int>" for c in contract.sequences}
+    expected |= {c: "array<float>" for c in contract.window_arrays}
+    expected |= {c: "float" for c in contract.scalars if c != "seq_length"}
+    expected |= {"seq_length": "int", "feature_version": "int", "vocab_version": "string"}
+    if with_labels:
+        expected |= {"purchased_within_horizon": "int", "next_items": "array<int>",
+                     "next_items_len": "int", "target_seq": "array<int>"}
+    found = {f.name: f.dataType.simpleString() for f in df.schema.fields}
+    problems = [f"{name}: expected {kind}, found {found.get(name, 'nothing')}"
+                for name, kind in expected.items() if found.get(name) != kind]
+    if not problems:
+        versions = {r[0] for r in df.select("feature_version").distinct().limit(2).collect()}
+        if versions - {contract.version}:
+            problems.append(f"feature_version: expected {contract.version}, found "
+                            f"{sorted(versions)}")
+        lengths = {c: contract.sequence_length for c in contract.sequences}
+        if with_labels:
+            lengths |= {"next_items": contract.next_items,
+                        "target_seq": contract.sequence_length}
+        wrong = df.select([F.max(F.abs(F.size(c) - n)).alias(c) for c, n in lengths.items()]
+                          ).first()
+        problems += [f"{c}: arrays must have length {lengths[c]}"
+                     for c in lengths if wrong and wrong[c]]
+    if problems:
+        raise FeatureContractError(contract.version, problems)
 
 
 def bucket(value: Column, edges: Sequence[float], *, missing: int = 1) -> Column:

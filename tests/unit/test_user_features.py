@@ -7,6 +7,7 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pytest
+from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from clickscore.config import TrainingExamplesConfig, parse_windows
@@ -142,3 +143,22 @@ def test_a_cutoff_whose_labels_cross_a_split_boundary_is_refused():
     assert [cfg.split_of(c) for c in cfg.cutoffs] == ["train", "validation", "test"]
     with pytest.raises(ValueError, match="crosses a split boundary"):
         TrainingExamplesConfig(cutoffs=(utc(2019, 10, 2),), **common)
+
+
+def test_the_feature_contract_check_accepts_built_rows_and_names_what_differs(spark):
+    from clickscore.errors import FeatureContractError
+    from clickscore.user_features import check_feature_frame
+
+    built = features(spark, HISTORY)
+    check_feature_frame(built, CONTRACT)
+    with pytest.raises(FeatureContractError, match="item_seq: arrays must have length 4"):
+        check_feature_frame(built.withColumn("item_seq", F.slice("item_seq", 1, 3)), CONTRACT)
+    with pytest.raises(FeatureContractError, match="feature_version: expected 1, found"):
+        check_feature_frame(built.withColumn("feature_version", F.lit(2)), CONTRACT)
+    with pytest.raises(FeatureContractError, match="revenue_w: expected array<float>, found "
+                                                   "array<double>"):
+        check_feature_frame(built.withColumn("revenue_w", F.col("revenue_w")
+                                             .cast("array<double>")), CONTRACT)
+    with pytest.raises(FeatureContractError, match="target_seq: expected array<int>, found "
+                                                   "nothing"):
+        check_feature_frame(built, CONTRACT, with_labels=True)
