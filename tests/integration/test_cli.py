@@ -35,6 +35,17 @@ def test_tables_resolve_by_name_from_a_later_process(tmp_path, rees46_file):
     assert rows == [{"event_type": "cart", "n": 165}, {"event_type": "purchase", "n": 214},
                     {"event_type": "view", "n": 17_055}]
 
+    checked = run("dq", "run", "--table", "bronze.events", "--run-date", "2019-10-01",
+                  data_root=root)
+    assert checked.returncode == 0, checked.stderr[-3000:]
+    report = run("dq", "report", "--run-date", "2019-10-01", "--format", "csv", data_root=root)
+    assert report.returncode == 0, report.stderr[-3000:]
+    outcomes = [line.split(",") for line in report.stdout.splitlines()
+                if line.startswith("2019-10-01,bronze.events,")]
+    assert sorted(row[2] for row in outcomes) == ["dq_run", "ingest"]
+    assert {row[7] for row in outcomes} == {"published", "on demand"}
+    assert f"Data Docs: {root / 'dq' / 'gx'}" in report.stdout
+
     bad = run("ingest", "--source", "rees46", "--input", str(tmp_path / "missing*.csv"),
               "--run-date", "2019-10-01", data_root=root)
     assert bad.returncode == 1
@@ -43,7 +54,8 @@ def test_tables_resolve_by_name_from_a_later_process(tmp_path, rees46_file):
 
 def test_help_lists_the_stages_and_bad_arguments_exit_2():
     out = subprocess.run([*CLI, "--help"], capture_output=True, text=True, check=True).stdout
-    for stage in ("generate", "ingest", "sessionize", "sql", "demo"):
+    for stage in ("generate", "ingest", "sessionize", "vocab", "features", "training-examples",
+                  "dq", "sql", "demo"):
         assert stage in out
     bad = subprocess.run([*CLI, "sessionize", "--run-date", "yesterday"], capture_output=True,
                          text=True, check=False)
