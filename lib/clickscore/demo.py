@@ -61,7 +61,7 @@ def run_demo(
                round(avg(purchased_within_horizon), 4) AS purchase_rate,
                first(vocab_version) AS vocab_version
         FROM gold.training_examples GROUP BY split, cutoff ORDER BY cutoff""")
-    print("\nData-quality gates (ops.dq_results):")
+    print()
     print_dq_report(spark, data_root)
     print(f"\nGenerated data and its manifest: {landing}")
     print(json.dumps({k: manifest[k] for k in ("total_rows", "duplicate_rows", "late_events",

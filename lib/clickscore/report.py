@@ -19,6 +19,8 @@ def print_query(
         result.to_csv(out, index=False)
     elif fmt == "json":
         result.to_json(out, orient="records", lines=True, date_format="iso")
+    elif result.empty:
+        out.write("(no rows)\n")
     else:
         out.write(result.to_string(index=False) + "\n")
     out.flush()
