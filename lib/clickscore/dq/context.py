@@ -8,6 +8,7 @@ that is a URI (s3a://...) keeps its DQ project in `$CLICKSCORE_DQ_DIR` (default
 
 from __future__ import annotations
 
+import logging
 import os
 from functools import cache
 from pathlib import Path
@@ -40,6 +41,8 @@ def data_docs_index(data_root: str) -> Path:
 @cache
 def gx_context(project_dir: Path) -> FileDataContext:
     """The file context under `project_dir`, created on first use, progress bars off."""
+    # GX logs its whole config at INFO; our own log says what was validated
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
     project_dir.mkdir(parents=True, exist_ok=True)
     context = gx.get_context(mode="file", project_root_dir=str(project_dir))
     if context.variables.progress_bars != ProgressBarsConfig(globally=False):
