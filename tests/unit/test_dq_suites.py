@@ -32,6 +32,15 @@ def test_every_suite_loads_and_names_only_columns_its_table_has():
             c.name for c in spec.checks}
 
 
+def test_a_suite_that_extends_another_has_its_checks_then_its_own():
+    base = [c.name for c in suite_spec("gold.user_features").checks]
+    examples = [c.name for c in suite_spec("gold.training_examples").checks]
+    assert examples[:len(base)] == base
+    assert {"purchase_label_is_binary", "target_seq_has_length_L"} <= set(examples[len(base):])
+    assert {d.name for d in suite_spec("gold.user_features").derived} < {
+        d.name for d in suite_spec("gold.training_examples").derived}
+
+
 def test_unknown_severity_or_expectation_fails_on_load(tmp_path, monkeypatch):
     from clickscore.dq import suites
 

@@ -106,12 +106,15 @@ def suite_spec(table: str) -> SuiteSpec:
     if not path.exists():
         raise FileNotFoundError(f"no expectation suite for {table} at {path}")
     raw = yaml.safe_load(path.read_text())
-    checks = tuple(_check(item, path.name) for item in raw["checks"])
+    # `extends: <table>`: that suite's checks, references and derived columns, then these
+    base = suite_spec(raw["extends"]) if "extends" in raw else SuiteSpec(raw["suite"], ())
+    checks = base.checks + tuple(_check(item, path.name) for item in raw["checks"])
     names = [c.name for c in checks]
     if len(set(names)) != len(names):
         raise ValueError(f"{path.name}: check names must be unique, got {names}")
-    references = tuple(Reference(**item) for item in raw.get("references", []))
-    derived = tuple(Derived(**item) for item in raw.get("derived", []))
+    references = base.references + tuple(Reference(**item)
+                                         for item in raw.get("references", []))
+    derived = base.derived + tuple(Derived(**item) for item in raw.get("derived", []))
     return SuiteSpec(table=raw["suite"], checks=checks, references=references, derived=derived)
 
 
