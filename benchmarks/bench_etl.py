@@ -62,6 +62,13 @@ class PeakRss:
         self._thread.join()
 
 
+def save_figures(name: str, figures: dict[str, object]) -> None:
+    """Write a benchmark's figures to benchmarks/out/<name>.json."""
+    out = Path(__file__).parent / "out"
+    out.mkdir(exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(figures, indent=2))
+
+
 def duckdb_sessionize(parquet_glob: str, out_dir: Path, threads: int) -> dict[str, float]:
     """The same rule in DuckDB over the bronze Parquet files: dedup by event_id, gap >= 30 min,
     24 h cut. Times two variants: sessions only, and (like the Spark step) every event with its
@@ -196,9 +203,7 @@ def main() -> None:
     print(f"data-quality gates: ingest {figures['ingest_dq_s']} s "
           f"(+{figures['ingest_dq_added_pct']}%), sessionize {figures['sessionize_dq_s']} s "
           f"(+{figures['sessionize_dq_added_pct']}%) (target <= +25% per stage)")
-    out = Path(__file__).parent / "out"
-    out.mkdir(exist_ok=True)
-    (out / "etl.json").write_text(json.dumps(figures, indent=2))
+    save_figures("etl", figures)
 
 
 if __name__ == "__main__":

@@ -15,9 +15,8 @@ import json
 import logging
 import time
 from datetime import UTC, timedelta
-from pathlib import Path
 
-from bench_etl import PeakRss  # type: ignore[import-not-found]
+from bench_etl import PeakRss, save_figures  # type: ignore[import-not-found]
 from pyspark.sql import functions as F
 
 from clickscore.config import FeaturesConfig, parse_windows
@@ -64,9 +63,7 @@ def main() -> None:
     print(f"\nfeatures: {users:,} users in {figures['features_s']} s = "
           f"{figures['features_users_per_s']:,} users/s over {figures['events']:,} events; "
           f"vocab {figures['vocab_s']} s; peak RSS {figures['peak_rss_gib']} GiB")
-    out = Path(__file__).parent / "out"
-    out.mkdir(exist_ok=True)
-    (out / "features.json").write_text(json.dumps(figures, indent=2))
+    save_figures("features", figures)
 
 
 if __name__ == "__main__":

@@ -37,10 +37,9 @@ TRAINING_EXAMPLES = "gold.training_examples"
 def coded_events(spark: SparkSession, vocab_version: str) -> tuple[DataFrame, dict[str, int]]:
     """Non-bot silver events with their model codes, and the largest index of each vocab."""
     contract = feature_contract()
-    item_df = vocab(spark, "ml.item_vocab", vocab_version)
-    category_df = vocab(spark, "ml.category_vocab", vocab_version)
-    sizes = {name: int(df.agg(F.max("idx")).first()[0])  # type: ignore[index]
-             for name, df in (("item", item_df), ("category", category_df))}
+    item_df, item_max = vocab(spark, "ml.item_vocab", vocab_version)
+    category_df, category_max = vocab(spark, "ml.category_vocab", vocab_version)
+    sizes = {"item": item_max, "category": category_max}
     return with_codes(non_bot_events(spark), item_df, category_df, contract), sizes
 
 

@@ -105,7 +105,9 @@ def run_ingest(spark: SparkSession, cfg: IngestConfig) -> RunCounts:
         bronze_df = bronze_rows(staged_df.where(~F.col("is_rejected")), run, ingested_at)
         quarantine_df = quarantine_rows(staged_df.where(F.col("is_rejected")), run,
                                         ingested_at)
-        quarantined = quarantine_df.count()
+        by_reason = {row["reason"]: row["count"]
+                     for row in quarantine_df.groupBy("reason").count().collect()}
+        quarantined = sum(by_reason.values())
         t1 = time.perf_counter()
         window_start, window_end = cfg.accepted_window()
         validation = validate_batch(
@@ -125,10 +127,6 @@ def run_ingest(spark: SparkSession, cfg: IngestConfig) -> RunCounts:
         t3 = time.perf_counter()
         log.info("staged in %.1fs, validated in %.1fs, %s in %.1fs", t1 - t0, t2 - t1,
                  "appended" if is_new else "merged", t3 - t2)
-        by_reason = {
-            row["reason"]: row["count"]
-            for row in quarantine_df.groupBy("reason").count().collect()
-        }
         run.counts = RunCounts(
             input_rows=input_rows,
             output_rows=_source_rows(bronze_metrics),

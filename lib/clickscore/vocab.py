@@ -93,10 +93,12 @@ def latest_vocab_version(spark: SparkSession) -> str:
     return str(row["vocab_version"])
 
 
-def vocab(spark: SparkSession, table: str, version: str) -> DataFrame:
-    """(id, idx) of one vocabulary version; fails if the version does not exist."""
+def vocab(spark: SparkSession, table: str, version: str) -> tuple[DataFrame, int]:
+    """(id, idx) rows of one vocabulary version and its largest index; fails if the version
+    does not exist."""
     rows_df = read_table(spark, table).where(F.col("vocab_version") == version).select(
         VOCABS[table], "idx")
-    if rows_df.isEmpty():
+    largest = rows_df.agg(F.max("idx")).first()
+    if largest is None or largest[0] is None:
         raise VocabularyError(f"{table} has no version {version!r}")
-    return rows_df
+    return rows_df, int(largest[0])
