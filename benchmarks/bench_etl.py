@@ -4,10 +4,15 @@ sessionization of the same data.
     python benchmarks/bench_etl.py                      # generates ~10M events first
     python benchmarks/bench_etl.py --input DIR          # REES46-format files already on disk
     python benchmarks/bench_etl.py --events 1000000     # a smaller run
+    python benchmarks/bench_etl.py --input DIR --floors # also the compute-only floors
 
 Prints events/s end to end and per stage, peak RSS of the driver process tree (Python + JVM),
 the Spark/DuckDB time ratio, and per stage the time its data-quality gate (Great Expectations
 on the staged batch) takes and what it adds to the stage; writes benchmarks/out/etl.json.
+
+`--floors` also times each stage's computation alone, into Spark's no-op sink (nothing staged,
+validated or written): parsing and checking the landing files, and sessionizing bronze. Their
+sum bounds the end-to-end rate any tuning of the writes and gates could reach.
 """
 
 from __future__ import annotations
@@ -25,11 +30,15 @@ from pathlib import Path
 
 import duckdb
 import psutil
+from pyspark.sql import SparkSession
 
 from clickscore.config import GenerateConfig, IngestConfig, RunDate, SessionizeConfig
 from clickscore.generate import generate
-from clickscore.ingest import run_ingest
-from clickscore.sessionize import run_sessionize
+from clickscore.ingest import checked_events, run_ingest, staged_rows
+from clickscore.landing import list_files, read_raw
+from clickscore.sessionize import run_sessionize, sessionized_events
+from clickscore.sessions import EVENT_COLUMNS, flag_duplicate_events
+from clickscore.sources import get_adapter
 from clickscore.spark import get_spark
 
 ROWS_PER_USER_DAY = 3.9  # measured on the generator's defaults
@@ -116,6 +125,22 @@ def duckdb_sessionize(parquet_glob: str, out_dir: Path, threads: int) -> dict[st
             "sessions": sessions}
 
 
+def compute_floors(spark: SparkSession, landing: Path, data_root: Path) -> dict[str, float]:
+    """Seconds each stage's computation takes alone, into the no-op sink."""
+    cfg = IngestConfig(source="rees46", input_path=str(landing), run_date=RunDate.parse("all"),
+                       data_root=str(data_root))
+    raw_df = read_raw(spark, get_adapter("rees46").layout, list_files(spark, str(landing)))
+    t0 = time.perf_counter()
+    staged_rows(checked_events(raw_df, cfg)).write.format("noop").mode("overwrite").save()
+    parse = time.perf_counter() - t0
+    bronze_df = spark.read.table("bronze.events").select(*EVENT_COLUMNS)
+    t0 = time.perf_counter()
+    sessionize_cfg = SessionizeConfig(run_date=RunDate.parse("all"), data_root=str(data_root))
+    (sessionized_events(sessionize_cfg, flag_duplicate_events(bronze_df))
+     .write.format("noop").mode("overwrite").save())
+    return {"parse_and_check_s": parse, "sessionize_compute_s": time.perf_counter() - t0}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=10_000_000)
@@ -123,6 +148,8 @@ def main() -> None:
     parser.add_argument("--input", help="REES46-format landing folder (skips generation)")
     parser.add_argument("--work", help="working folder (default: a temporary one)")
     parser.add_argument("--driver-memory", default="8g")
+    parser.add_argument("--floors", action="store_true",
+                        help="also time each stage's computation alone (no-op sink)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 
@@ -155,6 +182,7 @@ def main() -> None:
                                                              data_root=str(data_root)))
         t2 = time.perf_counter()
     sessions = spark.table("silver.sessions").count()
+    floors = compute_floors(spark, landing, data_root) if args.floors else None
     bronze_glob = f"{data_root}/warehouse/bronze.db/events/*/*.parquet"
     spark.stop()
 
@@ -192,6 +220,13 @@ def main() -> None:
     # DuckDB does not validate: compare it with the sessionize step minus its validation too
     figures["spark_without_dq_over_duckdb_same_outputs"] = round(
         (t2 - t1 - float(figures["sessionize_dq_s"])) / duck["events_and_sessions_s"], 2)
+    if floors:
+        floor_s = floors["parse_and_check_s"] + floors["sessionize_compute_s"]
+        figures.update({
+            "floor_parse_and_check_s": round(floors["parse_and_check_s"], 1),
+            "floor_sessionize_compute_s": round(floors["sessionize_compute_s"], 1),
+            "floor_end_to_end_events_per_s": round(events / floor_s),
+        })
     print(json.dumps(figures, indent=2))
     print(f"\nend to end: {figures['end_to_end_events_per_s']:,} events/s "
           f"(target >= 200,000) | sessionize: Spark {figures['sessionize_s']} s vs DuckDB "
@@ -203,6 +238,12 @@ def main() -> None:
     print(f"data-quality gates: ingest {figures['ingest_dq_s']} s "
           f"(+{figures['ingest_dq_added_pct']}%), sessionize {figures['sessionize_dq_s']} s "
           f"(+{figures['sessionize_dq_added_pct']}%) (target <= +25% per stage)")
+    if floors:
+        print(f"compute-only floors (no-op sink): parse + check "
+              f"{figures['floor_parse_and_check_s']} s, sessionize "
+              f"{figures['floor_sessionize_compute_s']} s: at most "
+              f"{figures['floor_end_to_end_events_per_s']:,} events/s end to end on "
+              f"{cores} cores even if staging, validation and writes cost nothing")
     save_figures("etl", figures)
 
 

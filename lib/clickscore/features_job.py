@@ -63,7 +63,7 @@ def run_features(spark: SparkSession, cfg: FeaturesConfig) -> RunCounts:
     log.info("features config: %s", cfg)
     contract = feature_contract()
     with (tracked_run(spark, "features", cfg.as_of.isoformat()) as run,
-          staging_area(spark, run.run_id) as staging):
+          staging_area() as staging):
         version = cfg.vocab_version or latest_vocab_version(spark)
         coded_df, sizes = coded_events(spark, version)
         active = _active_users(coded_df, [cfg.as_of], cfg.lookback)
@@ -100,7 +100,7 @@ def run_training_examples(spark: SparkSession, cfg: TrainingExamplesConfig) -> R
     contract = feature_contract()
     run_date = f"{cfg.cutoffs[0].isoformat()}..{cfg.cutoffs[-1].isoformat()}"
     with (tracked_run(spark, "training_examples", run_date) as run,
-          staging_area(spark, run.run_id) as staging):
+          staging_area() as staging):
         version = cfg.vocab_version or build_vocab(spark, VocabConfig(
             window_start=cfg.cutoffs[0] - cfg.lookback, window_end=cfg.validation_from,
             min_support=cfg.min_support, data_root=cfg.data_root))

@@ -23,7 +23,7 @@ from clickscore.row_rules import with_rejection_reasons
 from clickscore.runs import Run, RunCounts, tracked_run
 from clickscore.schemas import table_schema
 from clickscore.sources import get_adapter
-from clickscore.staging import staging_area
+from clickscore.staging import new_observation, observed, staging_area
 from clickscore.tables import append, has_rows_where, merge_insert_new
 
 log = logging.getLogger(__name__)
@@ -36,23 +36,19 @@ def checked_events(raw_df: DataFrame, cfg: IngestConfig) -> DataFrame:
     """Raw lines (from `read_raw`) typed to canonical events, each with its `reasons`."""
     adapter = get_adapter(cfg.source)
     window_start, window_end = cfg.accepted_window()
-    checked_df = (raw_df
-                  .transform(adapter.to_canonical)
-                  .transform(with_rejection_reasons, adapter.raw_of, window_start=window_start,
-                             window_end=window_end, max_price=cfg.max_price))
-    # Evaluate each row once: without this barrier the filters on `reasons` downstream get
-    # the whole typing and rule logic copied into them by predicate pushdown.
-    return checked_df.select(F.inline(F.array(F.struct(*checked_df.columns))))
+    return (raw_df
+            .transform(adapter.to_canonical)
+            .transform(with_rejection_reasons, adapter.raw_of, window_start=window_start,
+                       window_end=window_end, max_price=cfg.max_price))
 
 
 def staged_rows(checked_df: DataFrame) -> DataFrame:
     """Checked rows as staged: canonical columns, `reasons`, and `is_rejected` to split them;
     only rejected rows keep their raw line (the quarantine needs it, bronze does not)."""
-    is_rejected = F.size("reasons") > 0
     canonical = [c for c in table_schema(BRONZE).names if c in checked_df.columns]
-    return checked_df.select(*canonical, "reasons",
-                             F.when(is_rejected, F.col("value")).alias("value"),
-                             is_rejected.alias("is_rejected"))
+    return (checked_df.select(*canonical, "reasons", "value")
+            .withColumn("is_rejected", F.size("reasons") > 0)
+            .withColumn("value", F.when(F.col("is_rejected"), F.col("value"))))
 
 
 def bronze_rows(checked_df: DataFrame, run: Run, ingested_at: datetime) -> DataFrame:
@@ -84,26 +80,30 @@ def quarantine_rows(checked_df: DataFrame, run: Run, ingested_at: datetime) -> D
 def run_ingest(spark: SparkSession, cfg: IngestConfig) -> RunCounts:
     """Ingest `cfg.input_path`; returns the reconciled counts recorded in ops.pipeline_runs.
 
-    Write-audit-publish: the input is parsed once into a staging area (accepted and rejected
-    rows side by side), the bronze batch is validated with its suite, and only then are both
-    outputs copied into bronze.events and quarantine.events. Rows in are counted from the raw
-    lines independently, so reconciliation catches a row that neither output accounts for.
+    Write-audit-publish: the input is parsed once into the run's staging area (accepted and
+    rejected rows side by side), the bronze batch is validated with its suite, and only then
+    are both outputs written to bronze.events and quarantine.events. Rows in are the lines
+    the reader produced, observed independently of both outputs, so reconciliation catches a
+    row that neither accounts for.
     """
     log.info("ingest config: %s", cfg)
     with (tracked_run(spark, "ingest", str(cfg.run_date), source=cfg.source) as run,
-          staging_area(spark, run.run_id) as staging):
+          staging_area() as staging):
         files = list_files(spark, cfg.input_path)
         log.info("ingest %d file(s) from %s", len(files), cfg.input_path)
-        raw_df = read_raw(spark, get_adapter(cfg.source).layout, files)
-        input_rows = raw_df.count()
-        if input_rows == 0 and not cfg.allow_empty:
-            raise EmptyInputError(cfg.input_path, str(cfg.run_date))
+        # Rows in are the lines read, observed as they stream past the parser; rows out and
+        # quarantined are counted from what is written, so a line lost on the way shows.
+        lines = new_observation("ingest-lines")
+        raw_df = (read_raw(spark, get_adapter(cfg.source).layout, files)
+                  .observe(lines, F.count(F.lit(1)).alias("rows")))
         ingested_at = datetime.now(UTC)
         t0 = time.perf_counter()
-        staged_df = staging.stage("checked", staged_rows(checked_events(raw_df, cfg)),
-                                  partition_by=["is_rejected"])
-        bronze_df = bronze_rows(staged_df.where(~F.col("is_rejected")), run, ingested_at)
-        quarantine_df = quarantine_rows(staged_df.where(F.col("is_rejected")), run,
+        checked_df = staging.stage("checked", staged_rows(checked_events(raw_df, cfg)))
+        input_rows = observed(lines, ["rows"], staging.rows["checked"])["rows"]
+        if input_rows == 0 and not cfg.allow_empty:
+            raise EmptyInputError(cfg.input_path, str(cfg.run_date))
+        bronze_df = bronze_rows(checked_df.where(~F.col("is_rejected")), run, ingested_at)
+        quarantine_df = quarantine_rows(checked_df.where(F.col("is_rejected")), run,
                                         ingested_at)
         by_reason = {row["reason"]: row["count"]
                      for row in quarantine_df.groupBy("reason").count().collect()}

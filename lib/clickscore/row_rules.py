@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from functools import reduce
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -71,10 +72,16 @@ def with_rejection_reasons(
     if window_end is not None:
         checks.append((F.col("event_ts") >= F.lit(window_end), TIMESTAMP_OUTSIDE_WINDOW))
 
+    # Only a failing row pays for building its array of codes (`filter` runs interpreted,
+    # outside Spark's generated code); a good row costs the conditions alone.
+    any_failed = F.coalesce(reduce(lambda a, b: a | b, [cond for cond, _ in checks]),
+                            F.lit(True))
     codes = F.array_distinct(
         F.filter(F.array(*[F.when(cond, F.lit(code)) for cond, code in checks]),
                  lambda c: c.isNotNull())
     )
-    reasons = F.when(is_malformed(F.col("value"), F.col("_corrupt")),
-                     F.array(F.lit(MALFORMED_ROW))).otherwise(codes)
+    reasons = (F.when(is_malformed(F.col("value"), F.col("_corrupt")),
+                      F.array(F.lit(MALFORMED_ROW)))
+               .when(any_failed, codes)
+               .otherwise(F.array().cast("array<string>")))
     return df.withColumn("reasons", reasons)

@@ -23,12 +23,12 @@ from clickscore.runs import RunCounts, tracked_run
 from clickscore.schemas import table_schema
 from clickscore.sessions import (
     EVENT_COLUMNS,
-    drop_duplicate_events,
+    flag_duplicate_events,
     recompute_scope,
     summarize_sessions,
     with_session_id,
 )
-from clickscore.staging import staging_area
+from clickscore.staging import new_observation, observed, staging_area
 from clickscore.tables import (
     ensure_table,
     merge_upsert,
@@ -45,9 +45,9 @@ SILVER_EVENTS = "silver.events"
 SILVER_SESSIONS = "silver.sessions"
 
 
-def _sessionized(cfg: SessionizeConfig, input_df: DataFrame) -> DataFrame:
-    return (input_df.select(*EVENT_COLUMNS)
-            .transform(drop_duplicate_events)
+def sessionized_events(cfg: SessionizeConfig, flagged_df: DataFrame) -> DataFrame:
+    """Events flagged by `flag_duplicate_events`, without the duplicates, with sessions."""
+    return (flagged_df.where(~F.col("is_duplicate")).drop("is_duplicate")
             .transform(with_session_id, gap=cfg.session_gap, max_length=cfg.max_session_length))
 
 
@@ -55,13 +55,13 @@ def run_sessionize(spark: SparkSession, cfg: SessionizeConfig) -> RunCounts:
     """Sessionize one run date (or `all`); returns the counts recorded in ops.pipeline_runs.
 
     Write-audit-publish: events are sessionized once from a pinned version of bronze.events
-    into a staging area, sessions are summarized from the staged events, both batches are
-    validated, and only then are they applied to silver.events and silver.sessions.
+    into the run's staging area, sessions are summarized from the staged events, both batches
+    are validated, and only then are they applied to silver.events and silver.sessions.
     """
     log.info("sessionize config: %s", cfg)
     run_date = str(cfg.run_date)
     with (tracked_run(spark, "sessionize", run_date) as run,
-          staging_area(spark, run.run_id) as staging):
+          staging_area() as staging):
         ensure_table(spark, BRONZE)
         bronze_version = table_version(spark, BRONZE)
         bronze_df = spark.read.option("versionAsOf", bronze_version).table(BRONZE)
@@ -83,18 +83,25 @@ def run_sessionize(spark: SparkSession, cfg: SessionizeConfig) -> RunCounts:
                         .join(F.broadcast(scope_df), "user_id")
                         .where(F.col("event_ts") >= F.col("recompute_from")))
 
-        # Three independent figures: rows read and distinct events among them (one scan), and
-        # events written (from Delta's commit metrics); reconciliation compares them.
-        counted = input_df.agg(F.count(F.lit(1)), F.count_distinct("event_id")).first()
-        input_rows, distinct_rows = (int(counted[0]), int(counted[1])) if counted else (0, 0)
+        # Rows read and duplicates among them are observed as the events stream into the
+        # staging area; events written come from Delta's commit metrics, and the suites check
+        # the staged batch against rows read minus duplicates.
+        read = new_observation("sessionize-input")
+        flagged_df = (input_df.select(*EVENT_COLUMNS).transform(flag_duplicate_events)
+                      .observe(read, F.count(F.lit(1)).alias("rows"),
+                               F.count_if("is_duplicate").alias("duplicates")))
+        t0 = time.perf_counter()
+        events_df = staging.stage("silver_events", sessionized_events(cfg, flagged_df))
+        counts = observed(read, ["rows", "duplicates"], staging.rows["silver_events"])
+        input_rows, duplicate_rows = counts["rows"], counts["duplicates"]
         if input_rows == 0 and not cfg.allow_empty:
             raise EmptyInputError(BRONZE, run_date)
-        t0 = time.perf_counter()
-        events_df = staging.stage("silver_events", _sessionized(cfg, input_df))
+        # Events are held partitioned by user, so sessions summarize without a shuffle.
         sessions_df = staging.stage("silver_sessions",
                                     summarize_sessions(events_df, cfg.bot_events_per_minute))
         t1 = time.perf_counter()
-        validations = _validate(spark, cfg, run.run_id, events_df, sessions_df, distinct_rows)
+        validations = _validate(spark, cfg, run.run_id, events_df, sessions_df,
+                                input_rows - duplicate_rows)
         t2 = time.perf_counter()
         with publishing(spark, validations):
             if scope_df is None:
@@ -118,7 +125,7 @@ def run_sessionize(spark: SparkSession, cfg: SessionizeConfig) -> RunCounts:
         run.counts = RunCounts(
             input_rows=input_rows,
             output_rows=output_rows,
-            duplicate_rows=input_rows - distinct_rows,
+            duplicate_rows=duplicate_rows,
             details={
                 "mode": "rebuild" if scope_df is None else "incremental",
                 "bronze_version": bronze_version,
@@ -146,13 +153,14 @@ def _validate(
     """Both staged batches against their suites; events reference the staged sessions."""
     validate = partial(validate_batch, spark, run_id=run_id, job="sessionize",
                        run_date=cfg.run_date, data_root=cfg.data_root)
-    distinct_sessions = events_df.select(F.count_distinct("session_id")).first()
+    # a session per first event: counted from the events, independently of the summary
+    session_starts = events_df.where(F.col("session_seq") == 1).count()
     return [
         validate(events_df, table=SILVER_EVENTS,
                  parameters={"expected_rows": distinct_events},
                  references={SILVER_SESSIONS: sessions_df}),
         validate(sessions_df, table=SILVER_SESSIONS,
-                 parameters={"expected_rows": distinct_sessions[0] if distinct_sessions else 0,
+                 parameters={"expected_rows": session_starts,
                              "max_session_seconds": int(cfg.max_session_length.total_seconds())}),
     ]
 

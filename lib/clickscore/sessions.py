@@ -32,16 +32,22 @@ def _user_order() -> tuple[WindowSpec, WindowSpec]:
     return by_user, by_user.rowsBetween(Window.unboundedPreceding, Window.currentRow)
 
 
-def drop_duplicate_events(events_df: DataFrame) -> DataFrame:
-    """One row per event_id (rows sharing an id are exact duplicates of one source row).
+def flag_duplicate_events(events_df: DataFrame) -> DataFrame:
+    """Add `is_duplicate`: true on every row but the first of those sharing an event_id
+    (rows sharing an id are exact duplicates of one source row).
 
     Rows sharing an id share user and time (the id hashes every field), so in the per-user
     time order that sessionization sorts by anyway they are neighbours: no extra shuffle.
     """
     by_user, _ = _user_order()
     is_repeat = F.lag("event_id").over(by_user) == F.col("event_id")
-    return (events_df.withColumn("_is_repeat", F.coalesce(is_repeat, F.lit(False)))
-            .where(~F.col("_is_repeat")).drop("_is_repeat"))
+    return events_df.withColumn("is_duplicate", F.coalesce(is_repeat, F.lit(False)))
+
+
+def drop_duplicate_events(events_df: DataFrame) -> DataFrame:
+    """One row per event_id (see `flag_duplicate_events`)."""
+    return (events_df.transform(flag_duplicate_events)
+            .where(~F.col("is_duplicate")).drop("is_duplicate"))
 
 
 def with_session_id(events_df: DataFrame, gap: timedelta, max_length: timedelta) -> DataFrame:

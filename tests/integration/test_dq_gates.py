@@ -76,8 +76,8 @@ def test_clean_real_batches_pass_every_critical_check(empty_warehouse, data_root
                          ("silver.sessions", "session_id_unique"),
                          ("silver.sessions", "duration_within_max")]:
         assert (table, check, "all") in by_check
-    staged = Path(data_root) / "warehouse" / "_staging"
-    assert not staged.exists() or not any(staged.iterdir())
+    # every staged batch was released
+    assert spark._jsparkSession.sharedState().cacheManager().isEmpty()
 
 
 def test_a_corrupted_sessionize_batch_is_refused_and_silver_is_unchanged(
@@ -89,7 +89,8 @@ def test_a_corrupted_sessionize_batch_is_refused_and_silver_is_unchanged(
     before = {t: snapshot(spark, t) for t in versions}
     lost_session = read_table(spark, "silver.sessions").agg(F.min("session_id")).first()[0]
 
-    sessionized, summarize = sessionize_module._sessionized, sessionize_module.summarize_sessions
+    sessionized = sessionize_module.sessionized_events
+    summarize = sessionize_module.summarize_sessions
 
     def corrupted_events(cfg, input_df):
         events_df = sessionized(cfg, input_df)
@@ -102,7 +103,7 @@ def test_a_corrupted_sessionize_batch_is_refused_and_silver_is_unchanged(
         return summarize(events_df, bot_events_per_minute).where(
             F.col("session_id") != lost_session)
 
-    monkeypatch.setattr(sessionize_module, "_sessionized", corrupted_events)
+    monkeypatch.setattr(sessionize_module, "sessionized_events", corrupted_events)
     monkeypatch.setattr(sessionize_module, "summarize_sessions", sessions_missing_one)
     with pytest.raises(DataQualityError) as raised:
         sessionize(spark, data_root, "all")

@@ -1,42 +1,56 @@
-"""The write-audit-publish staging area: read back without recomputation, removed when the run
-ends (also on failure), and areas abandoned by killed runs swept once they are a day old."""
+"""The write-audit-publish staging area: a batch is computed once, later actions read what was
+staged, and every staged batch is released when the run ends, also on failure."""
 
 from __future__ import annotations
 
-import os
-import time
-from pathlib import Path
-
 import pytest
+from pyspark import StorageLevel
+from pyspark.sql import Observation
+from pyspark.sql import functions as F
 
-from clickscore.staging import staging_area
+from clickscore.staging import new_observation, observed, staging_area
 
 pytestmark = pytest.mark.integration
 
 
-def test_staging_areas_are_removed_and_abandoned_ones_swept(spark, data_root):
-    root = Path(data_root) / "warehouse" / "_staging"
-    killed = root / "killed-run"
-    (killed / "batch").mkdir(parents=True)
-    (killed / "batch" / "part-0.parquet").write_bytes(b"left behind")
-    two_days_ago = time.time() - 2 * 86_400
-    os.utime(killed, (two_days_ago, two_days_ago))
-    running = root / "running-run"
-    running.mkdir(parents=True)
+def holds_batches(spark) -> bool:
+    """Whether Spark's cache (the staging area's storage) holds any DataFrame."""
+    return not spark._jsparkSession.sharedState().cacheManager().isEmpty()
 
-    with staging_area(spark, "this-run") as area:
-        numbers_df = spark.range(5).selectExpr("id AS n", "id % 2 = 1 AS is_odd")
-        staged = area.stage("numbers", numbers_df, partition_by=["is_odd"])
+
+def test_a_staged_batch_is_computed_once_and_released_when_the_run_ends(spark):
+    assert not holds_batches(spark)
+    computed = Observation("computed")
+    numbers_df = (spark.range(5).selectExpr("id AS n", "id % 2 = 1 AS is_odd")
+                  .observe(computed, F.count(F.lit(1)).alias("rows")))
+    with staging_area() as area:
+        staged = area.stage("numbers", numbers_df)
+        assert area.rows == {"numbers": 5}
+        assert computed.get == {"rows": 5}
+        assert staged.storageLevel == StorageLevel.MEMORY_AND_DISK
         assert sorted((r.n, r.is_odd) for r in staged.collect()) == [
             (0, False), (1, True), (2, False), (3, True), (4, False)]
-        assert (root / "this-run" / "numbers" / "is_odd=true").is_dir()
-        assert not killed.exists()
-    assert not (root / "this-run").exists()
-    assert running.exists()
+        # read from storage: the plan scans the staged blocks, not the range
+        assert "InMemoryTableScan" in staged._jdf.queryExecution().executedPlan().toString()
+        assert holds_batches(spark)
+    assert not holds_batches(spark)
 
-    with pytest.raises(RuntimeError, match="stage failed"), \
-            staging_area(spark, "failing-run") as area:
+    with pytest.raises(RuntimeError, match="stage failed"), staging_area() as area:
         area.stage("numbers", spark.range(2))
+        assert holds_batches(spark)
         raise RuntimeError("stage failed")
-    assert not (root / "failing-run").exists()
-    running.rmdir()
+    assert not holds_batches(spark)
+
+
+def test_an_empty_batch_reports_zero_observed_rows_without_waiting(spark):
+    read = new_observation("read")
+    empty_df = spark.createDataFrame([], "n BIGINT").observe(read, F.count(F.lit(1)).alias("rows"))
+    with staging_area() as area:
+        area.stage("empty", empty_df)
+        assert observed(read, ["rows"], area.rows["empty"]) == {"rows": 0}
+
+    read = new_observation("read")
+    numbers_df = spark.range(3).observe(read, F.count(F.lit(1)).alias("rows"))
+    with staging_area() as area:
+        area.stage("numbers", numbers_df.where("id > 0"))
+        assert observed(read, ["rows"], area.rows["numbers"]) == {"rows": 3}

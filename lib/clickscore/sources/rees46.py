@@ -3,7 +3,7 @@ brand,price,user_id,user_session`, times like `2019-10-01 00:00:00 UTC`."""
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from clickscore.schemas import source_layout
@@ -26,13 +26,22 @@ EVENT_TYPES = {
 }
 
 
+def event_time(text: Column) -> Column:
+    """`2019-10-01 00:00:04 UTC` -> timestamp. Times in exactly that shape take a cast (it
+    reads the zone; a fifth of the cost of a pattern with a zone name); any other zone still
+    parses with the pattern, and anything else is null (an invalid timestamp)."""
+    trimmed = F.trim(text)
+    is_utc = (F.length(trimmed) == 23) & trimmed.endswith(" UTC")
+    return (F.when(is_utc, trimmed.try_cast("timestamp"))
+            .otherwise(F.try_to_timestamp(trimmed, F.lit("yyyy-MM-dd HH:mm:ss z"))))
+
+
 def to_canonical(raw_df: DataFrame) -> DataFrame:
     """Type the REES46 raw columns into the canonical event."""
     return raw_df.select(
         "*",
         event_id(NAME, source_layout(NAME).names).alias("event_id"),
-        F.try_to_timestamp(F.trim(raw("event_time")), F.lit("yyyy-MM-dd HH:mm:ss z"))
-        .alias("event_ts"),
+        event_time(raw("event_time")).alias("event_ts"),
         as_long(raw("user_id")).alias("user_id"),
         as_long(raw("product_id")).alias("item_id"),
         mapped(raw("event_type"), EVENT_TYPES).alias("event_type"),
