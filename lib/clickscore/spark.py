@@ -40,9 +40,6 @@ def local_defaults(data_root: str, *, ui: bool = False) -> dict[str, str]:
         "spark.sql.adaptive.enabled": "true",
         # Delta rebuilds table state with 50 tasks by default: far too many for small tables.
         "spark.databricks.delta.snapshotPartitions": str(max(2, cores)),
-        # Staged batches (see staging.py) are held uncompressed: on the 10M-event benchmark
-        # compressing them cost 12 s of a 56 s stage and saved only a fifth of the memory.
-        "spark.sql.inMemoryColumnarStorage.compressed": "false",
         "spark.ui.enabled": "true" if ui else "false",
         "spark.ui.showConsoleProgress": "false",
     }
