@@ -51,11 +51,13 @@ def _parameters(contract: FeatureContract, vocab_version: str, sizes: dict[str, 
 
 
 def _active_users(coded_df: DataFrame, cutoffs: list[datetime], lookback: timedelta) -> int:
-    """Users with events in the lookback of each cutoff, summed over cutoffs."""
-    total = 0
-    for cutoff in cutoffs:
-        total += history(coded_df, cutoff, lookback).select("user_id").distinct().count()
-    return total
+    """Users with events in the lookback of each cutoff, summed over cutoffs (one action)."""
+    users_df = history(coded_df, cutoffs[0], lookback).select(
+        "user_id", F.lit(cutoffs[0]).alias("cutoff"))
+    for cutoff in cutoffs[1:]:
+        users_df = users_df.unionByName(history(coded_df, cutoff, lookback).select(
+            "user_id", F.lit(cutoff).alias("cutoff")))
+    return users_df.distinct().count()
 
 
 def run_features(spark: SparkSession, cfg: FeaturesConfig) -> RunCounts:

@@ -107,9 +107,7 @@ def overwrite(
     spark: SparkSession, df: DataFrame, table: str, *, run_date: str | None = None
 ) -> dict[str, int]:
     """Replace the whole table's content in one commit (a full rebuild)."""
-    schema = ensure_table(spark, table)
-    _conformed(df, schema, run_date).writeTo(table).overwrite(F.lit(True))
-    return last_operation_metrics(spark, table)
+    return replace_where(spark, df, table, F.lit(True), run_date=run_date)
 
 
 def replace_where(

@@ -68,18 +68,20 @@ def check_feature_frame(df: DataFrame, contract: FeatureContract, *,
     problems = [f"{name}: expected {kind}, found {found.get(name, 'nothing')}"
                 for name, kind in expected.items() if found.get(name) != kind]
     if not problems:
-        versions = {r[0] for r in df.select("feature_version").distinct().limit(2).collect()}
-        if versions - {contract.version}:
-            problems.append(f"feature_version: expected {contract.version}, found "
-                            f"{sorted(versions)}")
         lengths = {c: contract.sequence_length for c in contract.sequences}
         if with_labels:
             lengths |= {"next_items": contract.next_items,
                         "target_seq": contract.sequence_length}
-        wrong = df.select([F.max(F.abs(F.size(c) - n)).alias(c) for c, n in lengths.items()]
-                          ).first()
+        # one scan: the versions present and, per array column, the largest length error
+        found_row = df.select(
+            F.collect_set("feature_version").alias("_versions"),
+            *[F.max(F.abs(F.size(c) - n)).alias(c) for c, n in lengths.items()]).first()
+        versions = set(found_row["_versions"]) if found_row else set()
+        if versions - {contract.version}:
+            problems.append(f"feature_version: expected {contract.version}, found "
+                            f"{sorted(versions)}")
         problems += [f"{c}: arrays must have length {lengths[c]}"
-                     for c in lengths if wrong and wrong[c]]
+                     for c in lengths if found_row and found_row[c]]
     if problems:
         raise FeatureContractError(contract.version, problems)
 

@@ -64,14 +64,19 @@ def build_vocab(spark: SparkSession, cfg: VocabConfig) -> str:
         (ts >= F.lit(cfg.window_start)) & (ts < F.lit(cfg.window_end)))
     tables = {table: vocab_rows(events_df, column, cfg.min_support).localCheckpoint()
               for table, column in VOCABS.items()}
-    if tables["ml.item_vocab"].isEmpty():
+    digest = hashlib.sha256(f"{cfg.window_start}|{cfg.window_end}|{cfg.min_support}".encode())
+    sizes = {}
+    for table, column in VOCABS.items():
+        # one action per vocabulary: its content digest and its size
+        content = tables[table].select(
+            F.sha2(F.concat_ws(",", F.sort_array(F.collect_list(
+                F.concat_ws(":", F.col(column).cast("string"), "idx", "support")))), 256),
+            F.count(F.lit(1))).first()
+        digest.update((content[0] if content else "").encode())
+        sizes[table] = content[1] if content else 0
+    if not sizes["ml.item_vocab"]:
         raise VocabularyError(f"no item has {cfg.min_support}+ non-bot events in silver.events "
                               f"in [{cfg.window_start}, {cfg.window_end})")
-    digest = hashlib.sha256(f"{cfg.window_start}|{cfg.window_end}|{cfg.min_support}".encode())
-    for table, column in VOCABS.items():
-        content = tables[table].select(F.sha2(F.concat_ws(",", F.sort_array(F.collect_list(
-            F.concat_ws(":", F.col(column).cast("string"), "idx", "support")))), 256)).first()
-        digest.update((content[0] if content else "").encode())
     version = "v" + digest.hexdigest()[:12]
     for table, rows_df in tables.items():
         merge_insert_new(spark, rows_df.select(
@@ -79,7 +84,7 @@ def build_vocab(spark: SparkSession, cfg: VocabConfig) -> str:
             F.lit(cfg.window_start).alias("window_start"),
             F.lit(cfg.window_end).alias("window_end"),
             F.lit(cfg.min_support).cast("bigint").alias("min_support")), table)
-    log.info("vocab %s: %s", version, {t: df.count() for t, df in tables.items()})
+    log.info("vocab %s: %s", version, sizes)
     return version
 
 
