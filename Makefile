@@ -13,9 +13,11 @@ DATA_ROOT ?= .clickscore
 $(STAMP): pyproject.toml uv.lock
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
-	UV_PROJECT_ENVIRONMENT=$(VENV) $(VENV)/bin/uv sync --frozen --inexact --extra dev
-	$(VENV)/bin/python -m clickscore.spark --fetch-jars
-	$(VENV)/bin/python -m clickscore.dq.docs_assets --fetch
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(VENV)/bin/uv sync --quiet --frozen --inexact --extra dev
+	@echo "fetching the Delta jars (Maven Central) and the Data Docs assets (npm registry)"
+	@$(VENV)/bin/python -m clickscore.core.spark --fetch-jars > $(VENV)/setup.log 2>&1 && \
+	  $(VENV)/bin/python -m clickscore.dq.docs_assets --fetch >> $(VENV)/setup.log 2>&1 || \
+	  { tail -n 40 $(VENV)/setup.log; exit 1; }
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -32,14 +32,18 @@ import duckdb
 import psutil
 from pyspark.sql import SparkSession
 
-from clickscore.config import GenerateConfig, IngestConfig, RunDate, SessionizeConfig
-from clickscore.generate import generate
-from clickscore.ingest import checked_events, run_ingest, staged_rows
-from clickscore.landing import list_files, read_raw
-from clickscore.sessionize import run_sessionize, sessionized_events
-from clickscore.sessions import EVENT_COLUMNS, flag_duplicate_events
-from clickscore.sources import get_adapter
-from clickscore.spark import get_spark
+from clickscore.core.config import RunDate
+from clickscore.core.spark import get_spark
+from clickscore.demo.config import GenerateConfig
+from clickscore.demo.generator import generate
+from clickscore.ingest.config import IngestConfig
+from clickscore.ingest.job import run_ingest
+from clickscore.ingest.reader import list_files, read_raw
+from clickscore.ingest.sources import get_adapter
+from clickscore.ingest.transforms import checked_events, staged_rows
+from clickscore.sessionize.config import SessionizeConfig
+from clickscore.sessionize.job import run_sessionize, sessionized_events
+from clickscore.sessionize.transforms import event_columns, flag_duplicate_events
 
 ROWS_PER_USER_DAY = 3.9  # measured on the generator's defaults
 
@@ -133,7 +137,7 @@ def compute_floors(spark: SparkSession, landing: Path, data_root: Path) -> dict[
     t0 = time.perf_counter()
     staged_rows(checked_events(raw_df, cfg)).write.format("noop").mode("overwrite").save()
     parse = time.perf_counter() - t0
-    bronze_df = spark.read.table("bronze.events").select(*EVENT_COLUMNS)
+    bronze_df = spark.read.table("bronze.events").select(*event_columns())
     t0 = time.perf_counter()
     sessionize_cfg = SessionizeConfig(run_date=RunDate.parse("all"), data_root=str(data_root))
     (sessionized_events(sessionize_cfg, flag_duplicate_events(bronze_df))

@@ -19,10 +19,11 @@ from datetime import UTC, timedelta
 from bench_etl import PeakRss, save_figures  # type: ignore[import-not-found]
 from pyspark.sql import functions as F
 
-from clickscore.config import FeaturesConfig, parse_windows
-from clickscore.features_job import run_features
-from clickscore.spark import get_spark
-from clickscore.vocab import VocabConfig, build_vocab
+from clickscore.core.config import parse_windows
+from clickscore.core.spark import get_spark
+from clickscore.features.config import FeaturesConfig, VocabConfig
+from clickscore.features.job import run_features
+from clickscore.features.vocab_job import build_vocab
 
 
 def main() -> None:

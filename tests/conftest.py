@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
-from clickscore.spark import DATABASES, get_spark
+from clickscore.core.spark import DATABASES, get_spark
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 REES46_FILE = SHARED_DATA / "rees46_multicategory_2019oct_head" / "2019-Oct_head17434.csv.gz"
@@ -42,12 +42,16 @@ def spark(data_root: str) -> SparkSession:
     session.stop()
 
 
-@pytest.fixture
-def empty_warehouse(spark: SparkSession) -> SparkSession:
-    """Drop every clickscore table so the test starts from an empty warehouse."""
+def drop_all_tables(spark: SparkSession) -> None:
     for database in DATABASES:
         for table in spark.catalog.listTables(database):
             spark.sql(f"DROP TABLE IF EXISTS {database}.{table.name}")
+
+
+@pytest.fixture
+def empty_warehouse(spark: SparkSession) -> SparkSession:
+    """Drop every clickscore table so the test starts from an empty warehouse."""
+    drop_all_tables(spark)
     return spark
 
 

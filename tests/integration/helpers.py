@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlparse
+
 from pyspark.sql import DataFrame, SparkSession
 
-from clickscore.config import IngestConfig, RunDate, SessionizeConfig
-from clickscore.ingest import run_ingest
-from clickscore.runs import RunCounts
-from clickscore.sessionize import run_sessionize
-from clickscore.tables import table_version
+from clickscore.core.config import RunDate
+from clickscore.core.delta import table_version
+from clickscore.core.runs import RunCounts
+from clickscore.ingest.config import IngestConfig
+from clickscore.ingest.job import run_ingest
+from clickscore.sessionize.config import SessionizeConfig
+from clickscore.sessionize.job import run_sessionize
 
 
 def ingest(spark: SparkSession, data_root: str, source: str, path, run_date: str,
@@ -38,3 +45,43 @@ def run_rows(spark: SparkSession, job: str) -> list[tuple]:
     return [tuple(r) for r in spark.sql(f"""
         SELECT run_date, status, input_rows, output_rows, quarantined_rows, duplicate_rows
         FROM ops.pipeline_runs WHERE job = '{job}' ORDER BY started_at""").collect()]
+
+
+class WarehouseStates:
+    """Warehouses several tests start from, each built once per test session.
+
+    The first test that asks for a state builds it (running the real stages) and continues
+    on it; its tables are then frozen as copies of their Delta folders. Every later test gets
+    an empty warehouse with each table restored as a SHALLOW CLONE of its frozen copy: only
+    metadata is written, the test's own writes go to the clone, and the frozen copy never
+    changes. The counts the build's runs returned are kept with the state.
+    """
+
+    def __init__(self, spark: SparkSession, root: Path) -> None:
+        self.spark = spark
+        self.root = root
+        self.counts: dict[str, dict[str, RunCounts]] = {}
+
+    def start_from(self, name: str, build: Callable[[], dict[str, RunCounts]]
+                   ) -> dict[str, RunCounts]:
+        from tests.conftest import drop_all_tables
+
+        drop_all_tables(self.spark)
+        frozen = self.root / name
+        if name in self.counts:
+            for folder in sorted(frozen.iterdir()):
+                self.spark.sql(f"CREATE TABLE {folder.name} SHALLOW CLONE delta.`{folder}`")
+            return self.counts[name]
+        counts = build()
+        for database, table in self._tables():
+            location = self.spark.sql(f"DESCRIBE DETAIL {database}.{table}").first()[
+                "location"]
+            shutil.copytree(urlparse(location).path, frozen / f"{database}.{table}")
+        self.counts[name] = counts
+        return counts
+
+    def _tables(self) -> list[tuple[str, str]]:
+        from clickscore.core.spark import DATABASES
+
+        return [(database, t.name) for database in DATABASES
+                for t in self.spark.catalog.listTables(database)]

@@ -7,7 +7,7 @@ import gzip
 
 import pytest
 
-from clickscore.errors import EmptyInputError, SchemaDriftError
+from clickscore.core.errors import EmptyInputError, SchemaDriftError
 from tests.integration.helpers import ingest, run_rows, sessionize
 
 pytestmark = pytest.mark.integration

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -73,13 +74,34 @@ def test_a_job_under_spark_submit_keeps_the_submitters_master_and_conf(tmp_path,
          "--conf", "spark.sql.shuffle.partitions=3",
          str(Path(__file__).resolve().parents[2] / "jobs" / "ingest.py"),
          "--source", "rees46", "--input", str(rees46_file), "--run-date", "2019-10-01",
-         "--data-root", str(root)],
+         "--data-root", str(root), "--verbose"],
         capture_output=True, text=True, env=env, timeout=600, check=False, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    logs = result.stdout + result.stderr  # spark-submit sends the driver's log to stdout
+    # spark-submit sends the driver's log to stdout; --verbose shows the debug lines
+    logs = result.stdout + result.stderr
     assert "master=local[1] submitted=True shuffle.partitions=3" in logs
     assert "'input_rows': 17434" in logs
     query = run("sql", "SELECT count(*) AS n FROM bronze.events", "--format", "csv",
                 data_root=root)
     assert query.returncode == 0, query.stderr[-3000:]
     assert query.stdout.split() == ["n", "17434"]
+
+
+def test_the_demo_runs_every_stage_within_its_line_budget(tmp_path):
+    """`clickscore demo` shows each stage's summary line and the summary tables, not the
+    chatter of Spark, Ivy, the metastore or GX: at most 60 lines in all."""
+    demo = run("demo", "--days", "3", "--users", "300", data_root=tmp_path / "demo")
+    assert demo.returncode == 0, demo.stderr[-3000:]
+    lines = (demo.stdout + demo.stderr).splitlines()
+    assert len(lines) <= 60, "\n".join(lines)
+    summaries = [line for line in lines if re.search(r": [\d,]+ in -> [\d,]+ out.*; gate passed;"
+                                                     r" [\d.]+s$", line)]
+    days = ("2019-10-01", "2019-10-02", "2019-10-03")
+    expected = ([f"{stage} {day}:" for day in days for stage in ("ingest", "sessionize")]
+                + ["training_examples 2019-10-02T12:00:00+00:00..2019-10-03T18:00:00+00:00:",
+                   "features 2019-10-04T00:00:00+00:00:"])
+    assert [line.split(" ", 1)[1].split(": ")[0] + ":" for line in summaries] == expected
+    # every run is in the runs table, the first day's included
+    table = demo.stdout.split("Pipeline runs (ops.pipeline_runs):")[1].split("\n\n")[0]
+    assert len(table.strip().splitlines()) == 1 + len(expected)
+    assert "2019-10-01 succeeded" in table

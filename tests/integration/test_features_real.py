@@ -9,11 +9,12 @@ from datetime import timedelta
 import pytest
 from pyspark.sql import functions as F
 
-from clickscore import features_job
-from clickscore.config import FeaturesConfig, TrainingExamplesConfig, parse_windows
-from clickscore.errors import DataQualityError
-from clickscore.features_job import run_features, run_training_examples
-from clickscore.tables import read_table, table_version
+from clickscore.core.config import parse_windows
+from clickscore.core.delta import read_table, table_version
+from clickscore.core.errors import DataQualityError
+from clickscore.features import job as features_job
+from clickscore.features.config import FeaturesConfig, TrainingExamplesConfig
+from clickscore.features.job import run_features, run_training_examples
 from tests.conftest import utc
 from tests.integration.helpers import ingest, same_rows, sessionize, snapshot
 
@@ -104,10 +105,7 @@ def test_taobao_training_examples_count_split_and_rebuild_identically(
 
 
 def test_rees46_features_in_minutes_count_users_rebuild_identically_and_are_gated(
-        empty_warehouse, data_root, rees46_file, monkeypatch):
-    spark = empty_warehouse
-    ingest(spark, data_root, "rees46", rees46_file, "all")
-    sessionize(spark, data_root, "all")
+        spark, rees46_all, data_root, monkeypatch):
     # the sample spans 2019-10-01 00:00-02:50 UTC
     run_training_examples(spark, TrainingExamplesConfig(
         cutoffs=(utc(2019, 10, 1, 1, 0), utc(2019, 10, 1, 1, 40), utc(2019, 10, 1, 2, 20)),
@@ -150,7 +148,7 @@ def test_rees46_features_in_minutes_count_users_rebuild_identically_and_are_gate
                 .unionByName(first))
 
     version = table_version(spark, "gold.user_features")
-    monkeypatch.setattr("clickscore.features_job.user_features", corrupted)
+    monkeypatch.setattr("clickscore.features.job.user_features", corrupted)
     with pytest.raises(DataQualityError) as raised:
         run_features(spark, cfg)
     assert {("gold.user_features", check) for check in (

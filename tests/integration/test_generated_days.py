@@ -9,8 +9,8 @@ from datetime import date, timedelta
 import pytest
 from pyspark.sql import functions as F
 
-from clickscore.config import GenerateConfig
-from clickscore.generate import BOT_USER_ID, generate
+from clickscore.demo.config import GenerateConfig
+from clickscore.demo.generator import BOT_USER_ID, generate
 from tests.integration.helpers import ingest, run_rows, same_rows, sessionize, snapshot
 
 pytestmark = pytest.mark.integration
@@ -74,6 +74,13 @@ def test_incremental_days_equal_a_rebuild_and_match_the_manifest(empty_warehouse
     assert (rebuild.input_rows, rebuild.output_rows, rebuild.duplicate_rows) == (
         manifest["clean_events"] + manifest["duplicate_rows"], manifest["distinct_events"],
         manifest["clean_events"] + manifest["duplicate_rows"] - manifest["distinct_events"])
+    # each day's ingest read exactly its file's lines, quarantined exactly its dirty rows
+    days = [(start + timedelta(days=i)).isoformat() for i in range(len(manifest["files"]))]
+    assert run_rows(spark, "ingest") == [
+        (day, "succeeded", f["rows"], f["rows"] - f["dirty_rows"], f["dirty_rows"], 0)
+        for day, f in zip(days, (manifest["per_file"][n] for n in manifest["files"]),
+                          strict=True)]
+    assert sum(f["rows"] for f in manifest["per_file"].values()) == manifest["total_rows"]
     runs = run_rows(spark, "sessionize")
     assert [r[1] for r in runs] == ["succeeded"] * 4
     for _, _, rows_in, rows_out, _, duplicates in runs:

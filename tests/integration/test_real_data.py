@@ -16,13 +16,12 @@ pytestmark = pytest.mark.integration
 TABLES = ("bronze.events", "quarantine.events", "silver.events", "silver.sessions")
 
 
-def test_rees46_reconciles_and_a_second_run_changes_nothing(empty_warehouse, data_root,
+def test_rees46_reconciles_and_a_second_run_changes_nothing(spark, rees46_day, data_root,
                                                              rees46_file):
-    spark = empty_warehouse
-    first_ingest = ingest(spark, data_root, "rees46", rees46_file, "2019-10-01")
+    first_ingest = rees46_day["ingest"]
     assert first_ingest.as_dict() == {"input_rows": 17_434, "output_rows": 17_434,
                                       "quarantined_rows": 0, "duplicate_rows": 0}
-    first_sessionize = sessionize(spark, data_root, "2019-10-01")
+    first_sessionize = rees46_day["sessionize"]
     # The sample holds 5 exact duplicate rows (data README).
     assert first_sessionize.as_dict() == {"input_rows": 17_434, "output_rows": 17_429,
                                           "quarantined_rows": 0, "duplicate_rows": 5}
@@ -45,11 +44,7 @@ def test_rees46_reconciles_and_a_second_run_changes_nothing(empty_warehouse, dat
         ("2019-10-01", "succeeded", 17_434, 17_429, 0, 5)] * 2
 
 
-def test_rees46_event_mix_and_the_shared_source_session(empty_warehouse, data_root,
-                                                        rees46_file):
-    spark = empty_warehouse
-    ingest(spark, data_root, "rees46", rees46_file, "all")
-    sessionize(spark, data_root, "all")
+def test_rees46_event_mix_and_the_shared_source_session(spark, rees46_all):
     mix = {r.event_type: r["count"] for r in
            spark.table("bronze.events").groupBy("event_type").count().collect()}
     assert mix == {"view": 17_055, "cart": 165, "purchase": 214}

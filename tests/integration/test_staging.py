@@ -8,7 +8,7 @@ from pyspark import StorageLevel
 from pyspark.sql import Observation
 from pyspark.sql import functions as F
 
-from clickscore.staging import new_observation, observed, staging_area
+from clickscore.core.staging import new_observation, observed, staging_area
 
 pytestmark = pytest.mark.integration
 

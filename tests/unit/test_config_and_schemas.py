@@ -6,16 +6,12 @@ from datetime import date, timedelta
 
 import pytest
 
-from clickscore.config import (
-    IngestConfig,
-    RunDate,
-    SessionizeConfig,
-    parse_duration,
-    resolve_data_root,
-)
-from clickscore.errors import SchemaDriftError
-from clickscore.runs import RunCounts
-from clickscore.schemas import source_layout, table_schema
+from clickscore.core.config import RunDate, parse_duration, resolve_data_root
+from clickscore.core.contracts import source_layout, table_schema
+from clickscore.core.errors import SchemaDriftError
+from clickscore.core.runs import RunCounts
+from clickscore.ingest.config import IngestConfig
+from clickscore.sessionize.config import SessionizeConfig
 
 
 def test_run_date_parses_dates_and_all_and_rejects_anything_else():

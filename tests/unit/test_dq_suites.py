@@ -8,9 +8,10 @@ from datetime import UTC, datetime, timedelta
 import great_expectations as gx
 import pytest
 
+from clickscore.core.contracts import table_schema
+from clickscore.core.paths import suite_tables
 from clickscore.dq.expectations import ExpectColumnValueSharesToMatchReference
 from clickscore.dq.suites import Check, Trailing, plan_check, suite_spec
-from clickscore.schemas import suite_tables, table_schema
 
 
 def test_every_suite_loads_and_names_only_columns_its_table_has():

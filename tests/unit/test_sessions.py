@@ -7,9 +7,9 @@ from datetime import timedelta
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from clickscore.sessions import (
-    EVENT_COLUMNS,
+from clickscore.sessionize.transforms import (
     drop_duplicate_events,
+    event_columns,
     recompute_scope,
     summarize_sessions,
     with_session_id,
@@ -34,7 +34,7 @@ def events(spark, rows):
         F.lit(None).cast("string").alias("category_code"),
         F.lit(None).cast("string").alias("brand"), "price", "source_session_id",
         F.lit("test").alias("source"), F.to_date("event_ts").alias("event_date"),
-    ).select(*EVENT_COLUMNS)
+    ).select(*event_columns())
 
 
 def session_numbers(spark, df):

@@ -10,15 +10,16 @@ import pytest
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from clickscore.config import TrainingExamplesConfig, parse_windows
-from clickscore.user_features import (
-    feature_contract,
+from clickscore.core.config import parse_windows
+from clickscore.features.config import TrainingExamplesConfig
+from clickscore.features.contract import feature_contract
+from clickscore.features.transforms import (
     labels,
     user_features,
+    vocab_rows,
     with_codes,
     with_labels,
 )
-from clickscore.vocab import vocab_rows
 from tests.conftest import utc
 
 T = utc(2019, 10, 2)
@@ -135,6 +136,33 @@ def test_vocab_orders_by_support_then_id_from_index_2_above_min_support(spark):
     assertDataFrameEqual(got, expected)
 
 
+def test_vocab_ranks_many_support_levels_without_moving_every_id_to_one_partition(spark):
+    # ids 0..59: id k has support 1 + k % 7, so seven levels with ties broken by id
+    rows = [(i * 100 + j, k) for k in range(60) for j in range(1 + k % 7) for i in [k]]
+    df = spark.createDataFrame(rows, "n bigint, item_id bigint").repartition(4)
+    ranked = vocab_rows(df, "item_id", min_support=1)
+    plan = ranked._jdf.queryExecution().executedPlan().toString()
+    assert "SinglePartition" not in plan, plan
+    expected = sorted(range(60), key=lambda k: (-(1 + k % 7), k))
+    got = {r.item_id: r.idx for r in ranked.collect()}
+    assert [got[k] for k in expected] == list(range(2, 62))
+
+
+def test_the_vocab_digest_ignores_row_order_and_sees_any_changed_row(spark):
+    from clickscore.features.vocab_job import _content_digest
+
+    rows = [(k, k + 2, 100 - k) for k in range(50)]
+    schema = "item_id bigint, idx int, support bigint"
+    digest = _content_digest(spark.createDataFrame(rows, schema).repartition(3), "item_id")
+    shuffled = spark.createDataFrame(list(reversed(rows)), schema).coalesce(1)
+    assert _content_digest(shuffled, "item_id") == digest
+    assert digest[0] == 50
+    changed = [*rows[:-1], (49, 52, 52)]  # one support differs
+    assert _content_digest(spark.createDataFrame(changed, schema), "item_id") != digest
+    swapped = [(0, 3, 100), (1, 2, 99), *rows[2:]]  # two indices trade places
+    assert _content_digest(spark.createDataFrame(swapped, schema), "item_id") != digest
+
+
 def test_a_cutoff_whose_labels_cross_a_split_boundary_is_refused():
     common = {"validation_from": utc(2019, 10, 8), "test_from": utc(2019, 10, 15),
               "data_root": "/tmp/x", "horizon": timedelta(days=7)}
@@ -146,8 +174,8 @@ def test_a_cutoff_whose_labels_cross_a_split_boundary_is_refused():
 
 
 def test_the_feature_contract_check_accepts_built_rows_and_names_what_differs(spark):
-    from clickscore.errors import FeatureContractError
-    from clickscore.user_features import check_feature_frame
+    from clickscore.core.errors import FeatureContractError
+    from clickscore.features.contract import check_feature_frame
 
     built = features(spark, HISTORY)
     check_feature_frame(built, CONTRACT)

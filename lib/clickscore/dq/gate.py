@@ -19,7 +19,8 @@ from great_expectations.expectations.expectation import Expectation
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from clickscore.config import RunDate
+from clickscore.core.config import RunDate
+from clickscore.core.errors import DataQualityError
 from clickscore.dq.context import batch_definition, data_docs_index, dq_dir, gx_context
 from clickscore.dq.docs_assets import localize_pages
 from clickscore.dq.results import (
@@ -30,7 +31,6 @@ from clickscore.dq.results import (
     trailing_observations,
 )
 from clickscore.dq.suites import Planned, SuiteSpec, plan_check, suite_spec
-from clickscore.errors import DataQualityError
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def validate_batch(
     validation = BatchValidation(
         run_id=run_id, job=job, table=table, run_date=str(run_date), batch_rows=batch_rows,
         results=tuple(results), skipped=skipped, validated_at=datetime.now(UTC))
-    log.info("validated %s batch of %d rows for %s in %.1fs: %d checks, %d critical "
+    log.debug("validated %s batch of %d rows for %s in %.1fs: %d checks, %d critical "
              "failure(s), %d warning(s)", table, batch_rows, run_date,
              time.perf_counter() - started, len(results), len(validation.critical_failures),
              len(validation.warnings))

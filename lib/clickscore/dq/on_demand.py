@@ -14,13 +14,16 @@ from datetime import timedelta
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from clickscore.config import DqRunConfig, IngestConfig, SessionizeConfig
+from clickscore.core.contracts import table_schema
+from clickscore.core.delta import read_table
+from clickscore.core.errors import DataQualityError
+from clickscore.dq.config import DqRunConfig
 from clickscore.dq.gate import validate_batch
 from clickscore.dq.results import BatchValidation, record_results
-from clickscore.errors import DataQualityError
-from clickscore.schemas import table_schema
-from clickscore.tables import read_table
-from clickscore.user_features import feature_contract
+from clickscore.features.contract import feature_contract
+from clickscore.ingest.config import IngestConfig
+from clickscore.ingest.sources import source_names
+from clickscore.sessionize.config import SessionizeConfig
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,7 @@ def run_dq(spark: SparkSession, cfg: DqRunConfig) -> BatchValidation:
     parameters: dict[str, object] = {
         # the stages' defaults and the feature contract, for the checks that take them
         "max_price": IngestConfig.max_price,
+        "sources": list(source_names()),
         "max_session_seconds": int(SessionizeConfig.max_session_length.total_seconds()),
         "sequence_length": contract.sequence_length,
         "next_items": contract.next_items,

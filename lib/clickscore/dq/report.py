@@ -8,10 +8,11 @@ from typing import TextIO
 
 from pyspark.sql import SparkSession
 
+from clickscore.core.delta import ensure_table
+from clickscore.core.display import print_query
+from clickscore.dq.config import DqReportConfig
 from clickscore.dq.context import data_docs_index
 from clickscore.dq.results import RESULTS_TABLE
-from clickscore.report import print_query
-from clickscore.tables import ensure_table
 
 
 def print_dq_report(
@@ -42,3 +43,9 @@ def print_dq_report(
         FROM {RESULTS_TABLE} {where} {'AND' if where else 'WHERE'} NOT success
         ORDER BY validated_at DESC, table_name, check_name""", fmt=fmt, out=out)
     out.write(f"\nData Docs: {data_docs_index(data_root)}\n")
+
+
+def run_dq_report(spark: SparkSession, cfg: DqReportConfig) -> None:
+    """`clickscore dq report`."""
+    print_dq_report(spark, cfg.data_root, fmt=cfg.format,
+                    run_date=str(cfg.run_date) if cfg.run_date else None)

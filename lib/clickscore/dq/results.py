@@ -12,8 +12,8 @@ from typing import Any
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from clickscore.schemas import table_schema
-from clickscore.tables import append, read_table
+from clickscore.core.contracts import table_schema
+from clickscore.core.delta import append, read_table
 
 RESULTS_TABLE = "ops.dq_results"
 SAMPLE_SIZE = 20

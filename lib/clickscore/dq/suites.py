@@ -26,9 +26,9 @@ import yaml
 from great_expectations.expectations.expectation import Expectation
 from great_expectations.expectations.metadata_types import FailureSeverity
 
-from clickscore.config import parse_duration
+from clickscore.core.config import parse_duration
+from clickscore.core.paths import schemas_dir
 from clickscore.dq import expectations as custom
-from clickscore.schemas import schemas_dir
 
 SEVERITIES = ("critical", "warning")
 PARAMETER = "$PARAMETER"

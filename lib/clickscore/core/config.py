@@ -1,0 +1,102 @@
+"""Config primitives every stage shares: the data root, run dates, durations, timestamps and
+aggregation windows. Each stage's own typed config lives in its package (`<stage>/config.py`).
+The run date is always given, never now()."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+
+DATA_ROOT_ENV = "CLICKSCORE_DATA_ROOT"
+DEFAULT_DATA_ROOT = ".clickscore"
+
+_URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|ms|s|m|min|h|d)\s*$")
+_UNITS = {"us": timedelta(microseconds=1), "ms": timedelta(milliseconds=1),
+          "s": timedelta(seconds=1), "m": timedelta(minutes=1), "min": timedelta(minutes=1),
+          "h": timedelta(hours=1), "d": timedelta(days=1)}
+
+
+def parse_duration(text: str) -> timedelta:
+    """`30m`, `90s`, `24h`, `7d` -> timedelta."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f"duration must look like 30m, 90s, 24h or 7d, got {text!r}")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def format_duration(delta: timedelta) -> str:
+    """timedelta -> the shortest exact `30m` / `24h` / `7d` form `parse_duration` reads."""
+    micros = delta // _UNITS["us"]
+    for unit in ("d", "h", "m", "s", "ms"):
+        size = _UNITS[unit] // _UNITS["us"]
+        if micros and micros % size == 0:
+            return f"{micros // size}{unit}"
+    return f"{micros}us"
+
+
+def parse_timestamp(text: str) -> datetime:
+    """ISO date or timestamp -> aware UTC datetime (naive input is taken as UTC)."""
+    value = datetime.fromisoformat(text)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def resolve_data_root(value: str | None = None) -> str:
+    """The data root: the argument, else $CLICKSCORE_DATA_ROOT, else ./.clickscore.
+
+    Local paths are made absolute so that every process (and Derby) sees the same place;
+    URIs (s3a://, abfss://, file://) are kept as given.
+    """
+    root = value or os.environ.get(DATA_ROOT_ENV) or DEFAULT_DATA_ROOT
+    if _URI.match(root):
+        return root.rstrip("/")
+    return str(Path(root).expanduser().resolve())
+
+
+@dataclass(frozen=True)
+class RunDate:
+    """A run's logical date (`YYYY-MM-DD`), or `all` for a whole-input backfill."""
+
+    day: date | None
+
+    @classmethod
+    def parse(cls, text: str) -> RunDate:
+        if text == "all":
+            return cls(None)
+        try:
+            return cls(date.fromisoformat(text))
+        except ValueError:
+            raise ValueError(f"run date must be YYYY-MM-DD or 'all', got {text!r}") from None
+
+    @property
+    def is_all(self) -> bool:
+        return self.day is None
+
+    def start(self) -> datetime:
+        """Midnight UTC at the start of the run date."""
+        if self.day is None:
+            raise ValueError("run date 'all' has no start")
+        return datetime.combine(self.day, time(0), tzinfo=UTC)
+
+    def __str__(self) -> str:
+        return "all" if self.day is None else self.day.isoformat()
+
+
+def positive(name: str, value: float | timedelta) -> None:
+    is_positive = value > timedelta(0) if isinstance(value, timedelta) else value > 0
+    if not is_positive:
+        raise ValueError(f"{name} must be positive, got {value}")
+
+
+def parse_windows(text: str) -> tuple[tuple[str, timedelta], ...]:
+    """`1d,7d,30d` or `10m,30m,60m` -> ((label, duration), ...), shortest first."""
+    windows = tuple((part.strip(), parse_duration(part)) for part in text.split(",")
+                    if part.strip())
+    if not windows:
+        raise ValueError("give at least one window, e.g. 1d,7d,30d")
+    return tuple(sorted(windows, key=lambda w: w[1]))

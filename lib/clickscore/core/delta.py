@@ -1,0 +1,159 @@
+"""Delta IO at the edge: create tables from their contracts, read, and the write patterns the
+stages use (insert-only MERGE, upsert-with-tombstones MERGE, full overwrite)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from delta.tables import DeltaTable
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from clickscore.core.contracts import TableSchema, table_schema
+
+log = logging.getLogger(__name__)
+
+OP_COLUMN = "_op"  # in a MERGE source: 'upsert' or 'delete'
+
+
+def ensure_table(spark: SparkSession, table: str) -> TableSchema:
+    """Create `table` from its contract if it does not exist; return the contract."""
+    schema = table_schema(table)
+    spark.sql(schema.ddl())
+    return schema
+
+
+def read_table(spark: SparkSession, table: str) -> DataFrame:
+    """The current version of a published table, created empty if it does not exist yet."""
+    ensure_table(spark, table)
+    return spark.read.table(table)
+
+
+def table_version(spark: SparkSession, table: str) -> int:
+    """The table's latest Delta version."""
+    row = DeltaTable.forName(spark, table).history(1).select("version").first()
+    if row is None:
+        raise RuntimeError(f"{table} has no Delta history")
+    return int(row[0])
+
+
+def last_operation_metrics(spark: SparkSession, table: str) -> dict[str, int]:
+    """The operation metrics Delta recorded for the table's latest commit."""
+    row = DeltaTable.forName(spark, table).history(1).select("operationMetrics").first()
+    metrics = (row[0] if row else None) or {}
+    return {k: int(v) for k, v in metrics.items() if v is not None and v.isdigit()}
+
+
+def _own_metrics(spark: SparkSession, table: str, before: int,
+                 source_df: DataFrame | None = None) -> dict[str, int]:
+    """The metrics of the write that just ran. A write that changes nothing (an empty
+    append, a MERGE with nothing to insert) makes no commit, and the latest commit is then an
+    earlier write's: report that nothing was written, with, for a MERGE, the rows it was given
+    (its source is staged, so counting is cheap)."""
+    if table_version(spark, table) != before:
+        return last_operation_metrics(spark, table)
+    nothing = {"numOutputRows": 0}
+    if source_df is not None:
+        nothing |= {"numSourceRows": source_df.count(), "numTargetRowsInserted": 0,
+                    "numTargetRowsUpdated": 0, "numTargetRowsDeleted": 0}
+    return nothing
+
+
+def _conformed(
+    df: DataFrame, schema: TableSchema, run_date: str | None, keep: tuple[str, ...] = ()
+) -> DataFrame:
+    out = schema.conform(df, keep)
+    schema.check(out.drop(*keep), run_date)
+    return out
+
+
+def merge_insert_new(
+    spark: SparkSession, df: DataFrame, table: str, *, run_date: str | None = None
+) -> dict[str, int]:
+    """Insert the rows of `df` whose contract keys are not in `table` yet (idempotent append).
+
+    Rows that repeat each other inside `df` are all inserted; a second run inserts nothing.
+    """
+    schema = ensure_table(spark, table)
+    source_df = _conformed(df, schema, run_date)
+    condition = " AND ".join(f"t.`{k}` = s.`{k}`" for k in schema.keys)
+    before = table_version(spark, table)
+    (DeltaTable.forName(spark, table).alias("t")
+     .merge(source_df.alias("s"), condition)
+     .whenNotMatchedInsertAll()
+     .execute())
+    return _own_metrics(spark, table, before, source_df)
+
+
+def merge_upsert(
+    spark: SparkSession,
+    df: DataFrame,
+    table: str,
+    *,
+    compare: Sequence[str],
+    target_filter: str | None = None,
+    run_date: str | None = None,
+) -> dict[str, int]:
+    """Apply a change set keyed by the contract's keys.
+
+    `df` carries the table's columns plus `_op`: 'upsert' rows update the target where one of
+    `compare` differs (so an unchanged row is not rewritten) or insert it; 'delete' rows
+    remove the target row with that key. `target_filter` (SQL on `t.`) limits the target
+    rows the MERGE reads, for partition pruning.
+    """
+    schema = ensure_table(spark, table)
+    source_df = _conformed(df, schema, run_date, keep=(OP_COLUMN,))
+    condition = " AND ".join(f"t.`{k}` = s.`{k}`" for k in schema.keys)
+    if target_filter:
+        condition = f"({target_filter}) AND {condition}"
+    changed = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in compare)
+    columns: dict[str, Any] = {c: f"s.`{c}`" for c in schema.names}
+    before = table_version(spark, table)
+    (DeltaTable.forName(spark, table).alias("t")
+     .merge(source_df.alias("s"), condition)
+     .whenMatchedDelete(condition=f"s.{OP_COLUMN} = 'delete'")
+     .whenMatchedUpdate(condition=f"s.{OP_COLUMN} = 'upsert' AND ({changed})", set=columns)
+     .whenNotMatchedInsert(condition=f"s.{OP_COLUMN} = 'upsert'", values=columns)
+     .execute())
+    return _own_metrics(spark, table, before, source_df)
+
+
+def overwrite(
+    spark: SparkSession, df: DataFrame, table: str, *, run_date: str | None = None
+) -> dict[str, int]:
+    """Replace the whole table's content in one commit (a full rebuild)."""
+    return replace_where(spark, df, table, F.lit(True), run_date=run_date)
+
+
+def replace_where(
+    spark: SparkSession, df: DataFrame, table: str, condition: Column, *,
+    run_date: str | None = None,
+) -> dict[str, int]:
+    """Replace the rows matching `condition` with `df` in one commit (Delta replaceWhere);
+    every row of `df` must match it."""
+    schema = ensure_table(spark, table)
+    before = table_version(spark, table)
+    _conformed(df, schema, run_date).writeTo(table).overwrite(condition)
+    return _own_metrics(spark, table, before)
+
+
+def append(
+    spark: SparkSession, df: DataFrame, table: str, *, run_date: str | None = None
+) -> dict[str, int]:
+    """Append rows in one commit."""
+    schema = ensure_table(spark, table)
+    before = table_version(spark, table)
+    _conformed(df, schema, run_date).writeTo(table).append()
+    return _own_metrics(spark, table, before)
+
+
+def has_rows_where(spark: SparkSession, table: str, column: str, values: Sequence[str]) -> bool:
+    """Whether any row has `column` in `values` (cheap: Delta skips files by column stats)."""
+    return not read_table(spark, table).where(F.col(column).isin(list(values))).isEmpty()
+
+
+def with_op(df: DataFrame, op: str) -> DataFrame:
+    """Tag a change set's rows as 'upsert' or 'delete' for `merge_upsert`."""
+    return df.withColumn(OP_COLUMN, F.lit(op))

@@ -1,0 +1,34 @@
+"""Printing query results for people (a table) and for scripts (CSV, JSON lines)."""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO, cast
+
+import pandas as pd
+from pyspark.sql import SparkSession
+
+from clickscore.core.sql import SqlConfig
+
+
+def print_query(
+    spark: SparkSession, query: str, *, fmt: str = "table", limit: int = 1_000,
+    out: TextIO = sys.stdout,
+) -> None:
+    """Run Spark SQL and print at most `limit` rows as a table, CSV or JSON lines."""
+    result = cast(pd.DataFrame, spark.sql(query).limit(limit).toPandas())
+    if fmt == "csv":
+        result.to_csv(out, index=False)
+    elif fmt == "json":
+        result.to_json(out, orient="records", lines=True, date_format="iso")
+    elif result.empty:
+        out.write("(no rows)\n")
+    else:
+        out.write(result.to_string(index=False) + "\n")
+    out.flush()
+
+
+def run_sql(spark: SparkSession, cfg: SqlConfig) -> None:
+    """`clickscore sql`."""
+    print_query(spark, cfg.query, fmt=cfg.format, limit=cfg.limit)
+

@@ -1,0 +1,143 @@
+"""The one place a SparkSession is made.
+
+Locally it starts Spark with Delta, a Hive metastore (embedded Derby) and a warehouse under the
+data root, so tables resolve by name (`silver.sessions`) from any later process. Under
+`spark-submit` it adds only what the submitter did not set: `--master`, `--packages`,
+`--conf` and a cluster's own metastore always win.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from pyspark import SparkConf, SparkContext
+from pyspark.sql import SparkSession
+
+from clickscore.core.logs import SPARK_LOG_LEVEL_ENV
+
+log = logging.getLogger(__name__)
+
+# Written by setup (`python -m clickscore.core.spark --fetch-jars`) into the environment.
+JARS_RECORD = Path(sys.prefix) / "clickscore-spark-jars.txt"
+LOG4J2_CONFIG = Path(__file__).with_name("log4j2.properties")
+
+DATABASES = ("bronze", "silver", "gold", "quarantine", "ops", "ml")
+
+# Static settings: they take effect only when the JVM / SparkContext starts.
+_LAUNCH_KEYS = ("spark.master", "spark.jars.packages", "spark.driver.memory",
+                "spark.driver.extraJavaOptions")
+
+
+def local_defaults(data_root: str, *, ui: bool = False) -> dict[str, str]:
+    """Settings for a single-machine run; each applies only where nobody set it already."""
+    cores = os.cpu_count() or 2
+    is_local_root = "://" not in data_root
+    conf = {
+        "spark.master": os.environ.get("CLICKSCORE_SPARK_MASTER", "local[*]"),
+        "spark.driver.memory": os.environ.get("CLICKSCORE_DRIVER_MEMORY", "4g"),
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        "spark.sql.catalogImplementation": "hive",
+        "spark.sql.warehouse.dir": f"{data_root}/warehouse",
+        "spark.sql.shuffle.partitions": str(max(4, 2 * cores)),
+        "spark.sql.adaptive.enabled": "true",
+        # Delta rebuilds table state with 50 tasks by default: far too many for small tables.
+        "spark.databricks.delta.snapshotPartitions": str(max(2, cores)),
+        "spark.ui.enabled": "true" if ui else "false",
+        "spark.ui.showConsoleProgress": "false",
+    }
+    java_options = [f"-Dlog4j2.configurationFile={LOG4J2_CONFIG.as_uri()}",
+                    "-Duser.timezone=UTC"]
+    if is_local_root:
+        conf["spark.hadoop.javax.jdo.option.ConnectionURL"] = (
+            f"jdbc:derby:;databaseName={data_root}/metastore_db;create=true"
+        )
+        java_options.insert(0, f"-Dderby.system.home={data_root}")
+    conf["spark.driver.extraJavaOptions"] = " ".join(java_options)
+    return conf
+
+
+def recorded_jars() -> list[str] | None:
+    """The Delta jars setup resolved (`--fetch-jars`), when every one is still there: a local
+    session then loads them directly instead of running Ivy's resolution (which prints its
+    report and costs seconds on every start)."""
+    if not JARS_RECORD.exists():
+        return None
+    jars = [j for j in JARS_RECORD.read_text().split() if j]
+    paths = [Path(j.removeprefix("file:")) for j in jars]
+    return jars if jars and all(p.is_file() for p in paths) else None
+
+
+def is_submitted() -> bool:
+    """True when this Python driver was started by spark-submit (its JVM is already up)."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def get_spark(
+    data_root: str,
+    app_name: str = "clickscore",
+    *,
+    ui: bool = False,
+    conf: Mapping[str, str] | None = None,
+    resolve_jars: bool = False,
+) -> SparkSession:
+    """A SparkSession with Delta and a persistent catalog; see the module docstring.
+    `resolve_jars` resolves the Delta jars with Ivy even when setup recorded them."""
+    wanted = {**local_defaults(data_root, ui=ui), **(conf or {})}
+    builder = SparkSession.builder.appName(app_name)
+    if is_submitted():
+        SparkContext._ensure_initialized()  # connects to spark-submit's JVM, launches nothing
+        given = SparkConf()  # what spark-submit was told (--master, --conf, --packages)
+        wanted = {
+            k: v for k, v in wanted.items() if not given.contains(k) and k not in _LAUNCH_KEYS
+        }
+        for key, value in wanted.items():
+            builder = builder.config(key, value)
+    else:
+        # A local driver binds to loopback (and Spark stops warning that the host name
+        # resolves to it); a cluster sets its own.
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        for key, value in wanted.items():
+            builder = builder.config(key, value)
+        jars = None if resolve_jars else recorded_jars()
+        if jars:
+            builder = builder.config("spark.jars", ",".join(jars))
+        else:
+            from delta import configure_spark_with_delta_pip
+
+            builder = configure_spark_with_delta_pip(builder)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(os.environ.get(SPARK_LOG_LEVEL_ENV, "WARN"))
+    for database in DATABASES:
+        spark.sql(f"CREATE DATABASE IF NOT EXISTS {database}")
+    log.debug("spark %s master=%s submitted=%s shuffle.partitions=%s warehouse=%s",
+             spark.version, spark.sparkContext.master, is_submitted(),
+             spark.conf.get("spark.sql.shuffle.partitions"),
+             spark.conf.get("spark.sql.warehouse.dir"))
+    return spark
+
+
+def _fetch_jars() -> None:
+    """Start (and stop) a local session once so Ivy caches the Delta jars from Maven Central,
+    and record the resolved jar files for later local sessions (`recorded_jars`)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as root:
+        spark = get_spark(root, app_name="clickscore-setup", resolve_jars=True)
+        jars = spark.sparkContext.getConf().get("spark.jars", "")
+        spark.stop()
+    JARS_RECORD.write_text("\n".join(j for j in jars.split(",") if j) + "\n")
+    log.info("Delta jars cached and recorded in %s; spark %s ready", JARS_RECORD,
+             spark.version)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO)
+    if sys.argv[1:] != ["--fetch-jars"]:
+        sys.exit("usage: python -m clickscore.core.spark --fetch-jars")
+    _fetch_jars()

@@ -1,0 +1,114 @@
+"""Feature jobs: vocabularies, gold.user_features for one cutoff, gold.training_examples
+over several cutoffs. Each batch is staged, validated with its suite and only then published
+(replacing exactly its cutoffs), and the run is recorded in ops.pipeline_runs."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from clickscore.core.config import RunDate
+from clickscore.core.delta import replace_where
+from clickscore.core.errors import EmptyInputError
+from clickscore.core.frames import union_all
+from clickscore.core.runner import stage_run
+from clickscore.core.runs import RunCounts
+from clickscore.features.config import FeaturesConfig, TrainingExamplesConfig, VocabConfig
+from clickscore.features.contract import FeatureContract, feature_contract
+from clickscore.features.transforms import history, labels, user_features, with_codes, with_labels
+from clickscore.features.vocab_job import build_vocab, latest_vocab_version, non_bot_events, vocab
+
+log = logging.getLogger(__name__)
+
+USER_FEATURES = "gold.user_features"
+TRAINING_EXAMPLES = "gold.training_examples"
+
+
+def coded_events(spark: SparkSession, vocab_version: str) -> tuple[DataFrame, dict[str, int]]:
+    """Non-bot silver events with their model codes, and the largest index of each vocab."""
+    contract = feature_contract()
+    item_df, item_max = vocab(spark, "ml.item_vocab", vocab_version)
+    category_df, category_max = vocab(spark, "ml.category_vocab", vocab_version)
+    sizes = {"item": item_max, "category": category_max}
+    return with_codes(non_bot_events(spark), item_df, category_df, contract), sizes
+
+
+def _parameters(contract: FeatureContract, vocab_version: str, sizes: dict[str, int],
+                expected_rows: int) -> dict[str, object]:
+    return {"sequence_length": contract.sequence_length, "next_items": contract.next_items,
+            "item_vocab_max_idx": sizes["item"], "category_vocab_max_idx": sizes["category"],
+            "vocab_versions": [vocab_version], "expected_rows": expected_rows}
+
+
+def _active_users(coded_df: DataFrame, cutoffs: list[datetime], lookback: timedelta) -> int:
+    """Users with events in the lookback of each cutoff, summed over cutoffs (one action)."""
+    users_df = union_all([history(coded_df, cutoff, lookback).select(
+        "user_id", F.lit(cutoff).alias("cutoff")) for cutoff in cutoffs])
+    return users_df.distinct().count()
+
+
+def run_features(spark: SparkSession, cfg: FeaturesConfig) -> RunCounts:
+    """gold.user_features for `cfg.as_of`: replaces that cutoff's rows."""
+    log.debug("features config: %s", cfg)
+    contract = feature_contract()
+    with stage_run(spark, "features", cfg.as_of.isoformat(), data_root=cfg.data_root,
+                   dq_run_date=RunDate(cfg.as_of.date())) as stage:
+        version = cfg.vocab_version or latest_vocab_version(spark)
+        coded_df, sizes = coded_events(spark, version)
+        active = _active_users(coded_df, [cfg.as_of], cfg.lookback)
+        if active == 0 and not cfg.allow_empty:
+            raise EmptyInputError(f"silver.events in the {cfg.lookback} before {cfg.as_of}",
+                                  cfg.as_of.isoformat())
+        batch_df = stage.stage("user_features", user_features(
+            coded_df, cfg.as_of, cfg.lookback, cfg.windows, contract, version))
+        stage.validate(batch_df, USER_FEATURES,
+                       parameters=_parameters(contract, version, sizes, active))
+        with stage.publish():
+            metrics = replace_where(spark, batch_df, USER_FEATURES,
+                                    F.col("cutoff") == F.lit(cfg.as_of))
+        return stage.finish(RunCounts(
+            input_rows=active, output_rows=metrics.get("numOutputRows", 0),
+            details={"vocab_version": version, "vocab_sizes": sizes,
+                     "lookback_s": cfg.lookback.total_seconds(),
+                     "windows": [w for w, _ in cfg.windows],
+                     "feature_version": contract.version}))
+
+
+def run_training_examples(spark: SparkSession, cfg: TrainingExamplesConfig) -> RunCounts:
+    """gold.training_examples for `cfg.cutoffs`: features before each cutoff, labels after,
+    split by time. Without a vocab version, builds one from the training period only."""
+    log.debug("training examples config: %s", cfg)
+    contract = feature_contract()
+    run_date = f"{cfg.cutoffs[0].isoformat()}..{cfg.cutoffs[-1].isoformat()}"
+    with stage_run(spark, "training_examples", run_date, data_root=cfg.data_root,
+                   dq_run_date=RunDate(None)) as stage:
+        version = cfg.vocab_version or build_vocab(spark, VocabConfig(
+            window_start=cfg.cutoffs[0] - cfg.lookback, window_end=cfg.validation_from,
+            min_support=cfg.min_support, data_root=cfg.data_root))
+        coded_df, sizes = coded_events(spark, version)
+        cutoffs = list(cfg.cutoffs)
+        active = _active_users(coded_df, cutoffs, cfg.lookback)
+        if active == 0:
+            raise EmptyInputError("silver.events before the cutoffs", run_date)
+        examples_df = union_all([
+            with_labels(user_features(coded_df, c, cfg.lookback, cfg.windows, contract, version),
+                        labels(coded_df, c, cfg.horizon, contract), contract)
+            .withColumn("horizon_s", F.lit(int(cfg.horizon.total_seconds())).cast("bigint"))
+            .withColumn("split", F.lit(cfg.split_of(c)))
+            for c in cutoffs
+        ])
+        batch_df = stage.stage("training_examples", examples_df)
+        stage.validate(batch_df, TRAINING_EXAMPLES,
+                       parameters=_parameters(contract, version, sizes, active))
+        with stage.publish():
+            metrics = replace_where(spark, batch_df, TRAINING_EXAMPLES,
+                                    F.col("cutoff").isin([F.lit(c) for c in cutoffs]))
+        by_split = {r["split"]: r["count"] for r in batch_df.groupBy("split").count().collect()}
+        return stage.finish(RunCounts(
+            input_rows=active, output_rows=metrics.get("numOutputRows", 0),
+            details={"vocab_version": version, "vocab_sizes": sizes, "cutoffs": cutoffs,
+                     "rows_by_split": by_split, "horizon_s": cfg.horizon.total_seconds(),
+                     "feature_version": contract.version}))

@@ -1,0 +1,97 @@
+"""Vocabulary job: `ml.item_vocab`, `ml.category_vocab`, `ml.brand_vocab`, ids -> dense
+model indices, and the readers of those tables.
+
+Built together from the non-bot events of one training window: ids with at least
+`min_support` events get indices 2, 3, ... by descending support (ties by id); 0 is padding
+and 1 is out-of-vocabulary. The three share one `vocab_version`, a digest of the window, the
+threshold and the content, so rebuilding from the same inputs gives the same version and adds
+nothing, and every table built with a vocabulary records which one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from clickscore.core.delta import merge_insert_new, read_table
+from clickscore.core.errors import VocabularyError
+from clickscore.features.config import VocabConfig
+from clickscore.features.transforms import vocab_rows
+
+log = logging.getLogger(__name__)
+
+# vocab table -> the id column it indexes
+VOCABS = {"ml.item_vocab": "item_id", "ml.category_vocab": "category_id",
+          "ml.brand_vocab": "brand"}
+
+
+def non_bot_events(spark: SparkSession) -> DataFrame:
+    """silver.events without the events of sessions flagged is_bot."""
+    bots_df = read_table(spark, "silver.sessions").where("is_bot").select("session_id")
+    return read_table(spark, "silver.events").join(bots_df, "session_id", "left_anti")
+
+
+def build_vocab(spark: SparkSession, cfg: VocabConfig) -> str:
+    """Build the three vocabularies for `cfg`'s window; returns their `vocab_version`."""
+    ts = F.col("event_ts")
+    events_df = non_bot_events(spark).where(
+        (ts >= F.lit(cfg.window_start)) & (ts < F.lit(cfg.window_end)))
+    tables = {table: vocab_rows(events_df, column, cfg.min_support).localCheckpoint()
+              for table, column in VOCABS.items()}
+    digest = hashlib.sha256(f"{cfg.window_start}|{cfg.window_end}|{cfg.min_support}".encode())
+    sizes = {}
+    for table, column in VOCABS.items():
+        size, content = _content_digest(tables[table], column)
+        digest.update(f"{size}:{content}".encode())
+        sizes[table] = size
+    if not sizes["ml.item_vocab"]:
+        raise VocabularyError(f"no item has {cfg.min_support}+ non-bot events in silver.events "
+                              f"in [{cfg.window_start}, {cfg.window_end})")
+    version = "v" + digest.hexdigest()[:12]
+    for table, rows_df in tables.items():
+        merge_insert_new(spark, rows_df.select(
+            F.lit(version).alias("vocab_version"), "*",
+            F.lit(cfg.window_start).alias("window_start"),
+            F.lit(cfg.window_end).alias("window_end"),
+            F.lit(cfg.min_support).cast("bigint").alias("min_support")), table)
+    log.info("vocab %s: %s", version, sizes)
+    return version
+
+
+def _content_digest(rows_df: DataFrame, column: str) -> tuple[int, str]:
+    """(rows, digest) of a vocabulary's (id, idx, support) rows in one distributed
+    aggregation: two independent 64-bit hashes per row, summed in 32-bit halves so the sums
+    never overflow. Order-independent, so no task has to gather and sort every row."""
+    row_text = F.concat_ws(":", F.col(column).cast("string"), "idx", "support")
+    hashes = [F.xxhash64(row_text), F.xxhash64(F.lit("clickscore"), row_text)]
+    halves = [part for h in hashes
+              for part in (h.bitwiseAND(F.lit(0xFFFFFFFF)),
+                           F.shiftrightunsigned(h, 32))]
+    row = rows_df.select(F.count(F.lit(1)),
+                         *[F.coalesce(F.sum(h), F.lit(0)) for h in halves]).first()
+    assert row is not None  # a global aggregate has one row
+    return int(row[0]), ".".join(str(v) for v in row[1:])
+
+
+def latest_vocab_version(spark: SparkSession) -> str:
+    """The version built from the latest training window (ties: the larger version id)."""
+    row = (read_table(spark, "ml.item_vocab")
+           .groupBy("vocab_version").agg(F.max("window_end").alias("end"))
+           .orderBy(F.col("end").desc(), F.col("vocab_version").desc()).first())
+    if row is None:
+        raise VocabularyError("ml.item_vocab is empty (run `clickscore vocab` first)")
+    return str(row["vocab_version"])
+
+
+def vocab(spark: SparkSession, table: str, version: str) -> tuple[DataFrame, int]:
+    """(id, idx) rows of one vocabulary version and its largest index; fails if the version
+    does not exist."""
+    rows_df = read_table(spark, table).where(F.col("vocab_version") == version).select(
+        VOCABS[table], "idx")
+    largest = rows_df.agg(F.max("idx")).first()
+    if largest is None or largest[0] is None:
+        raise VocabularyError(f"{table} has no version {version!r}")
+    return rows_df, int(largest[0])

@@ -1,0 +1,47 @@
+"""RetailRocket events: `timestamp,visitorid,event,itemid,transactionid`, unix milliseconds,
+events view/addtocart/transaction; no price or category (those live in item_properties)."""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from clickscore.core.contracts import source_layout
+from clickscore.ingest.sources.base import (
+    SourceAdapter,
+    absent,
+    as_long,
+    event_id,
+    from_epoch_millis,
+    mapped,
+    raw,
+)
+
+NAME = "retailrocket"
+EVENT_TYPES = {"view": "view", "addtocart": "cart", "transaction": "purchase"}
+
+
+def to_canonical(raw_df: DataFrame) -> DataFrame:
+    """Type the RetailRocket raw columns into the canonical event."""
+    return raw_df.select(
+        "*",
+        event_id(NAME, source_layout(NAME).names).alias("event_id"),
+        from_epoch_millis(raw("timestamp")).alias("event_ts"),
+        as_long(raw("visitorid")).alias("user_id"),
+        as_long(raw("itemid")).alias("item_id"),
+        mapped(raw("event"), EVENT_TYPES).alias("event_type"),
+        *absent("category_id", "category_code", "brand", "price", "source_session_id"),
+        F.lit(NAME).alias("source"),
+    )
+
+
+ADAPTER = SourceAdapter(
+    name=NAME,
+    to_canonical=to_canonical,
+    raw_of={
+        "event_ts": "timestamp",
+        "user_id": "visitorid",
+        "item_id": "itemid",
+        "event_type": "event",
+    },
+)

@@ -1,0 +1,140 @@
+"""Pure ingest transforms: raw rows -> canonical events, the row rules that say why a row
+cannot become one, and the bronze and quarantine rows. A rejected row goes to
+quarantine.events with every code it earned; `reason` is the first of them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from functools import reduce
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from clickscore.core.contracts import table_schema
+from clickscore.core.runs import Run
+from clickscore.ingest.config import IngestConfig
+from clickscore.ingest.sources import get_adapter
+from clickscore.ingest.sources.base import raw
+
+MALFORMED_ROW = "malformed_row"
+MISSING_TIMESTAMP = "missing_timestamp"
+INVALID_TIMESTAMP = "invalid_timestamp"
+MISSING_USER_ID = "missing_user_id"
+INVALID_USER_ID = "invalid_user_id"
+MISSING_ITEM_ID = "missing_item_id"
+INVALID_ITEM_ID = "invalid_item_id"
+MISSING_EVENT_TYPE = "missing_event_type"
+UNKNOWN_EVENT_TYPE = "unknown_event_type"
+INVALID_CATEGORY_ID = "invalid_category_id"
+INVALID_PRICE = "invalid_price"
+NEGATIVE_PRICE = "negative_price"
+ABSURD_PRICE = "absurd_price"
+TIMESTAMP_OUTSIDE_WINDOW = "timestamp_outside_window"
+
+# canonical column -> (code when the raw text is blank, code when it does not parse)
+_PARSE_RULES: dict[str, tuple[str | None, str]] = {
+    "event_ts": (MISSING_TIMESTAMP, INVALID_TIMESTAMP),
+    "user_id": (MISSING_USER_ID, INVALID_USER_ID),
+    "item_id": (MISSING_ITEM_ID, INVALID_ITEM_ID),
+    "event_type": (MISSING_EVENT_TYPE, UNKNOWN_EVENT_TYPE),
+    "category_id": (None, INVALID_CATEGORY_ID),
+    "price": (None, INVALID_PRICE),
+}
+
+
+def is_malformed(value: Column, corrupt: Column) -> Column:
+    """A line whose field count does not match its header, or a blank line."""
+    return corrupt.isNotNull() | (F.trim(value) == "")
+
+
+def with_rejection_reasons(
+    df: DataFrame,
+    raw_of: Mapping[str, str],
+    *,
+    window_start: datetime | None,
+    window_end: datetime | None,
+    max_price: float,
+) -> DataFrame:
+    """Add `reasons` (array of codes, empty for a good row) to a canonical-typed frame.
+
+    Expects the raw text columns named in `raw_of`, `value` and `_corrupt` from the reader.
+    """
+    checks: list[tuple[Column, str]] = []
+    for canonical, (missing_code, invalid_code) in _PARSE_RULES.items():
+        if canonical not in raw_of:
+            continue
+        text = raw(raw_of[canonical])
+        is_present = text.isNotNull() & (F.trim(text) != "")
+        if missing_code:
+            checks.append((~is_present, missing_code))
+        checks.append((is_present & F.col(canonical).isNull(), invalid_code))
+    if "price" in raw_of:
+        checks.append((F.col("price") < 0, NEGATIVE_PRICE))
+        checks.append((F.col("price") > max_price, ABSURD_PRICE))
+    if window_start is not None:
+        checks.append((F.col("event_ts") < F.lit(window_start), TIMESTAMP_OUTSIDE_WINDOW))
+    if window_end is not None:
+        checks.append((F.col("event_ts") >= F.lit(window_end), TIMESTAMP_OUTSIDE_WINDOW))
+
+    # Only a failing row pays for building its array of codes (`filter` runs interpreted,
+    # outside Spark's generated code); a good row costs the conditions alone.
+    any_failed = F.coalesce(reduce(lambda a, b: a | b, [cond for cond, _ in checks]),
+                            F.lit(True))
+    codes = F.array_distinct(
+        F.filter(F.array(*[F.when(cond, F.lit(code)) for cond, code in checks]),
+                 lambda c: c.isNotNull())
+    )
+    reasons = (F.when(is_malformed(F.col("value"), F.col("_corrupt")),
+                      F.array(F.lit(MALFORMED_ROW)))
+               .when(any_failed, codes)
+               .otherwise(F.array().cast("array<string>")))
+    return df.withColumn("reasons", reasons)
+
+
+BRONZE = "bronze.events"
+
+
+def checked_events(raw_df: DataFrame, cfg: IngestConfig) -> DataFrame:
+    """Raw lines (from `read_raw`) typed to canonical events, each with its `reasons`."""
+    adapter = get_adapter(cfg.source)
+    window_start, window_end = cfg.accepted_window()
+    return (raw_df
+            .transform(adapter.to_canonical)
+            .transform(with_rejection_reasons, adapter.raw_of, window_start=window_start,
+                       window_end=window_end, max_price=cfg.max_price))
+
+
+def staged_rows(checked_df: DataFrame) -> DataFrame:
+    """Checked rows as staged: canonical columns, `reasons`, and `is_rejected` to split them;
+    only rejected rows keep their raw line (the quarantine needs it, bronze does not)."""
+    canonical = [c for c in table_schema(BRONZE).names if c in checked_df.columns]
+    return (checked_df.select(*canonical, "reasons", "value")
+            .withColumn("is_rejected", F.size("reasons") > 0)
+            .withColumn("value", F.when(F.col("is_rejected"), F.col("value"))))
+
+
+def bronze_rows(checked_df: DataFrame, run: Run, ingested_at: datetime) -> DataFrame:
+    """Good rows in the bronze.events contract."""
+    return (checked_df.where(F.size("reasons") == 0)
+            .withColumn("event_date", F.to_date("event_ts"))
+            .withColumn("_ingested_at", F.lit(ingested_at))
+            .withColumn("_ingest_run_date", F.lit(run.run_date))
+            .select(*table_schema(BRONZE).names))
+
+
+def quarantine_rows(checked_df: DataFrame, run: Run, ingested_at: datetime) -> DataFrame:
+    """Rejected rows in the quarantine.events contract."""
+    return (checked_df.where(F.size("reasons") > 0)
+            .select(
+                F.substring(F.sha2(F.concat_ws("\u001f", "_source_file", "value"), 256), 1, 32)
+                .alias("quarantine_id"),
+                F.lit(run.source).alias("source"),
+                "_source_file",
+                F.col("value").alias("raw_line"),
+                F.get("reasons", 0).alias("reason"),
+                "reasons",
+                F.lit(run.run_date).alias("_ingest_run_date"),
+                F.lit(run.run_id).alias("_run_id"),
+                F.lit(ingested_at).alias("_ingested_at"),
+            ))
