@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "clickscore.sessionize.config",
     "clickscore.features.config",
     "clickscore.dq.config",
+    "clickscore.training.config",
     "clickscore.core.sql",
 )
 

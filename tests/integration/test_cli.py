@@ -88,19 +88,25 @@ def test_a_job_under_spark_submit_keeps_the_submitters_master_and_conf(tmp_path,
 
 
 def test_the_demo_runs_every_stage_within_its_line_budget(tmp_path):
-    """`clickscore demo` shows each stage's summary line and the summary tables, not the
-    chatter of Spark, Ivy, the metastore or GX: at most 60 lines in all."""
-    demo = run("demo", "--days", "3", "--users", "300", data_root=tmp_path / "demo")
+    """`clickscore demo` shows each stage's summary line, training's progress per epoch, the
+    model next to its baselines and the summary tables, not the chatter of Spark, Ivy, the
+    metastore, GX or MLflow: at most 60 lines before training arrived, 85 with it."""
+    demo = run("demo", "--days", "3", "--users", "300", "--epochs", "3",
+               data_root=tmp_path / "demo")
     assert demo.returncode == 0, demo.stderr[-3000:]
     lines = (demo.stdout + demo.stderr).splitlines()
-    assert len(lines) <= 60, "\n".join(lines)
-    summaries = [line for line in lines if re.search(r": [\d,]+ in -> [\d,]+ out.*; gate passed;"
-                                                     r" [\d.]+s$", line)]
+    assert len(lines) <= 85, "\n".join(lines)
+    summaries = [line for line in lines if re.search(
+        r": [\d,]+ in -> [\d,]+ out.*; (gate passed|no gate); [\d.]+s$", line)]
     days = ("2019-10-01", "2019-10-02", "2019-10-03")
     expected = ([f"{stage} {day}:" for day in days for stage in ("ingest", "sessionize")]
                 + ["training_examples 2019-10-02T12:00:00+00:00..2019-10-03T18:00:00+00:00:",
-                   "features 2019-10-04T00:00:00+00:00:"])
+                   "features 2019-10-04T00:00:00+00:00:", "train gold.training_examples@v1:"])
     assert [line.split(" ", 1)[1].split(": ")[0] + ":" for line in summaries] == expected
+    assert len([line for line in lines if " train epoch " in line]) == 3
+    for method in ("model", "most_popular", "recently_viewed", "item_knn",
+                   "logistic_regression", "hist_gradient_boosting"):
+        assert any(line.startswith(method + " ") for line in lines), method
     # every run is in the runs table, the first day's included
     table = demo.stdout.split("Pipeline runs (ops.pipeline_runs):")[1].split("\n\n")[0]
     assert len(table.strip().splitlines()) == 1 + len(expected)

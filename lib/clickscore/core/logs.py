@@ -13,6 +13,9 @@ import os
 SPARK_LOG_LEVEL_ENV = "CLICKSCORE_SPARK_LOG_LEVEL"
 # chatty at INFO even when their parent logger is quiet
 _THIRD_PARTY = ("py4j", "great_expectations", "urllib3", "matplotlib", "mlflow", "alembic")
+# warnings that repeat a deliberate choice (mlflow.pytorch: the registry stores the model as
+# pickle because its forward takes a dict, which the traced pt2 format cannot take)
+_DELIBERATE = ("mlflow.pytorch",)
 
 
 def configure_logging(verbose: bool = False) -> None:
@@ -26,5 +29,9 @@ def configure_logging(verbose: bool = False) -> None:
     logging.getLogger("clickscore").setLevel(logging.DEBUG if verbose else logging.INFO)
     for name in _THIRD_PARTY:
         logging.getLogger(name).setLevel(logging.INFO if verbose else logging.WARNING)
+    for name in _DELIBERATE:
+        logging.getLogger(name).setLevel(logging.INFO if verbose else logging.ERROR)
     if verbose:
         os.environ.setdefault(SPARK_LOG_LEVEL_ENV, "INFO")
+    else:
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when mlflow loads

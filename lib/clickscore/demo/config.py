@@ -48,8 +48,10 @@ class DemoConfig:
     days: int = field(default=3, metadata=option("days of generated data"))
     users: int = field(default=2_000, metadata=option("users in the generated population"))
     seed: int = field(default=42, metadata=option("the generator's seed"))
+    epochs: int = field(default=8, metadata=option("training epochs of the demo's model"))
 
     def __post_init__(self) -> None:
+        positive("epochs", self.epochs)
         if self.days < 3:
             # the demo's training examples need a train, a validation and a test cutoff
             raise ValueError(f"the demo needs at least 3 days, got {self.days}")

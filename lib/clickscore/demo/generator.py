@@ -151,10 +151,12 @@ def _views(cfg: GenerateConfig, rng: np.random.Generator, cat: _Catalogue, s: di
     follow_of = np.full(cfg.items, -1)
     follow_of[pairs[:, 0]] = pairs[:, 1]
     has_next = np.append(session[1:] == session[:-1], False)
-    planted = has_next & (follow_of[item] >= 0) & (rng.random(len(session)) < PATTERN_STRENGTH)
+    followed = has_next & (follow_of[item] >= 0)  # trigger views with a next view
+    planted = followed & (rng.random(len(session)) < PATTERN_STRENGTH)
     nxt = np.flatnonzero(planted) + 1
     item[nxt] = follow_of[item[nxt - 1]]
-    return {"session": session, "ts": ts, "item": item, "planted": int(planted.sum())}
+    return {"session": session, "ts": ts, "item": item, "planted": int(planted.sum()),
+            "followed": int(followed.sum())}
 
 
 def _funnel(rng: np.random.Generator, v: dict) -> dict:
@@ -206,6 +208,9 @@ def generate(cfg: GenerateConfig) -> dict:
         "planted_pairs": planted_pairs(cfg.items, cfg.seed),
         "pattern_strength": PATTERN_STRENGTH,
         "planted_transitions": v["planted"],
+        # trigger views followed by another view in their session: planted / this is the
+        # realized probability that a trigger's next view is its follow item
+        "trigger_views_with_next_view": v["followed"],
         "bot_user_id": BOT_USER_ID if cfg.with_bot else None,
         "bot_events": BOT_EVENTS if cfg.with_bot else 0,
         **counts,

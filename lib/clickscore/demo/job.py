@@ -19,13 +19,16 @@ from clickscore.ingest.config import IngestConfig
 from clickscore.ingest.job import run_ingest
 from clickscore.sessionize.config import SessionizeConfig
 from clickscore.sessionize.job import run_sessionize
+from clickscore.training.config import TrainConfig
+from clickscore.training.job import run_train
 
 log = logging.getLogger(__name__)
 
 
 def run_demo(spark: SparkSession, cfg: DemoConfig) -> None:
     """Generate `cfg.days` daily files under the data root, run ingest and sessionize for
-    each day, build training examples and features, print a summary."""
+    each day, build training examples and features, train and register a model, print a
+    summary."""
     data_root = cfg.data_root
     landing = Path(data_root) / "landing" / "demo"
     gen = GenerateConfig(output_dir=str(landing), days=cfg.days, users=cfg.users,
@@ -37,6 +40,9 @@ def run_demo(spark: SparkSession, cfg: DemoConfig) -> None:
                                        run_date=day, data_root=data_root))
         run_sessionize(spark, SessionizeConfig(run_date=day, data_root=data_root))
     _features(spark, data_root, gen)
+    # a small model on the demo's training examples: per-epoch progress, then the model
+    # next to the baselines on the test split
+    run_train(spark, TrainConfig(data_root=data_root, epochs=cfg.epochs, patience=3))
     print("\nPipeline runs (ops.pipeline_runs):")
     print_query(spark, """
         SELECT job, run_date, status, input_rows, output_rows, quarantined_rows,

@@ -1,0 +1,169 @@
+"""Training benchmark: the model's throughput next to its ceiling, and its quality next to the
+baselines, on the real samples and on generated data.
+
+    python benchmarks/bench_train.py [--datasets taobao,rees46,generated] [--epochs 12]
+
+For each dataset it builds gold.training_examples in a scratch data root (ingest, sessionize,
+examples at three cutoffs: train / validation / test), then prints, measured in this run:
+
+- the in-memory ceiling: training steps on batches already in memory as tensors;
+- the real path: Delta -> Petastorm -> the training loop (`clickscore train`), sequences/s;
+- the loader alone: Petastorm rows/s with no model;
+- the quality table: the model and every baseline on the test split.
+
+Targets (ratios, since this machine's timings vary 10-15% from run to run): the loader
+delivers at least 3x what training consumes; the real path reaches at least 80% of the
+ceiling. Figures go to benchmarks/out/train.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import logging
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import torch
+from bench_etl import PeakRss, save_figures  # type: ignore[import-not-found]
+from pyspark.sql import functions as F
+
+from clickscore.core.config import RunDate, parse_windows
+from clickscore.core.logs import configure_logging
+from clickscore.core.spark import get_spark
+from clickscore.demo.config import GenerateConfig
+from clickscore.demo.generator import generate
+from clickscore.features.config import TrainingExamplesConfig
+from clickscore.features.contract import feature_contract
+from clickscore.features.job import run_training_examples
+from clickscore.ingest.config import IngestConfig
+from clickscore.ingest.job import run_ingest
+from clickscore.model.network import SequenceModel
+from clickscore.sessionize.config import SessionizeConfig
+from clickscore.sessionize.job import run_sessionize
+from clickscore.training.config import TrainConfig
+from clickscore.training.data import batches, converted, model_frame
+from clickscore.training.job import describe_examples, model_config, pinned_examples, run_train
+from clickscore.training.loop import to_device
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+T0 = datetime(2019, 10, 1, tzinfo=UTC)
+# source, input, run date, cutoffs (train, validation, test), horizon, lookback, windows
+DATASETS = {
+    "taobao": ("taobao", SHARED / "taobao_userbehavior_subset", "all",
+               [datetime(2017, 11, 26, 1, 40, tzinfo=UTC),
+                datetime(2017, 11, 26, 2, 10, tzinfo=UTC),
+                datetime(2017, 11, 26, 2, 40, tzinfo=UTC)],
+               timedelta(minutes=20), timedelta(minutes=40), "5m,15m,40m"),
+    "rees46": ("rees46", SHARED / "rees46_multicategory_2019oct_head", "all",
+               [T0 + timedelta(minutes=70), T0 + timedelta(minutes=110),
+                T0 + timedelta(minutes=140)],
+               timedelta(minutes=30), timedelta(minutes=70), "10m,30m,70m"),
+    "generated": ("rees46", None, "daily",
+                  [T0 + timedelta(hours=h) for h in (72, 108, 126)],
+                  timedelta(hours=18), timedelta(days=3), "1h,1d,3d"),
+}
+
+
+def build_examples(spark, root: str, name: str, users: int) -> None:
+    source, path, run_date, cutoffs, horizon, lookback, windows = DATASETS[name]
+    if path is None:
+        landing = Path(root) / "landing"
+        manifest = generate(GenerateConfig(output_dir=str(landing), days=6, users=users))
+        for offset, file in enumerate(manifest["files"]):
+            day = RunDate((T0 + timedelta(days=offset)).date())
+            run_ingest(spark, IngestConfig(source=source, input_path=str(landing / file),
+                                           run_date=day, data_root=root))
+            run_sessionize(spark, SessionizeConfig(run_date=day, data_root=root))
+    else:
+        run_ingest(spark, IngestConfig(source=source, input_path=str(path),
+                                       run_date=RunDate.parse(run_date), data_root=root))
+        run_sessionize(spark, SessionizeConfig(run_date=RunDate.parse(run_date),
+                                               data_root=root))
+    run_training_examples(spark, TrainingExamplesConfig(
+        cutoffs=tuple(cutoffs), validation_from=cutoffs[1], test_from=cutoffs[2],
+        data_root=root, horizon=horizon, lookback=lookback, windows=parse_windows(windows),
+        min_support=2))
+
+
+def throughput(spark, root: str, cfg: TrainConfig, steps: int = 30) -> dict[str, float]:
+    """The in-memory ceiling (training steps on resident tensors) and the loader alone."""
+    contract = feature_contract()
+    examples_df, _ = pinned_examples(spark)
+    model_cfg = model_config(spark, cfg, contract, describe_examples(examples_df))
+    frame_df = model_frame(examples_df.where(F.col("split") == "train"), contract)
+    with (converted(spark, frame_df, root, partitions=4) as converter,
+          batches(converter, batch_size=cfg.batch_size, num_epochs=None) as loader):
+        stream = iter(loader)
+        resident = [to_device(next(stream), torch.device("cpu")) for _ in range(4)]
+        rows, started = 0, time.perf_counter()
+        for batch in itertools.islice(stream, steps * 2):
+            rows += batch["item_seq"].shape[0]
+        loader_rows_s = rows / (time.perf_counter() - started)
+    torch.manual_seed(cfg.seed)
+    model = SequenceModel(model_cfg)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate)
+    model.train()
+    seen, started = 0, time.perf_counter()
+    for step in range(steps):
+        batch = resident[step % len(resident)]
+        optimizer.zero_grad(set_to_none=True)
+        model.losses(batch)["total"].backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        seen += batch["item_seq"].shape[0]
+    ceiling = seen / (time.perf_counter() - started)
+    return {"ceiling_sequences_per_s": round(ceiling, 1),
+            "loader_rows_per_s": round(loader_rows_s, 1),
+            "item_vocab_size": model_cfg.item_vocab_size}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", default="taobao,rees46,generated")
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--users", type=int, default=5_000, help="generated data's users")
+    parser.add_argument("--work", default=None, help="scratch folder (default: a temp dir)")
+    args = parser.parse_args()
+    configure_logging()
+    work = Path(args.work or tempfile.mkdtemp(prefix="clickscore-bench-train-"))
+    figures: dict[str, object] = {"torch_threads": torch.get_num_threads()}
+    for name in args.datasets.split(","):
+        root = str(work / name)
+        spark = get_spark(root, app_name=f"clickscore-bench-train-{name}")
+        build_examples(spark, root, name, args.users)
+        cfg = TrainConfig(data_root=root, epochs=args.epochs, patience=3, batch_size=128)
+        speed = throughput(spark, root, cfg)
+        with PeakRss() as rss:
+            counts = run_train(spark, cfg)
+        history = json.loads(spark.sql(
+            "SELECT details FROM ops.pipeline_runs WHERE job = 'train' ORDER BY started_at DESC "
+            "LIMIT 1").first()[0])
+        real = _real_path_rate(root)
+        figures[name] = {
+            **speed, "rows_by_split": history["rows_by_split"],
+            "real_path_sequences_per_s": real,
+            "real_path_vs_ceiling": round(real / speed["ceiling_sequences_per_s"], 3),
+            "loader_vs_training": round(speed["loader_rows_per_s"] / real, 2),
+            "peak_rss_gib": round(rss.peak / 2**30, 2),
+            "model_version": counts.details["model_version"],
+        }
+        print(json.dumps({name: figures[name]}, indent=2), flush=True)
+        spark.stop()
+    save_figures("train", figures)
+
+
+def _real_path_rate(root: str) -> float:
+    """Training sequences/s through the real path: the median epoch of the last run."""
+    checkpoint = torch.load(Path(root) / "training" / "checkpoints" / "last.pt",
+                            weights_only=False)
+    rates = sorted(h["sequences_per_s"] for h in checkpoint["history"])
+    return float(rates[len(rates) // 2])
+
+
+if __name__ == "__main__":
+    logging.getLogger("clickscore").setLevel(logging.INFO)
+    main()

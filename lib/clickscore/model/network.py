@@ -1,0 +1,132 @@
+"""SASRec-family sequence model with a next-item head and a purchase-propensity head.
+
+Inputs are the feature contract's left-padded sequences (index 0 = padding):
+
+    item_seq, event_type_seq, category_seq, time_gap_seq, price_seq   (B, L) int
+    dense                                                              (B, n_dense) float
+
+Each position's embedding is the sum of its item, event-type, category, time-gap, price-bucket
+and position embeddings; a causal Transformer encoder (pre-norm) reads them, so position i sees
+only events 0..i. The next-item head scores a state against the item embeddings (tied), over
+every item: index 0 (padding) and 1 (out-of-vocabulary) are never recommended. The propensity
+head reads the last state (the most recent event) with the aggregate features.
+
+Training losses: full softmax cross-entropy at the positions that have a target (`target_seq`
+above 1; an out-of-vocabulary next item cannot be recommended, so it is not a target), or a
+sampled softmax with shared log-uniform negatives and logQ correction for large vocabularies on
+CPU; binary cross-entropy for propensity; weighted sum.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from clickscore.model.config import ModelConfig
+
+SEQUENCES = ("item_seq", "event_type_seq", "category_seq", "time_gap_seq", "price_seq")
+FIRST_ITEM = 2  # 0 = padding, 1 = out-of-vocabulary
+
+
+class SequenceModel(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.d_model
+        self.item = nn.Embedding(cfg.item_vocab_size, d, padding_idx=0)
+        self.event_type = nn.Embedding(cfg.n_event_types + 1, d, padding_idx=0)
+        self.category = nn.Embedding(cfg.category_vocab_size, d, padding_idx=0)
+        self.time_gap = nn.Embedding(cfg.n_time_gap_buckets + 1, d, padding_idx=0)
+        self.price = nn.Embedding(cfg.n_price_buckets + 1, d, padding_idx=0)
+        self.position = nn.Embedding(cfg.sequence_length, d)
+        self.dropout = nn.Dropout(cfg.dropout)
+        layer = nn.TransformerEncoderLayer(d, cfg.n_heads, 4 * d, cfg.dropout, activation="gelu",
+                                           batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, cfg.n_layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d)
+        self.dense_norm = nn.LayerNorm(cfg.n_dense)
+        self.propensity = nn.Sequential(nn.Linear(d + cfg.n_dense, d), nn.GELU(),
+                                        nn.Dropout(cfg.dropout), nn.Linear(d, 1))
+        nn.init.normal_(self.item.weight, std=d ** -0.5)
+        with torch.no_grad():
+            self.item.weight[0].zero_()
+
+    def _attention_mask(self, is_pad: Tensor) -> Tensor:
+        """(B * heads, L, L), True where attention is blocked: later positions and padding;
+        each position may always see itself, so padded rows never attend to nothing."""
+        length = is_pad.shape[1]
+        device = is_pad.device
+        future = torch.ones(length, length, dtype=torch.bool, device=device).triu(1)
+        blocked = future.unsqueeze(0) | is_pad.unsqueeze(1)
+        blocked &= ~torch.eye(length, dtype=torch.bool, device=device).unsqueeze(0)
+        return blocked.repeat_interleave(self.cfg.n_heads, dim=0)
+
+    def encode(self, batch: dict[str, Tensor]) -> Tensor:
+        """Hidden states (B, L, d) of every position."""
+        items = batch["item_seq"]
+        positions = torch.arange(items.shape[1], device=items.device)
+        x = (self.item(items) * math.sqrt(self.cfg.d_model)
+             + self.event_type(batch["event_type_seq"]) + self.category(batch["category_seq"])
+             + self.time_gap(batch["time_gap_seq"]) + self.price(batch["price_seq"])
+             + self.position(positions).unsqueeze(0))
+        hidden = self.encoder(self.dropout(x), mask=self._attention_mask(items == 0))
+        return self.norm(hidden)
+
+    def item_scores(self, states: Tensor) -> Tensor:
+        """Scores of every item for each state (N, V); padding and OOV at -inf."""
+        scores = states @ self.item.weight.T
+        scores[:, :FIRST_ITEM] = float("-inf")
+        return scores
+
+    def propensity_logit(self, hidden: Tensor, dense: Tensor) -> Tensor:
+        features = self.dense_norm(torch.log1p(dense.float().clamp_min(0)))
+        return self.propensity(torch.cat([hidden[:, -1], features.to(hidden.dtype)], dim=1)
+                               ).squeeze(1)
+
+    def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """(next-item scores (B, V) after the last event, purchase propensity (B,) in [0, 1])."""
+        hidden = self.encode(batch)
+        return (self.item_scores(hidden[:, -1]),
+                torch.sigmoid(self.propensity_logit(hidden, batch["dense"]).float()))
+
+    def losses(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The training losses: next_item, propensity and their weighted total."""
+        hidden = self.encode(batch)
+        targets = batch["target_seq"]
+        has_target = targets >= FIRST_ITEM
+        states, wanted = hidden[has_target], targets[has_target]
+        if wanted.numel() == 0:
+            next_item = hidden.sum() * 0.0
+        elif self.cfg.loss == "full":
+            next_item = F.cross_entropy(self.item_scores(states).float(), wanted)
+        else:
+            next_item = self._sampled_softmax(states, wanted)
+        label = batch["purchased_within_horizon"].float()
+        propensity = F.binary_cross_entropy_with_logits(
+            self.propensity_logit(hidden, batch["dense"]).float(), label)
+        total = next_item + self.cfg.propensity_weight * propensity
+        return {"next_item": next_item, "propensity": propensity, "total": total}
+
+    def _sampled_softmax(self, states: Tensor, wanted: Tensor) -> Tensor:
+        """Sampled softmax over shared log-uniform negatives with logQ correction. Vocabulary
+        indices run by descending support, so log-uniform over them follows popularity."""
+        n_items = self.cfg.item_vocab_size - FIRST_ITEM
+        u = torch.rand(self.cfg.negatives, device=states.device)
+        ranks = (torch.exp(u * math.log(n_items + 1)) - 1).long().clamp_(0, n_items - 1)
+        negatives = ranks + FIRST_ITEM
+
+        def log_q(index: Tensor) -> Tensor:
+            rank = (index - FIRST_ITEM).float()
+            q = torch.log((rank + 2) / (rank + 1)) / math.log(n_items + 1)
+            return torch.log(q * self.cfg.negatives)
+
+        weights = self.item.weight
+        positive = (states * weights[wanted]).sum(-1) - log_q(wanted)
+        negative = states @ weights[negatives].T - log_q(negatives).unsqueeze(0)
+        negative = negative.masked_fill(negatives.unsqueeze(0) == wanted.unsqueeze(1),
+                                        float("-inf"))  # accidental hits
+        logits = torch.cat([positive.unsqueeze(1), negative], dim=1).float()
+        return F.cross_entropy(logits, torch.zeros_like(wanted))

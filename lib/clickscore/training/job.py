@@ -1,0 +1,242 @@
+"""Training jobs: `clickscore train` and `clickscore evaluate`.
+
+Train reads a pinned Delta version of gold.training_examples, checks it against the feature
+contract, materializes the splits through Petastorm, runs the training function on
+`num_processes` processes with TorchDistributor (in-process for one local process), evaluates
+the best weights on the test split next to the baselines, and logs everything to MLflow: the
+parameters, per-epoch metrics, test metrics of the model and every baseline, the plots, the
+Delta version and vocabulary it read, and the model, registered as `challenger` (and promoted
+to `champion` when it earns it, see `training.registry`).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from clickscore.core.delta import read_table, table_version
+from clickscore.core.errors import EmptyInputError, FeatureContractError
+from clickscore.core.runner import stage_run
+from clickscore.core.runs import RunCounts
+from clickscore.features.contract import FeatureContract, check_feature_frame, feature_contract
+from clickscore.features.vocab_job import vocab
+from clickscore.model.config import IncompatibleFeaturesError, ModelConfig
+from clickscore.model.network import SEQUENCES, SequenceModel
+from clickscore.training import registry
+from clickscore.training.config import EvaluateConfig, TrainConfig
+from clickscore.training.data import batches, converted, dense_columns, model_frame
+from clickscore.training.evaluate import Evaluation, ItemStats, evaluate, save_plots
+from clickscore.training.loop import LoopConfig, train_function
+
+log = logging.getLogger(__name__)
+
+TRAINING_EXAMPLES = "gold.training_examples"
+SPLITS = ("train", "validation", "test")
+SESSION_GAP_S = 1800.0  # item-kNN's sessions: the time-gap bucket of 30 minutes starts one
+
+
+def pinned_examples(spark: SparkSession) -> tuple[DataFrame, int]:
+    """gold.training_examples as of its current Delta version, and that version."""
+    read_table(spark, TRAINING_EXAMPLES)  # created empty when missing
+    version = table_version(spark, TRAINING_EXAMPLES)
+    return spark.read.option("versionAsOf", version).table(TRAINING_EXAMPLES), version
+
+
+def describe_examples(examples_df: DataFrame) -> dict[str, Any]:
+    """Rows per split, the vocabulary and feature versions, and the window count: one action.
+    Refuses a table that mixes vocabularies (a model has one)."""
+    rows = (examples_df.groupBy("split").agg(
+        F.count(F.lit(1)).alias("rows"), F.collect_set("vocab_version").alias("vocabs"),
+        F.collect_set("feature_version").alias("features"),
+        F.max(F.size("windows")).alias("windows")).collect())
+    vocabs = sorted({v for r in rows for v in r["vocabs"]})
+    if len(vocabs) > 1:
+        raise FeatureContractError(feature_contract().version, [
+            f"{TRAINING_EXAMPLES} mixes vocabulary versions {vocabs}; rebuild it with one"])
+    return {"rows": {r["split"]: r["rows"] for r in rows},
+            "vocab_version": vocabs[0] if vocabs else None,
+            "feature_version": max((f for r in rows for f in r["features"]), default=None),
+            "windows": max((r["windows"] for r in rows), default=0)}
+
+
+def model_config(spark: SparkSession, cfg: TrainConfig, contract: FeatureContract,
+                 described: dict[str, Any]) -> ModelConfig:
+    _, item_max = vocab(spark, "ml.item_vocab", described["vocab_version"])
+    _, category_max = vocab(spark, "ml.category_vocab", described["vocab_version"])
+    n_dense = len(contract.window_arrays) * described["windows"] + len(contract.scalars)
+    return ModelConfig(
+        item_vocab_size=item_max + 1, category_vocab_size=category_max + 1,
+        sequence_length=contract.sequence_length, n_event_types=len(contract.event_types),
+        n_time_gap_buckets=len(contract.time_gap_edges_s) + 1,
+        n_price_buckets=len(contract.price_edges) + 1, n_dense=n_dense,
+        feature_version=contract.version, vocab_version=described["vocab_version"],
+        d_model=cfg.d_model, n_heads=cfg.n_heads, n_layers=cfg.n_layers, dropout=cfg.dropout,
+        loss=cfg.loss, negatives=cfg.negatives, propensity_weight=cfg.propensity_weight)
+
+
+def session_bucket(contract: FeatureContract) -> int:
+    """The time-gap bucket from which a gap starts a new session (30 minutes)."""
+    return 2 + sum(1 for edge in contract.time_gap_edges_s if edge < SESSION_GAP_S)
+
+
+def use_gpu(spark: SparkSession, cfg: TrainConfig) -> bool:
+    """GPUs for the training processes: on executors when Spark schedules them per task,
+    on the driver when CUDA sees one."""
+    if cfg.use_gpu != "auto":
+        return cfg.use_gpu == "yes"
+    if cfg.local_mode:
+        return torch.cuda.is_available()
+    return float(spark.conf.get("spark.task.resource.gpu.amount", "0") or 0) > 0
+
+
+def _distributed(spark: SparkSession, cfg: TrainConfig, *args: Any) -> dict[str, Any]:
+    if cfg.num_processes == 1 and cfg.local_mode:
+        return train_function(*args)  # one local process: no launcher needed
+    from pyspark.ml.torch.distributor import TorchDistributor
+
+    distributor = TorchDistributor(num_processes=cfg.num_processes,
+                                   local_mode=cfg.local_mode, use_gpu=use_gpu(spark, cfg))
+    return dict(distributor.run(train_function, *args) or {})
+
+
+def run_train(spark: SparkSession, cfg: TrainConfig) -> RunCounts:
+    """Train, evaluate, register; returns the counts recorded in ops.pipeline_runs."""
+    contract = feature_contract()
+    examples_df, delta_version = pinned_examples(spark)
+    with stage_run(spark, "train", f"{TRAINING_EXAMPLES}@v{delta_version}",
+                   data_root=cfg.data_root) as stage:
+        check_feature_frame(examples_df, contract, with_labels=True)
+        described = describe_examples(examples_df)
+        rows = described["rows"]
+        missing = [s for s in ("train", "validation") if not rows.get(s)]
+        if missing:
+            raise EmptyInputError(f"{TRAINING_EXAMPLES} split(s) {missing}",
+                                  f"v{delta_version}")
+        model_cfg = model_config(spark, cfg, contract, described)
+        loop = LoopConfig(
+            epochs=cfg.epochs, batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
+            weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_steps,
+            patience=cfg.patience, seed=cfg.seed, resume=cfg.resume,
+            max_steps_per_epoch=cfg.max_steps_per_epoch,
+            checkpoint_dir=str(Path(cfg.data_root) / "training" / "checkpoints"))
+        frames = {split: model_frame(examples_df.where(F.col("split") == split), contract)
+                  for split in SPLITS}
+        partitions = max(4, 2 * cfg.num_processes)
+        with (converted(spark, frames["train"], cfg.data_root, partitions=partitions) as train,
+              converted(spark, frames["validation"], cfg.data_root, partitions=2) as validation,
+              converted(spark, frames["test"], cfg.data_root, partitions=2) as test):
+            with stage.step("train"):
+                result = _distributed(spark, cfg, model_cfg, loop, train, validation,
+                                      rows["train"])
+            with stage.step("evaluate"):
+                model = SequenceModel(model_cfg)
+                model.load_state_dict(torch.load(result["best_path"], map_location="cpu",
+                                                 weights_only=False)["model"])
+                evaluation = _evaluate(model, train, test, contract, cfg.batch_size, cfg.seed)
+        print(evaluation.table(), flush=True)
+        with stage.step("register"):
+            version, promoted = _register(cfg, model, model_cfg, result, evaluation, rows,
+                                          delta_version, contract)
+        log.info("train: model version %s registered as challenger%s", version,
+                 " and promoted to champion" if promoted else "")
+        total = sum(rows.values())
+        return stage.finish(RunCounts(input_rows=total, output_rows=total, details={
+            "model_version": version, "promoted": promoted, "delta_version": delta_version,
+            "vocab_version": model_cfg.vocab_version, "rows_by_split": rows,
+            "device": result.get("device"), "world_size": result.get("world_size"),
+            "best_val_recall_all_at_20": result["best_metric"],
+            "test": {m: v for m, v in evaluation.next_item.get("model", {}).items()}}))
+
+
+def _evaluate(model: SequenceModel, train: Any, test: Any, contract: FeatureContract,
+              batch_size: int, seed: int) -> Evaluation:
+    with batches(train, batch_size=batch_size, num_epochs=1, shuffle=False) as train_loader:
+        stats = ItemStats.from_batches(train_loader, model.cfg.item_vocab_size,
+                                       session_bucket(contract))
+    with batches(test, batch_size=batch_size, num_epochs=1, shuffle=False) as test_loader:
+        return evaluate(model, test_loader, stats, seed=seed)
+
+
+def _register(cfg: TrainConfig, model: SequenceModel, model_cfg: ModelConfig,
+              result: dict[str, Any], evaluation: Evaluation, rows: dict[str, int],
+              delta_version: int, contract: FeatureContract) -> tuple[str, bool]:
+    import mlflow
+    import mlflow.pytorch
+
+    registry.client(cfg.data_root)
+    with mlflow.start_run() as run:
+        mlflow.log_params({**{f"train_{k}": v for k, v in asdict(cfg).items()
+                              if k != "data_root"},
+                           **{f"model_{k}": v for k, v in model_cfg.to_dict().items()}})
+        mlflow.set_tags({"input_table": TRAINING_EXAMPLES,
+                         "input_delta_version": str(delta_version),
+                         "vocab_version": model_cfg.vocab_version,
+                         "feature_version": str(contract.version),
+                         "device": str(result.get("device")),
+                         "world_size": str(result.get("world_size")),
+                         **{f"rows_{split}": str(n) for split, n in rows.items()}})
+        for record in result["history"]:
+            mlflow.log_metrics({registry.metric_name(k): float(v) for k, v in record.items()
+                                if k != "epoch"}, step=record["epoch"])
+        mlflow.log_metric(registry.VALIDATION_METRIC, float(result["best_metric"]))
+        for block in (evaluation.next_item, evaluation.propensity):
+            for method, values in block.items():
+                mlflow.log_metrics({registry.metric_name(f"test_{method}_{m}"): float(v)
+                                    for m, v in values.items() if v == v})  # NaN skipped
+        with tempfile.TemporaryDirectory() as folder:
+            for path in save_plots(evaluation, result["history"], Path(folder)):
+                mlflow.log_artifact(str(path), artifact_path="plots")
+        info = mlflow.pytorch.log_model(
+            model, name="model", registered_model_name=registry.MODEL_NAME,
+            serialization_format="pickle", signature=_signature(model_cfg),
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
+    version = str(info.registered_model_version)
+    registry.client(cfg.data_root).set_registered_model_alias(
+        registry.MODEL_NAME, "challenger", version)
+    log.debug("mlflow run %s, model version %s", run.info.run_id, version)
+    promoted = cfg.auto_promote and registry.decide_promotion(cfg.data_root, version,
+                                                              cfg.promotion_margin)
+    return version, promoted
+
+
+def _signature(model_cfg: ModelConfig) -> Any:
+    """The model's inputs (the contract's sequences and the aggregates) and outputs."""
+    import numpy as np
+    from mlflow.models import infer_signature
+
+    length = model_cfg.sequence_length
+    inputs = {name: np.zeros((1, length), np.int64) for name in SEQUENCES}
+    inputs["dense"] = np.zeros((1, model_cfg.n_dense), np.float32)
+    outputs = {"item_scores": np.zeros((1, model_cfg.item_vocab_size), np.float32),
+               "purchase_propensity": np.zeros(1, np.float32)}
+    return infer_signature(inputs, outputs)
+
+
+def run_evaluate(spark: SparkSession, cfg: EvaluateConfig) -> Evaluation:
+    """A registered model (number or alias) on the current test split, with the baselines."""
+    contract = feature_contract()
+    model, found = registry.load_model(cfg.data_root, cfg.model_version)
+    examples_df, delta_version = pinned_examples(spark)
+    check_feature_frame(examples_df, contract, with_labels=True)
+    described = describe_examples(examples_df)
+    try:
+        model.cfg.check_features(described["feature_version"] or contract.version,
+                                 described["vocab_version"])
+    except IncompatibleFeaturesError as exc:
+        raise FeatureContractError(contract.version, [str(exc)]) from None
+    frames = {s: model_frame(examples_df.where(F.col("split") == s), contract)
+              for s in ("train", "test")}
+    with (converted(spark, frames["train"], cfg.data_root, partitions=4) as train,
+          converted(spark, frames["test"], cfg.data_root, partitions=2) as test):
+        evaluation = _evaluate(model, train, test, contract, 256, 42)
+    print(f"model version {found.version} on {TRAINING_EXAMPLES}@v{delta_version} "
+          f"(dense features: {', '.join(dense_columns(contract))})")
+    print(evaluation.table(), flush=True)
+    return evaluation

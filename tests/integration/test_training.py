@@ -1,0 +1,213 @@
+"""Training end to end on generated data: Petastorm round trip and sharding, TorchDistributor
+with two processes, resume, learning the generator's planted pairs against the baselines,
+MLflow registration and promotion, and refusing features of another vocabulary."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import torch
+from pyspark.sql import functions as F
+
+from clickscore.core.config import RunDate, parse_windows
+from clickscore.core.errors import FeatureContractError
+from clickscore.demo.config import GenerateConfig
+from clickscore.demo.generator import generate
+from clickscore.features.config import TrainingExamplesConfig
+from clickscore.features.contract import feature_contract
+from clickscore.features.job import run_training_examples
+from clickscore.model.metrics import first_target_hits
+from clickscore.model.network import FIRST_ITEM, SequenceModel
+from clickscore.training import registry
+from clickscore.training.config import EvaluateConfig, TrainConfig
+from clickscore.training.data import batches, converted, model_frame
+from clickscore.training.evaluate import ItemStats
+from clickscore.training.job import pinned_examples, run_evaluate, run_train, session_bucket
+from clickscore.training.loop import LoopConfig, to_device, train_function
+from tests.integration.helpers import ingest, sessionize
+
+pytestmark = pytest.mark.integration
+
+START = datetime(2019, 10, 1, tzinfo=UTC)
+# five training cutoffs (more examples per user history), one validation, one test
+CUTOFFS = tuple(START + timedelta(hours=h) for h in (24, 30, 36, 42, 48, 54, 66))
+VIEW = 1  # event type code of a view
+
+
+@pytest.fixture
+def generated_examples(warehouse_states, spark, data_root, tmp_path_factory):
+    """Three generated days through every stage up to gold.training_examples (five training
+    cutoffs, then validation and test; 6 h labels, 12 h lookback); the generator's manifest."""
+    landing = tmp_path_factory.mktemp("training-landing")
+    holder = {}
+
+    def build():
+        manifest = generate(GenerateConfig(output_dir=str(landing), days=3, users=2_000,
+                                           seed=11))
+        holder["manifest"] = manifest
+        for offset, name in enumerate(manifest["files"]):
+            day = str(RunDate((START + timedelta(days=offset)).date()))
+            ingest(spark, data_root, "rees46", landing / name, day)
+            sessionize(spark, data_root, day)
+        # a 12 h lookback: the test rows' histories (54-66 h) hold no event any training row
+        # saw (all before 54 h), so every test position is an honest measurement
+        return {"examples": run_training_examples(spark, TrainingExamplesConfig(
+            cutoffs=CUTOFFS, validation_from=CUTOFFS[-2], test_from=CUTOFFS[-1],
+            data_root=data_root, horizon=timedelta(hours=6), lookback=timedelta(hours=12),
+            windows=parse_windows("1h,6h,12h"))), "manifest": manifest}
+
+    return warehouse_states.start_from("generated-examples", build)
+
+
+def small(data_root, **overrides) -> TrainConfig:
+    values = dict(data_root=data_root, epochs=2, batch_size=128, d_model=32, n_heads=2,
+                  n_layers=1, dropout=0.1, warmup_steps=5, patience=2)
+    return TrainConfig(**{**values, **overrides})
+
+
+def test_the_petastorm_loader_round_trips_rows_and_two_shards_cover_every_row_once(
+        spark, generated_examples, data_root):
+    contract = feature_contract()
+    examples_df, _ = pinned_examples(spark)
+    frame_df = model_frame(examples_df.where("split = 'train'"), contract, keep=("user_id",))
+    expected = {(r.user_id, tuple(r.item_seq), tuple(r.target_seq), tuple(r.dense),
+                 r.purchased_within_horizon) for r in frame_df.collect()}
+
+    def rows(loader):
+        return [(int(u), tuple(s.tolist()), tuple(t.tolist()), tuple(d.tolist()), int(p))
+                for b in loader for u, s, t, d, p in zip(
+                    b["user_id"], b["item_seq"], b["target_seq"], b["dense"],
+                    b["purchased_within_horizon"], strict=True)]
+
+    with converted(spark, frame_df, data_root, partitions=4) as converter:
+        with batches(converter, batch_size=64, num_epochs=1, shuffle=False) as loader:
+            assert set(rows(loader)) == expected
+        shards = []
+        for rank in (0, 1):
+            with batches(converter, batch_size=64, num_epochs=1, rank=rank,
+                         world_size=2) as loader:
+                shards.append(rows(loader))
+        assert shards[0] and shards[1]
+        assert sorted(shards[0] + shards[1]) == sorted(expected)
+        assert len(shards[0]) + len(shards[1]) == len(expected)
+
+
+def test_two_processes_with_torch_distributor_end_with_identical_weights_and_loss_falls(
+        spark, generated_examples, data_root):
+    counts = run_train(spark, small(data_root, num_processes=2, epochs=3, auto_promote=False))
+    details = counts.details
+    assert details["world_size"] == 2 and details["device"] == "cpu"
+    folder = registry_checkpoints(data_root)
+    weights = [torch.load(folder / f"final-rank{r}.pt", weights_only=False) for r in (0, 1)]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    history = torch.load(folder / "last.pt", weights_only=False)["history"]
+    assert history[-1]["loss_total"] < history[0]["loss_total"]
+
+
+def registry_checkpoints(data_root):
+    from pathlib import Path
+
+    return Path(data_root) / "training" / "checkpoints"
+
+
+def test_resume_continues_from_the_last_checkpoint_not_from_scratch(spark, generated_examples,
+                                                                    data_root, tmp_path):
+    contract = feature_contract()
+    examples_df, _ = pinned_examples(spark)
+    from clickscore.training.job import describe_examples, model_config
+
+    model_cfg = model_config(spark, small(data_root), contract, describe_examples(examples_df))
+    loop = LoopConfig(epochs=1, batch_size=128, warmup_steps=5, checkpoint_dir=str(tmp_path),
+                      max_steps_per_epoch=3)
+    frames = {s: model_frame(examples_df.where(F.col("split") == s), contract)
+              for s in ("train", "validation")}
+    with (converted(spark, frames["train"], data_root, partitions=2) as train,
+          converted(spark, frames["validation"], data_root, partitions=1) as validation):
+        first = train_function(model_cfg, loop, train, validation, 384)
+        after_first = torch.load(tmp_path / "last.pt", weights_only=False)
+        resumed = train_function(model_cfg, replace(loop, epochs=2, resume=True), train,
+                                 validation, 384)
+    assert [h["epoch"] for h in first["history"]] == [1]
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2]
+    assert resumed["history"][0] == first["history"][0]  # epoch 1 was not trained again
+    final = torch.load(tmp_path / "last.pt", weights_only=False)
+    assert final["optimizer"]["state"][0]["step"] == after_first["optimizer"]["state"][0][
+        "step"] + 3
+
+
+def test_the_model_learns_the_planted_pairs_and_registers_as_champion(
+        spark, generated_examples, data_root, capsys):
+    manifest = generated_examples["manifest"]
+    counts = run_train(spark, small(data_root, epochs=10, d_model=64, n_layers=2, patience=4,
+                                    batch_size=128, learning_rate=3e-3, dropout=0.2))
+    table = capsys.readouterr().out
+    for method in ("model", "most_popular", "recently_viewed", "item_knn",
+                   "logistic_regression", "hist_gradient_boosting"):
+        assert method in table
+    version = counts.details["model_version"]
+    assert registry.aliases(data_root) == {"challenger": version, "champion": version}
+
+    # Recall@20 right after a planted trigger's view, where the next event is a view in the
+    # same session (the transitions the generator plants), on the test split
+    model, _ = registry.load_model(data_root, "champion")
+    vocab = {r.item_id: r.idx for r in spark.table("ml.item_vocab").where(
+        F.col("vocab_version") == model.cfg.vocab_version).collect()}
+    triggers = torch.tensor([vocab[a] for a, _ in manifest["planted_pairs"] if a in vocab])
+    contract = feature_contract()
+    same_session = session_bucket(contract)
+    examples_df, _ = pinned_examples(spark)
+    hits, popular_hits, positions = 0.0, 0.0, 0
+    with (converted(spark, model_frame(examples_df.where("split = 'train'"), contract),
+                    data_root, partitions=2) as train,
+          converted(spark, model_frame(examples_df.where("split = 'test'"), contract),
+                    data_root, partitions=1) as test):
+        with batches(train, batch_size=256, num_epochs=1, shuffle=False) as loader:
+            stats = ItemStats.from_batches(loader, model.cfg.item_vocab_size, same_session)
+        model.eval()
+        with batches(test, batch_size=256, num_epochs=1, shuffle=False) as loader:
+            for raw in loader:
+                batch = to_device(raw, torch.device("cpu"))
+                with torch.no_grad():
+                    hidden = model.encode(batch)[:, :-1]
+                types, gaps = batch["event_type_seq"], batch["time_gap_seq"]
+                at = (torch.isin(batch["item_seq"][:, :-1], triggers) & (types[:, :-1] == VIEW)
+                      & (types[:, 1:] == VIEW) & (gaps[:, 1:] > 1) & (gaps[:, 1:] < same_session)
+                      & (batch["target_seq"][:, :-1] >= FIRST_ITEM))
+                if not at.any():
+                    continue
+                targets = batch["target_seq"][:, :-1][at]
+                hits += float(first_target_hits(model.item_scores(hidden[at]), targets,
+                                                20)["recall@20"].sum())
+                popular_hits += float(first_target_hits(stats.popular_scores(len(targets)),
+                                                        targets, 20)["recall@20"].sum())
+                positions += len(targets)
+    # the ceiling: how often the generator really planted the follow after a trigger's view
+    ceiling = manifest["planted_transitions"] / manifest["trigger_views_with_next_view"]
+    recall, popular_recall = hits / positions, popular_hits / positions
+    print(f"planted pairs: recall@20 {recall:.3f}, most-popular {popular_recall:.3f}, "
+          f"ceiling {ceiling:.3f}, {positions} positions")  # shown with pytest -s
+    assert positions >= 30, positions
+    assert 0.75 <= ceiling <= 0.85
+    assert recall >= ceiling - 0.2, (recall, ceiling, positions)
+    assert recall >= popular_recall + 0.3, (recall, popular_recall)
+
+    # a worse challenger is not promoted; `models promote` overrides
+    worse = run_train(spark, small(data_root, epochs=1, max_steps_per_epoch=1,
+                                   learning_rate=1e-5))
+    assert registry.aliases(data_root)["champion"] == version
+    assert registry.aliases(data_root)["challenger"] == worse.details["model_version"]
+    registry.promote(data_root, worse.details["model_version"])
+    assert registry.aliases(data_root)["champion"] == worse.details["model_version"]
+
+
+def test_evaluate_refuses_features_of_another_vocabulary_naming_both(
+        spark, generated_examples, data_root, monkeypatch):
+    run_train(spark, small(data_root, epochs=1, max_steps_per_epoch=2))
+    spark.sql("UPDATE gold.training_examples SET vocab_version = 'vother'")
+    with pytest.raises(FeatureContractError, match="vocabulary v[0-9a-f]{12}; these features "
+                                                   "are contract v1 with vocabulary vother"):
+        run_evaluate(spark, EvaluateConfig(data_root=data_root, model_version="champion"))
+    assert SequenceModel  # the model class the registry restores

@@ -1,0 +1,149 @@
+"""The PyTorch model and its metrics, on tensors: hand-computed metric cases, causality, the
+loss only at positions with a target, overfitting a tiny set, and version refusal."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from torch.nn import functional as F
+
+from clickscore.model.config import IncompatibleFeaturesError, ModelConfig
+from clickscore.model.metrics import (
+    all_targets_hits,
+    expected_calibration_error,
+    first_target_hits,
+    gains_by_decile,
+)
+from clickscore.model.network import SEQUENCES, SequenceModel
+
+NEG = float("-inf")
+
+
+def test_first_target_metrics_on_a_hand_ranked_case():
+    scores = torch.tensor([[NEG, NEG, 0.9, 0.1, 0.5, 0.3],
+                           [NEG, NEG, 0.8, 0.1, 0.5, 0.3],
+                           [NEG, NEG, 0.8, 0.1, 0.5, 0.3]])
+    targets = torch.tensor([4, 2, 3])  # ranks 2, 1 and 4
+    got = first_target_hits(scores, targets, k=2)
+    assert got["recall@2"].tolist() == [1.0, 1.0, 0.0]
+    assert got["ndcg@2"].tolist() == pytest.approx([1 / math.log2(3), 1.0, 0.0])
+    assert got["mrr@2"].tolist() == pytest.approx([0.5, 1.0, 0.0])
+
+
+def test_all_targets_metrics_on_a_hand_ranked_case():
+    top = torch.tensor([[2, 5, 3], [4, 6, 7]])
+    targets = torch.tensor([[5, 7, 0, 0], [4, 6, 1, 0]])  # 1 (OOV) is never relevant
+    got = all_targets_hits(top, targets, k=3)
+    assert got["recall_all@3"].tolist() == pytest.approx([0.5, 1.0])
+    first_ndcg = (1 / math.log2(3)) / (1 + 1 / math.log2(3))
+    assert got["ndcg_all@3"].tolist() == pytest.approx([first_ndcg, 1.0])
+
+
+def test_calibration_error_and_gains_on_hand_computed_cases():
+    # bin 0.1: mean 0.1, observed 0.5; bin 0.9: mean 0.9, observed 1.0; each half the rows
+    assert expected_calibration_error(np.array([0.1, 0.1, 0.9, 0.9]),
+                                      np.array([0, 1, 1, 1])) == pytest.approx(0.25)
+    p = np.linspace(1, 0.05, 20)
+    labels = np.array([1, 1, 0, 1] + [0] * 16)
+    assert gains_by_decile(p, labels).tolist() == pytest.approx(
+        [2 / 3, 1 / 3] + [0.0] * 8)
+
+
+def tiny_config(**overrides) -> ModelConfig:
+    values = dict(item_vocab_size=40, category_vocab_size=6, sequence_length=8,
+                  n_event_types=5, n_time_gap_buckets=9, n_price_buckets=10, n_dense=4,
+                  feature_version=1, vocab_version="vtest", d_model=32, n_heads=2,
+                  n_layers=2, dropout=0.0)
+    return ModelConfig(**{**values, **overrides})
+
+
+def tiny_batch(items: torch.Tensor, cfg: ModelConfig) -> dict[str, torch.Tensor]:
+    real = items > 0
+    return {
+        "item_seq": items,
+        "event_type_seq": real.long(),
+        "category_seq": real.long() * 2,
+        "time_gap_seq": real.long() * 3,
+        "price_seq": real.long() * 4,
+        "dense": torch.rand(items.shape[0], cfg.n_dense),
+        "target_seq": torch.zeros_like(items),
+        "purchased_within_horizon": torch.zeros(items.shape[0]),
+    }
+
+
+def test_a_position_sees_only_earlier_events_and_padding_changes_nothing():
+    torch.manual_seed(0)
+    cfg = tiny_config()
+    model = SequenceModel(cfg).eval()
+    items = torch.tensor([[0, 0, 0, 5, 6, 7, 8, 9]])
+    hidden = model.encode(tiny_batch(items, cfg))
+    changed = items.clone()
+    changed[0, -1] = 30
+    hidden_changed = model.encode(tiny_batch(changed, cfg))
+    assert torch.allclose(hidden[0, :-1], hidden_changed[0, :-1], atol=1e-6)
+    assert not torch.allclose(hidden[0, -1], hidden_changed[0, -1])
+    assert torch.isfinite(hidden).all()  # fully padded positions do not turn into NaN
+    with torch.no_grad():
+        scores, propensity = model(tiny_batch(items, cfg))
+    assert scores.shape == (1, 40) and (scores[:, :2] == NEG).all()
+    assert 0 < float(propensity) < 1
+
+
+def test_the_next_item_loss_counts_only_positions_with_a_target():
+    torch.manual_seed(0)
+    cfg = tiny_config()
+    model = SequenceModel(cfg).eval()
+    batch = tiny_batch(torch.tensor([[0, 0, 3, 4, 5, 6, 7, 8]]), cfg)
+    batch["target_seq"] = torch.tensor([[0, 0, 0, 0, 9, 1, 0, 11]])  # 1 (OOV) is no target
+    hidden = model.encode(batch)
+    expected = F.cross_entropy(model.item_scores(hidden[0, [4, 7]]), torch.tensor([9, 11]))
+    assert model.losses(batch)["next_item"].item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("loss", ["full", "sampled"])
+def test_overfitting_a_tiny_set_reaches_recall_at_20_near_1(loss):
+    torch.manual_seed(1)
+    cfg = tiny_config(item_vocab_size=400, loss=loss, negatives=64, sequence_length=6)
+    follow = torch.randperm(398) + 2  # item i is always followed by follow[i - 2]
+    starts = torch.randint(2, 400, (64,))
+    rows = [starts]
+    for _ in range(6):
+        rows.append(follow[rows[-1] - 2])
+    chain = torch.stack(rows, dim=1)  # (64, 7)
+    batch = tiny_batch(chain[:, :6], cfg)
+    batch["target_seq"] = chain[:, 1:]
+    model = SequenceModel(cfg)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3)
+    for _ in range(300):
+        optimizer.zero_grad()
+        model.losses(batch)["total"].backward()
+        optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        scores, _ = model(batch)
+    recall = first_target_hits(scores, chain[:, 6], k=20)["recall@20"].mean().item()
+    assert recall >= 0.95
+
+
+def test_a_model_refuses_features_of_another_version_naming_both():
+    cfg = tiny_config(feature_version=1, vocab_version="vaaa")
+    cfg.check_features(1, "vaaa")
+    with pytest.raises(IncompatibleFeaturesError,
+                       match="contract v1 with vocabulary vaaa; these features are contract "
+                             "v2 with vocabulary vbbb"):
+        cfg.check_features(2, "vbbb")
+
+
+def test_the_model_package_imports_no_spark():
+    probe = ("import sys, clickscore.model.network, clickscore.model.metrics, "
+             "clickscore.model.config; print('pyspark' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "False"
+    assert set(SEQUENCES) == {"item_seq", "event_type_seq", "category_seq", "time_gap_seq",
+                              "price_seq"}
