@@ -207,8 +207,9 @@ def train_function(model_cfg: ModelConfig, loop: LoopConfig, train_converter: An
         _save(folder / f"final-rank{rank}.pt", model.state_dict())
         # every rank returns rank 0's result: TorchDistributor's local mode keeps whichever
         # process writes its output last
-        shared = [result if rank == 0 else None]
+        shared: list[dict[str, Any] | None] = [result if rank == 0 else None]
         dist.broadcast_object_list(shared, src=0)
+        assert shared[0] is not None
         result = shared[0]
         dist.destroy_process_group()
     return result
