@@ -5,7 +5,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 DATA_ROOT ?= .clickscore
 
-.PHONY: setup browser demo test lint bench clean
+.PHONY: setup browser demo test lint bench bench-train clean
 
 # Creates the venv, installs the locked dependencies (torch, petastorm, Spark, Delta, GX...)
 # with uv, fetches the Delta jars from Maven Central once into the Ivy cache, and the Data Docs
@@ -41,6 +41,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/bench_etl.py
+
+bench-train: $(STAMP)
+	cd benchmarks && ../$(VENV)/bin/python bench_train.py
 
 clean:
 	rm -rf $(VENV) $(DATA_ROOT) .pytest_cache

@@ -53,12 +53,14 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 T0 = datetime(2019, 10, 1, tzinfo=UTC)
 # source, input, run date, cutoffs (train, validation, test), horizon, lookback, windows
 DATASETS = {
-    "taobao": ("taobao", SHARED / "taobao_userbehavior_subset", "all",
+    "taobao": ("taobao", SHARED / "taobao_userbehavior_subset" / "UserBehavior_subset110300.csv.gz",
+               "all",
                [datetime(2017, 11, 26, 1, 40, tzinfo=UTC),
                 datetime(2017, 11, 26, 2, 10, tzinfo=UTC),
                 datetime(2017, 11, 26, 2, 40, tzinfo=UTC)],
                timedelta(minutes=20), timedelta(minutes=40), "5m,15m,40m"),
-    "rees46": ("rees46", SHARED / "rees46_multicategory_2019oct_head", "all",
+    "rees46": ("rees46", SHARED / "rees46_multicategory_2019oct_head" / "2019-Oct_head17434.csv.gz",
+               "all",
                [T0 + timedelta(minutes=70), T0 + timedelta(minutes=110),
                 T0 + timedelta(minutes=140)],
                timedelta(minutes=30), timedelta(minutes=70), "10m,30m,70m"),
