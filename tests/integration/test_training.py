@@ -113,8 +113,8 @@ def registry_checkpoints(data_root):
     return Path(data_root) / "training" / "checkpoints"
 
 
-def test_resume_continues_from_the_last_checkpoint_not_from_scratch(spark, generated_examples,
-                                                                    data_root, tmp_path):
+def test_a_seed_gives_the_same_weights_and_resume_continues_from_the_checkpoint(
+        spark, generated_examples, data_root, tmp_path):
     contract = feature_contract()
     examples_df, _ = pinned_examples(spark)
     from clickscore.training.job import describe_examples, model_config
@@ -128,6 +128,11 @@ def test_resume_continues_from_the_last_checkpoint_not_from_scratch(spark, gener
           converted(spark, frames["validation"], data_root, partitions=1) as validation):
         first = train_function(model_cfg, loop, train, validation, 384)
         after_first = torch.load(tmp_path / "last.pt", weights_only=False)
+        # the same seed on CPU gives the same weights
+        train_function(model_cfg, replace(loop, checkpoint_dir=str(tmp_path / "again")), train,
+                       validation, 384)
+        again = torch.load(tmp_path / "again" / "last.pt", weights_only=False)["model"]
+        assert all(torch.equal(after_first["model"][k], again[k]) for k in again)
         resumed = train_function(model_cfg, replace(loop, epochs=2, resume=True), train,
                                  validation, 384)
     assert [h["epoch"] for h in first["history"]] == [1]
