@@ -8,8 +8,7 @@ Inputs are the feature contract's left-padded sequences (index 0 = padding):
 Each position's embedding is the sum of its item, event-type, category, time-gap, price-bucket
 and position embeddings; a causal Transformer encoder (pre-norm) reads them, so position i sees
 only events 0..i. The next-item head scores a state against the item embeddings (tied), over
-every item, plus a learned per-item bias (popularity); index 0 (padding) and 1
-(out-of-vocabulary) are never recommended. The propensity
+every item: index 0 (padding) and 1 (out-of-vocabulary) are never recommended. The propensity
 head reads the last state (the most recent event) with the aggregate features.
 
 Training losses: full softmax cross-entropy at the positions that have a target (`target_seq`
@@ -51,8 +50,6 @@ class SequenceModel(nn.Module):
         self.dense_norm = nn.LayerNorm(cfg.n_dense)
         self.propensity = nn.Sequential(nn.Linear(d + cfg.n_dense, d), nn.GELU(),
                                         nn.Dropout(cfg.dropout), nn.Linear(d, 1))
-        # a learned per-item bias carries popularity, so the embeddings need not re-learn it
-        self.item_bias = nn.Parameter(torch.zeros(cfg.item_vocab_size))
         nn.init.normal_(self.item.weight, std=d ** -0.5)
         with torch.no_grad():
             self.item.weight[0].zero_()
@@ -80,7 +77,7 @@ class SequenceModel(nn.Module):
 
     def item_scores(self, states: Tensor) -> Tensor:
         """Scores of every item for each state (N, V); padding and OOV at -inf."""
-        scores = states @ self.item.weight.T + self.item_bias.to(states.dtype)
+        scores = states @ self.item.weight.T
         scores[:, :FIRST_ITEM] = float("-inf")
         return scores
 
@@ -126,9 +123,9 @@ class SequenceModel(nn.Module):
             q = torch.log((rank + 2) / (rank + 1)) / math.log(n_items + 1)
             return torch.log(q * self.cfg.negatives)
 
-        weights, bias = self.item.weight, self.item_bias
-        positive = (states * weights[wanted]).sum(-1) + bias[wanted] - log_q(wanted)
-        negative = states @ weights[negatives].T + (bias[negatives] - log_q(negatives)).unsqueeze(0)
+        weights = self.item.weight
+        positive = (states * weights[wanted]).sum(-1) - log_q(wanted)
+        negative = states @ weights[negatives].T - log_q(negatives).unsqueeze(0)
         negative = negative.masked_fill(negatives.unsqueeze(0) == wanted.unsqueeze(1),
                                         float("-inf"))  # accidental hits
         logits = torch.cat([positive.unsqueeze(1), negative], dim=1).float()
