@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import torch
@@ -19,7 +20,7 @@ from clickscore.features.config import TrainingExamplesConfig
 from clickscore.features.contract import feature_contract
 from clickscore.features.job import run_training_examples
 from clickscore.model.metrics import first_target_hits
-from clickscore.model.network import FIRST_ITEM, SequenceModel
+from clickscore.model.network import FIRST_ITEM
 from clickscore.training import registry
 from clickscore.training.config import EvaluateConfig, TrainConfig
 from clickscore.training.data import batches, converted, model_frame
@@ -99,18 +100,12 @@ def test_two_processes_with_torch_distributor_end_with_identical_weights_and_los
     counts = run_train(spark, small(data_root, num_processes=2, epochs=3, auto_promote=False))
     details = counts.details
     assert details["world_size"] == 2 and details["device"] == "cpu"
-    folder = registry_checkpoints(data_root)
+    folder = Path(data_root) / "training" / "checkpoints"
     weights = [torch.load(folder / f"final-rank{r}.pt", weights_only=False) for r in (0, 1)]
     assert weights[0].keys() == weights[1].keys()
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
     history = torch.load(folder / "last.pt", weights_only=False)["history"]
     assert history[-1]["loss_total"] < history[0]["loss_total"]
-
-
-def registry_checkpoints(data_root):
-    from pathlib import Path
-
-    return Path(data_root) / "training" / "checkpoints"
 
 
 def test_a_seed_gives_the_same_weights_and_resume_continues_from_the_checkpoint(
@@ -210,10 +205,9 @@ def test_the_model_learns_the_planted_pairs_and_registers_as_champion(
 
 
 def test_evaluate_refuses_features_of_another_vocabulary_naming_both(
-        spark, generated_examples, data_root, monkeypatch):
+        spark, generated_examples, data_root):
     run_train(spark, small(data_root, epochs=1, max_steps_per_epoch=2))
     spark.sql("UPDATE gold.training_examples SET vocab_version = 'vother'")
     with pytest.raises(FeatureContractError, match="vocabulary v[0-9a-f]{12}; these features "
                                                    "are contract v1 with vocabulary vother"):
         run_evaluate(spark, EvaluateConfig(data_root=data_root, model_version="champion"))
-    assert SequenceModel  # the model class the registry restores

@@ -198,8 +198,7 @@ def _register(cfg: TrainConfig, model: SequenceModel, model_cfg: ModelConfig,
             serialization_format="pickle", signature=_signature(model_cfg),
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
     version = str(info.registered_model_version)
-    registry.client(cfg.data_root).set_registered_model_alias(
-        registry.MODEL_NAME, "challenger", version)
+    registry.set_alias(cfg.data_root, "challenger", version)
     log.debug("mlflow run %s, model version %s", run.info.run_id, version)
     promoted = cfg.auto_promote and registry.decide_promotion(cfg.data_root, version,
                                                               cfg.promotion_margin)

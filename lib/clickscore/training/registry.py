@@ -121,10 +121,15 @@ def decide_promotion(data_root: str, version: str, margin: float) -> bool:
     return True
 
 
-def promote(data_root: str, version: str) -> None:
+def set_alias(data_root: str, alias: str, version: str) -> None:
+    """Point `alias` (champion, challenger) at a version."""
     found = resolve_version(data_root, version)
-    client(data_root).set_registered_model_alias(MODEL_NAME, "champion", found.version)
-    log.info("model %s is now champion", found.version)
+    client(data_root).set_registered_model_alias(MODEL_NAME, alias, found.version)
+
+
+def promote(data_root: str, version: str) -> None:
+    set_alias(data_root, "champion", version)
+    log.info("model %s is now champion", version)
 
 
 def promote_command(cfg: PromoteConfig) -> None:
