@@ -45,7 +45,8 @@ def spark(data_root: str) -> SparkSession:
 def drop_all_tables(spark: SparkSession) -> None:
     for database in DATABASES:
         for table in spark.catalog.listTables(database):
-            spark.sql(f"DROP TABLE IF EXISTS {database}.{table.name}")
+            kind = "VIEW" if table.tableType == "VIEW" else "TABLE"
+            spark.sql(f"DROP {kind} IF EXISTS {database}.{table.name}")
 
 
 @pytest.fixture

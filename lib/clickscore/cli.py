@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "clickscore.features.config",
     "clickscore.dq.config",
     "clickscore.training.config",
+    "clickscore.scoring.config",
     "clickscore.core.sql",
 )
 

@@ -84,4 +84,4 @@ class WarehouseStates:
         from clickscore.core.spark import DATABASES
 
         return [(database, t.name) for database in DATABASES
-                for t in self.spark.catalog.listTables(database)]
+                for t in self.spark.catalog.listTables(database) if t.tableType != "VIEW"]

@@ -101,7 +101,9 @@ def test_the_demo_runs_every_stage_within_its_line_budget(tmp_path):
     days = ("2019-10-01", "2019-10-02", "2019-10-03")
     expected = ([f"{stage} {day}:" for day in days for stage in ("ingest", "sessionize")]
                 + ["training_examples 2019-10-02T12:00:00+00:00..2019-10-03T18:00:00+00:00:",
-                   "features 2019-10-04T00:00:00+00:00:", "train gold.training_examples@v1:"])
+                   "train gold.training_examples@v1:",
+                   # scoring the last day rebuilds its features first, as its own run
+                   "features 2019-10-04T00:00:00+00:00:", "score 2019-10-03:"])
     assert [line.split(" ", 1)[1].split(": ")[0] + ":" for line in summaries] == expected
     assert len([line for line in lines if " train epoch " in line]) == 3
     for method in ("model", "most_popular", "recently_viewed", "item_knn",
@@ -111,3 +113,9 @@ def test_the_demo_runs_every_stage_within_its_line_budget(tmp_path):
     table = demo.stdout.split("Pipeline runs (ops.pipeline_runs):")[1].split("\n\n")[0]
     assert len(table.strip().splitlines()) == 1 + len(expected)
     assert "2019-10-01 succeeded" in table
+    # the demo ends with the top of the score table: five users, best first
+    scores = demo.stdout.split("Top of the score table (gold.user_scores_latest):")[1]
+    rows = scores.strip().splitlines()[1:6]
+    assert len(rows) == 5 and all(" 2019-10-03 " in row for row in rows), scores
+    propensities = [float(row.split()[2]) for row in rows]
+    assert propensities == sorted(propensities, reverse=True)

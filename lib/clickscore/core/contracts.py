@@ -29,15 +29,23 @@ _SIMPLE_TYPES: dict[str, T.DataType] = {
     "date": T.DateType(),
 }
 _ARRAY = re.compile(r"^array<(\w+)>$")
+_ARRAY_OF_STRUCT = re.compile(r"^array<struct<(\w+:\w+(?:,\w+:\w+)*)>>$")
 
 
 def spark_type(name: str) -> T.DataType:
-    """The Spark type for a contract type name (`bigint`, `array<int>`, ...)."""
+    """The Spark type for a contract type name: `bigint`, `array<int>`, or an array of flat
+    structs, `array<struct<item_id:bigint,score:float>>`."""
     if name in _SIMPLE_TYPES:
         return _SIMPLE_TYPES[name]
     match = _ARRAY.match(name)
     if match and match.group(1) in _SIMPLE_TYPES:
         return T.ArrayType(_SIMPLE_TYPES[match.group(1)], containsNull=True)
+    match = _ARRAY_OF_STRUCT.match(name)
+    if match:
+        fields = [part.split(":") for part in match.group(1).split(",")]
+        if all(kind in _SIMPLE_TYPES for _, kind in fields):
+            return T.ArrayType(T.StructType([T.StructField(field, _SIMPLE_TYPES[kind], True)
+                                             for field, kind in fields]), containsNull=True)
     raise ValueError(f"unknown column type {name!r} in a schema contract")
 
 
@@ -73,7 +81,7 @@ class TableSchema:
     def ddl(self, location: str | None = None) -> str:
         """`CREATE TABLE IF NOT EXISTS` for this contract, as a Delta table."""
         cols = ",\n  ".join(
-            f"`{c.name}` {c.type.upper()}"
+            f"`{c.name}` {c.type}"  # as written: struct field names keep their case
             + ("" if c.nullable else " NOT NULL")
             + (f" COMMENT {_sql_string(c.comment)}" if c.comment else "")
             for c in self.columns

@@ -14,8 +14,10 @@ SPARK_LOG_LEVEL_ENV = "CLICKSCORE_SPARK_LOG_LEVEL"
 # chatty at INFO even when their parent logger is quiet
 _THIRD_PARTY = ("py4j", "great_expectations", "urllib3", "matplotlib", "mlflow", "alembic")
 # warnings that repeat a deliberate choice (mlflow.pytorch: the registry stores the model as
-# pickle because its forward takes a dict, which the traced pt2 format cannot take)
-_DELIBERATE = ("mlflow.pytorch",)
+# pickle because its forward takes a dict, which the traced pt2 format cannot take; petastorm's
+# converter: float32 is the dtype the model wants, and its cache files are small because the
+# frames are)
+_DELIBERATE = ("mlflow.pytorch", "petastorm.spark.spark_dataset_converter")
 
 
 def configure_logging(verbose: bool = False) -> None:

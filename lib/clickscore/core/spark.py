@@ -102,6 +102,9 @@ def get_spark(
         # A local driver binds to loopback (and Spark stops warning that the host name
         # resolves to it); a cluster sets its own.
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        # Python workers (scoring's mapInArrow) run this interpreter, which has clickscore
+        # installed, not whatever `python3` is first on the PATH.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         for key, value in wanted.items():
             builder = builder.config(key, value)
         jars = None if resolve_jars else recorded_jars()

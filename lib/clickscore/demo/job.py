@@ -13,10 +13,12 @@ from clickscore.core.display import print_query
 from clickscore.demo.config import DemoConfig, GenerateConfig
 from clickscore.demo.generator import generate
 from clickscore.dq.context import data_docs_index
-from clickscore.features.config import FeaturesConfig, TrainingExamplesConfig
-from clickscore.features.job import run_features, run_training_examples
+from clickscore.features.config import TrainingExamplesConfig
+from clickscore.features.job import run_training_examples
 from clickscore.ingest.config import IngestConfig
 from clickscore.ingest.job import run_ingest
+from clickscore.scoring.config import ScoreConfig
+from clickscore.scoring.job import run_score
 from clickscore.sessionize.config import SessionizeConfig
 from clickscore.sessionize.job import run_sessionize
 from clickscore.training.config import TrainConfig
@@ -27,8 +29,8 @@ log = logging.getLogger(__name__)
 
 def run_demo(spark: SparkSession, cfg: DemoConfig) -> None:
     """Generate `cfg.days` daily files under the data root, run ingest and sessionize for
-    each day, build training examples and features, train and register a model, print a
-    summary."""
+    each day, build training examples, train and register a model, score the last day, print
+    a summary."""
     data_root = cfg.data_root
     landing = Path(data_root) / "landing" / "demo"
     gen = GenerateConfig(output_dir=str(landing), days=cfg.days, users=cfg.users,
@@ -39,10 +41,13 @@ def run_demo(spark: SparkSession, cfg: DemoConfig) -> None:
         run_ingest(spark, IngestConfig(source="rees46", input_path=str(landing / name),
                                        run_date=day, data_root=data_root))
         run_sessionize(spark, SessionizeConfig(run_date=day, data_root=data_root))
-    _features(spark, data_root, gen)
+    _training_examples(spark, data_root, gen)
     # a small model on the demo's training examples: per-epoch progress, then the model
     # next to the baselines on the test split
     run_train(spark, TrainConfig(data_root=data_root, epochs=cfg.epochs, patience=3))
+    # the nightly job on the last day: features at its end, scored by the champion
+    last_day = gen.start_date + timedelta(days=gen.days - 1)
+    run_score(spark, ScoreConfig(run_date=last_day, data_root=data_root))
     print("\nPipeline runs (ops.pipeline_runs):")
     print_query(spark, """
         SELECT job, run_date, status, input_rows, output_rows, quarantined_rows,
@@ -72,13 +77,19 @@ def run_demo(spark: SparkSession, cfg: DemoConfig) -> None:
     print(f"\nData-quality gates: {gates.batches} batches, {gates.checks} checks, "
           f"{gates.critical_failed} critical failures, {gates.warnings} warnings "
           f"(clickscore dq report; Data Docs: {data_docs_index(data_root)})")
+    print("\nTop of the score table (gold.user_scores_latest):")
+    print_query(spark, """
+        SELECT user_id, score_date, round(purchase_propensity, 4) AS purchase_propensity,
+               propensity_decile AS decile, model_version,
+               transform(slice(top_items, 1, 3), x -> x.item_id) AS top_3_items
+        FROM gold.user_scores_latest ORDER BY purchase_propensity DESC, user_id LIMIT 5""")
     print(f"Warehouse: {data_root}/warehouse  (try: clickscore sql \"SHOW TABLES IN silver\" "
           f"--data-root {data_root})")
 
 
-def _features(spark: SparkSession, data_root: str, gen: GenerateConfig) -> None:
-    """Training examples at three cutoffs (train / validation / test, 6 h labels), then the
-    features a nightly scoring run would read at the end of the generated days."""
+def _training_examples(spark: SparkSession, data_root: str, gen: GenerateConfig) -> None:
+    """Training examples at three cutoffs (train / validation / test, 6 h labels, a 1 d
+    lookback); scoring rebuilds features the same way (the model records how)."""
     start = datetime.combine(gen.start_date, time(0), tzinfo=UTC)
     cutoffs = (start + timedelta(hours=36), start + timedelta(hours=54),
                start + timedelta(hours=66))
@@ -86,6 +97,3 @@ def _features(spark: SparkSession, data_root: str, gen: GenerateConfig) -> None:
     run_training_examples(spark, TrainingExamplesConfig(
         cutoffs=cutoffs, validation_from=cutoffs[1], test_from=cutoffs[2], data_root=data_root,
         horizon=timedelta(hours=6), lookback=lookback, windows=windows))
-    run_features(spark, FeaturesConfig(as_of=start + timedelta(days=gen.days),
-                                       data_root=data_root, lookback=lookback,
-                                       windows=windows))

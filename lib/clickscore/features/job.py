@@ -97,6 +97,7 @@ def run_training_examples(spark: SparkSession, cfg: TrainingExamplesConfig) -> R
             with_labels(user_features(coded_df, c, cfg.lookback, cfg.windows, contract, version),
                         labels(coded_df, c, cfg.horizon, contract), contract)
             .withColumn("horizon_s", F.lit(int(cfg.horizon.total_seconds())).cast("bigint"))
+            .withColumn("lookback_s", F.lit(int(cfg.lookback.total_seconds())).cast("bigint"))
             .withColumn("split", F.lit(cfg.split_of(c)))
             for c in cutoffs
         ])

@@ -37,6 +37,10 @@ class ModelConfig:
     loss: str = "full"
     negatives: int = 256
     propensity_weight: float = 1.0
+    # how the features it reads were built: scoring rebuilds them the same way
+    windows: tuple[str, ...] = ()
+    lookback_s: float = 0.0
+    horizon_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.item_vocab_size < 3:
@@ -66,4 +70,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
+        values = {k: v for k, v in values.items() if k in known}
+        if "windows" in values:
+            values["windows"] = tuple(values["windows"])
+        return cls(**values)

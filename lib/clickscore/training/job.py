@@ -11,6 +11,8 @@ to `champion` when it earns it, see `training.registry`).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import tempfile
 from dataclasses import asdict
@@ -55,22 +57,32 @@ def describe_examples(examples_df: DataFrame) -> dict[str, Any]:
     rows = (examples_df.groupBy("split").agg(
         F.count(F.lit(1)).alias("rows"), F.collect_set("vocab_version").alias("vocabs"),
         F.collect_set("feature_version").alias("features"),
-        F.max(F.size("windows")).alias("windows")).collect())
+        F.collect_set("windows").alias("windows"), F.collect_set("lookback_s").alias("lookbacks"),
+        F.collect_set("horizon_s").alias("horizons")).collect())
     vocabs = sorted({v for r in rows for v in r["vocabs"]})
     if len(vocabs) > 1:
         raise FeatureContractError(feature_contract().version, [
             f"{TRAINING_EXAMPLES} mixes vocabulary versions {vocabs}; rebuild it with one"])
+    built = {name: sorted({tuple(v) if isinstance(v, list) else v for r in rows
+                           for v in r[name]}) for name in ("windows", "lookbacks", "horizons")}
+    mixed = [f"{name} {values}" for name, values in built.items() if len(values) > 1]
+    if mixed:
+        raise FeatureContractError(feature_contract().version, [
+            f"{TRAINING_EXAMPLES} mixes features built differently ({'; '.join(mixed)}); "
+            "rebuild it with one setting"])
     return {"rows": {r["split"]: r["rows"] for r in rows},
             "vocab_version": vocabs[0] if vocabs else None,
             "feature_version": max((f for r in rows for f in r["features"]), default=None),
-            "windows": max((r["windows"] for r in rows), default=0)}
+            "windows": built["windows"][0] if built["windows"] else (),
+            "lookback_s": built["lookbacks"][0] if built["lookbacks"] else 0,
+            "horizon_s": built["horizons"][0] if built["horizons"] else 0}
 
 
 def model_config(spark: SparkSession, cfg: TrainConfig, contract: FeatureContract,
                  described: dict[str, Any]) -> ModelConfig:
     _, item_max = vocab(spark, "ml.item_vocab", described["vocab_version"])
     _, category_max = vocab(spark, "ml.category_vocab", described["vocab_version"])
-    n_dense = len(contract.window_arrays) * described["windows"] + len(contract.scalars)
+    n_dense = len(contract.window_arrays) * len(described["windows"]) + len(contract.scalars)
     return ModelConfig(
         item_vocab_size=item_max + 1, category_vocab_size=category_max + 1,
         sequence_length=contract.sequence_length, n_event_types=len(contract.event_types),
@@ -78,7 +90,9 @@ def model_config(spark: SparkSession, cfg: TrainConfig, contract: FeatureContrac
         n_price_buckets=len(contract.price_edges) + 1, n_dense=n_dense,
         feature_version=contract.version, vocab_version=described["vocab_version"],
         d_model=cfg.d_model, n_heads=cfg.n_heads, n_layers=cfg.n_layers, dropout=cfg.dropout,
-        loss=cfg.loss, negatives=cfg.negatives, propensity_weight=cfg.propensity_weight)
+        loss=cfg.loss, negatives=cfg.negatives, propensity_weight=cfg.propensity_weight,
+        windows=tuple(described["windows"]), lookback_s=float(described["lookback_s"]),
+        horizon_s=float(described["horizon_s"]))
 
 
 def session_bucket(contract: FeatureContract) -> int:
@@ -193,10 +207,12 @@ def _register(cfg: TrainConfig, model: SequenceModel, model_cfg: ModelConfig,
         with tempfile.TemporaryDirectory() as folder:
             for path in save_plots(evaluation, result["history"], Path(folder)):
                 mlflow.log_artifact(str(path), artifact_path="plots")
-        info = mlflow.pytorch.log_model(
-            model, name="model", registered_model_name=registry.MODEL_NAME,
-            serialization_format="pickle", signature=_signature(model_cfg),
-            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
+        # MLflow prints "Successfully registered ..." to stderr; the summary line says it
+        with contextlib.redirect_stderr(io.StringIO()):
+            info = mlflow.pytorch.log_model(
+                model, name="model", registered_model_name=registry.MODEL_NAME,
+                serialization_format="pickle", signature=_signature(model_cfg),
+                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
     version = str(info.registered_model_version)
     registry.set_alias(cfg.data_root, "challenger", version)
     log.debug("mlflow run %s, model version %s", run.info.run_id, version)

@@ -1,0 +1,1 @@
+"""Nightly scoring: gold.user_scores from the champion model (see `job`)."""

@@ -1,0 +1,58 @@
+"""The scoring stage's typed config and its command."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+
+from clickscore.core.commands import Command, option
+from clickscore.core.config import parse_windows, positive
+
+Windows = tuple[tuple[str, timedelta], ...]
+
+
+def _show_windows(windows: Windows | None) -> str:
+    return "the model's" if windows is None else ",".join(label for label, _ in windows)
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """Score every user active in the lookback before the end of `run_date` with a
+    registered model: features rebuilt at that cutoff by the feature stage's own code, then
+    gold.user_scores for that date (replaced as a whole)."""
+
+    run_date: date = field(metadata=option(
+        "the day to score (YYYY-MM-DD): features read events before its end (UTC)"))
+    data_root: str
+    model_version: str = field(default="champion", metadata=option(
+        "a registry version number, or an alias (champion, challenger)"))
+    top_k: int = field(default=20, metadata=option("items in each user's top_items"))
+    exclude_purchased: bool = field(default=True, metadata=option(
+        "leave out of top_items what the user purchased in the lookback"))
+    lookback: timedelta | None = field(default=None, metadata=option(
+        "features read [cutoff - lookback, cutoff) (default: the model's training lookback)",
+        show=lambda v: "the model's" if v is None else str(v)))
+    windows: Windows | None = field(default=None, metadata=option(
+        "aggregation windows (default: the model's)", parse=parse_windows, show=_show_windows))
+    reproduce: str | None = field(default=None, metadata=option(
+        "the run id of an earlier score run of this date: score again with the model version "
+        "and the Delta versions of gold.user_features and silver.events it recorded (time "
+        "travel), instead of rebuilding the features"))
+    batch_size: int = field(default=1024, metadata=option("users per inference batch"))
+
+    def __post_init__(self) -> None:
+        positive("top_k", self.top_k)
+        positive("batch_size", self.batch_size)
+        if self.lookback is not None:
+            positive("lookback", self.lookback)
+
+    @property
+    def cutoff(self) -> datetime:
+        """The end of the run date (UTC): features read events strictly before it."""
+        return datetime.combine(self.run_date + timedelta(days=1), time(0), tzinfo=UTC)
+
+
+COMMANDS = (
+    Command("score", "score every active user with a registered model -> gold.user_scores",
+            ScoreConfig, "clickscore.scoring.job:run_score"),
+)

@@ -1,0 +1,168 @@
+"""Batch inference on Arrow record batches, with no Spark import: the same code runs in a
+Spark Python worker (`job` hands it to `mapInArrow`), on a GPU box, and in the benchmark's
+in-memory ceiling.
+
+A `Scorer` holds one model version, the item ids its indices stand for, and the device. It
+reads the feature contract's sequences and aggregates as tensors, a batch at a time, and
+returns per user the purchase propensity and the `top_k` items the model ranks highest as the
+next item (in the source's own ids, with the model's probability), leaving out padding, the
+out-of-vocabulary index and each user's excluded items (what they already purchased).
+Workers keep one `Scorer` per model version (`cached_scorer`), so a model is loaded once per
+Python worker, not once per batch.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import torch
+from torch import Tensor
+
+from clickscore.model.config import ModelConfig
+from clickscore.model.network import FIRST_ITEM, SEQUENCES, SequenceModel
+
+EXCLUDE = "exclude_idx"  # input column: item indices to leave out of a user's top items
+OUTPUT_SCHEMA = ("user_id bigint, purchase_propensity double, "
+                 "top_items array<struct<item_id:bigint,score:float>>")
+_TOP_ITEM = pa.struct([("item_id", pa.int64()), ("score", pa.float32())])
+ARROW_OUTPUT = pa.schema([("user_id", pa.int64()), ("purchase_propensity", pa.float64()),
+                          ("top_items", pa.list_(_TOP_ITEM))])
+
+
+def model_payload(model: SequenceModel, item_ids: np.ndarray) -> bytes:
+    """The model's config and weights with the item id of every index, as bytes a worker
+    loads with `weights_only=True` (no pickled code crosses to the executors)."""
+    buffer = io.BytesIO()
+    torch.save({"config": model.cfg.to_dict(),
+                "state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                "item_ids": torch.from_numpy(np.asarray(item_ids, dtype=np.int64))}, buffer)
+    return buffer.getvalue()
+
+
+def pick_device() -> torch.device:
+    """The GPU Spark assigned to this task, else any visible GPU, else the CPU."""
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    try:
+        from pyspark import TaskContext
+
+        context = TaskContext.get()
+        gpus = context.resources().get("gpu") if context else None
+        if gpus and gpus.addresses:
+            return torch.device(f"cuda:{gpus.addresses[0]}")
+    except ImportError:  # outside Spark
+        pass
+    return torch.device("cuda")
+
+
+class Scorer:
+    def __init__(self, model: SequenceModel, item_ids: np.ndarray, *, top_k: int,
+                 device: torch.device | None = None, batch_size: int = 1024) -> None:
+        if len(item_ids) != model.cfg.item_vocab_size:
+            raise ValueError(f"{len(item_ids)} item ids for a vocabulary of "
+                             f"{model.cfg.item_vocab_size} indices")
+        self.device = device or pick_device()
+        self.model = model.to(self.device).eval()
+        self.item_ids = np.asarray(item_ids, dtype=np.int64)
+        self.top_k = min(top_k, model.cfg.item_vocab_size - FIRST_ITEM)
+        self.batch_size = batch_size
+
+    @classmethod
+    def from_payload(cls, payload: bytes, **kwargs: Any) -> Scorer:
+        loaded = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+        model = SequenceModel(ModelConfig.from_dict(loaded["config"]))
+        model.load_state_dict(loaded["state"])
+        return cls(model, loaded["item_ids"].numpy(), **kwargs)
+
+    @torch.inference_mode()
+    def score_tensors(self, batch: dict[str, Tensor], exclude_rows: np.ndarray,
+                      exclude_items: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(propensity (N,), top indices (N, k), their probabilities (N, k)); a slot whose
+        probability is NaN holds no item (fewer than k items were left to rank)."""
+        inputs = {name: batch[name].to(self.device, non_blocking=True)
+                  for name in (*SEQUENCES, "dense")}
+        with torch.autocast(self.device.type, dtype=torch.bfloat16,
+                            enabled=self.device.type == "cuda"):
+            hidden = self.model.encode(inputs)
+            logits = self.model.item_scores(hidden[:, -1]).float()
+            propensity = torch.sigmoid(
+                self.model.propensity_logit(hidden, inputs["dense"]).float())
+        log_norm = torch.logsumexp(logits, dim=1, keepdim=True)
+        if len(exclude_rows):
+            logits[torch.from_numpy(exclude_rows).to(self.device),
+                   torch.from_numpy(exclude_items).to(self.device)] = float("-inf")
+        top, index = torch.topk(logits, self.top_k, dim=1)
+        probability = torch.exp(top - log_norm)
+        probability[torch.isinf(top)] = float("nan")
+        return (propensity.double().cpu().numpy(), index.cpu().numpy(),
+                probability.cpu().numpy())
+
+    def score_batch(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """One Arrow batch of feature rows (user_id, the sequences, dense, exclude_idx) ->
+        (user_id, purchase_propensity, top_items)."""
+        parts = [self._score_slice(batch.slice(start, self.batch_size))
+                 for start in range(0, batch.num_rows, self.batch_size)]
+        if not parts:
+            return pa.RecordBatch.from_arrays([pa.array([], f.type) for f in ARROW_OUTPUT],
+                                              schema=ARROW_OUTPUT)
+        return pa.RecordBatch.from_arrays(
+            [pa.concat_arrays([p.column(i) for p in parts]) for i in range(3)],
+            schema=ARROW_OUTPUT)
+
+    def _score_slice(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        n = batch.num_rows
+        tensors = {name: torch.from_numpy(_matrix(batch.column(name), n, np.int64))
+                   for name in SEQUENCES}
+        tensors["dense"] = torch.from_numpy(_matrix(batch.column("dense"), n, np.float32))
+        rows, items = _ragged(batch.column(EXCLUDE), n)
+        propensity, index, probability = self.score_tensors(tensors, rows, items)
+        keep = ~np.isnan(probability)
+        counts = keep.sum(axis=1)
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+        top_items = pa.ListArray.from_arrays(pa.array(offsets), pa.StructArray.from_arrays(
+            [pa.array(self.item_ids[index[keep]]), pa.array(probability[keep], pa.float32())],
+            fields=list(_TOP_ITEM)))
+        return pa.RecordBatch.from_arrays(
+            [batch.column("user_id").cast(pa.int64()), pa.array(propensity, pa.float64()),
+             top_items], schema=ARROW_OUTPUT)
+
+
+def _matrix(column: pa.Array, rows: int, dtype: type) -> np.ndarray:
+    """A fixed-length list column as a (rows, length) array."""
+    values = column.flatten().to_numpy(zero_copy_only=False).astype(dtype)  # writable
+    return values.reshape(rows, -1) if rows else values.reshape(0, 0)
+
+
+def _ragged(column: pa.Array, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """A list column as (row index, value) pairs."""
+    lengths = column.value_lengths().fill_null(0).to_numpy(zero_copy_only=False)
+    values = column.flatten().to_numpy(zero_copy_only=False).astype(np.int64)
+    return np.repeat(np.arange(rows, dtype=np.int64), lengths), values
+
+
+_SCORERS: dict[str, Scorer] = {}
+
+
+def cached_scorer(key: str, payload: Callable[[], bytes], *, threads: int = 1,
+                  **kwargs: Any) -> Scorer:
+    """The worker's Scorer for `key` (the model version), loaded from `payload()` on first
+    use; a Python worker keeps one model at a time and uses `threads` (its task's cores)."""
+    if key not in _SCORERS:
+        torch.set_num_threads(max(1, threads))
+        _SCORERS.clear()
+        _SCORERS[key] = Scorer.from_payload(payload(), **kwargs)
+    return _SCORERS[key]
+
+
+def score_batches(batches: Iterable[pa.RecordBatch], key: str, payload: Callable[[], bytes],
+                  *, top_k: int, batch_size: int, threads: int = 1
+                  ) -> Iterator[pa.RecordBatch]:
+    """What each Spark task runs (`mapInArrow`): score its batches with the cached model."""
+    scorer = cached_scorer(key, payload, threads=threads, top_k=top_k, batch_size=batch_size)
+    for batch in batches:
+        if batch.num_rows:
+            yield scorer.score_batch(batch)
