@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
+from clickscore.core.config import RunDate, parse_windows
+from clickscore.demo.config import GenerateConfig
+from clickscore.demo.generator import generate
+from clickscore.features.config import TrainingExamplesConfig
+from clickscore.features.job import run_training_examples
 from tests.integration.helpers import WarehouseStates, ingest, sessionize
+
+GENERATED_START = datetime(2019, 10, 1, tzinfo=UTC)
+# five training cutoffs (more examples per user history), one validation, one test
+GENERATED_CUTOFFS = tuple(GENERATED_START + timedelta(hours=h)
+                          for h in (24, 30, 36, 42, 48, 54, 66))
 
 
 @pytest.fixture(scope="session")
@@ -26,3 +38,28 @@ def rees46_all(warehouse_states, spark, data_root, rees46_file):
     return warehouse_states.start_from("rees46-all", lambda: {
         "ingest": ingest(spark, data_root, "rees46", rees46_file, "all"),
         "sessionize": sessionize(spark, data_root, "all")})
+
+
+@pytest.fixture
+def generated_examples(warehouse_states, spark, data_root, tmp_path_factory):
+    """Three generated days (2019-10-01..03) through every stage up to
+    gold.training_examples (five training cutoffs, then validation and test; 6 h labels, 12 h
+    lookback); the generator's manifest."""
+    landing = tmp_path_factory.mktemp("training-landing")
+
+    def build():
+        manifest = generate(GenerateConfig(output_dir=str(landing), days=3, users=2_000,
+                                           seed=11))
+        for offset, name in enumerate(manifest["files"]):
+            day = str(RunDate((GENERATED_START + timedelta(days=offset)).date()))
+            ingest(spark, data_root, "rees46", landing / name, day)
+            sessionize(spark, data_root, day)
+        # a 12 h lookback: the test rows' histories (54-66 h) hold no event any training row
+        # saw (all before 54 h), so every test position is an honest measurement
+        cutoffs = GENERATED_CUTOFFS
+        return {"examples": run_training_examples(spark, TrainingExamplesConfig(
+            cutoffs=cutoffs, validation_from=cutoffs[-2], test_from=cutoffs[-1],
+            data_root=data_root, horizon=timedelta(hours=6), lookback=timedelta(hours=12),
+            windows=parse_windows("1h,6h,12h"))), "manifest": manifest}
+
+    return warehouse_states.start_from("generated-examples", build)

@@ -5,20 +5,14 @@ MLflow registration and promotion, and refusing features of another vocabulary."
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import torch
 from pyspark.sql import functions as F
 
-from clickscore.core.config import RunDate, parse_windows
 from clickscore.core.errors import FeatureContractError
-from clickscore.demo.config import GenerateConfig
-from clickscore.demo.generator import generate
-from clickscore.features.config import TrainingExamplesConfig
 from clickscore.features.contract import feature_contract
-from clickscore.features.job import run_training_examples
 from clickscore.model.metrics import first_target_hits
 from clickscore.model.network import FIRST_ITEM
 from clickscore.training import registry
@@ -27,39 +21,10 @@ from clickscore.training.data import batches, converted, model_frame
 from clickscore.training.evaluate import ItemStats
 from clickscore.training.job import pinned_examples, run_evaluate, run_train, session_bucket
 from clickscore.training.loop import LoopConfig, to_device, train_function
-from tests.integration.helpers import ingest, sessionize
 
 pytestmark = pytest.mark.integration
 
-START = datetime(2019, 10, 1, tzinfo=UTC)
-# five training cutoffs (more examples per user history), one validation, one test
-CUTOFFS = tuple(START + timedelta(hours=h) for h in (24, 30, 36, 42, 48, 54, 66))
 VIEW = 1  # event type code of a view
-
-
-@pytest.fixture
-def generated_examples(warehouse_states, spark, data_root, tmp_path_factory):
-    """Three generated days through every stage up to gold.training_examples (five training
-    cutoffs, then validation and test; 6 h labels, 12 h lookback); the generator's manifest."""
-    landing = tmp_path_factory.mktemp("training-landing")
-    holder = {}
-
-    def build():
-        manifest = generate(GenerateConfig(output_dir=str(landing), days=3, users=2_000,
-                                           seed=11))
-        holder["manifest"] = manifest
-        for offset, name in enumerate(manifest["files"]):
-            day = str(RunDate((START + timedelta(days=offset)).date()))
-            ingest(spark, data_root, "rees46", landing / name, day)
-            sessionize(spark, data_root, day)
-        # a 12 h lookback: the test rows' histories (54-66 h) hold no event any training row
-        # saw (all before 54 h), so every test position is an honest measurement
-        return {"examples": run_training_examples(spark, TrainingExamplesConfig(
-            cutoffs=CUTOFFS, validation_from=CUTOFFS[-2], test_from=CUTOFFS[-1],
-            data_root=data_root, horizon=timedelta(hours=6), lookback=timedelta(hours=12),
-            windows=parse_windows("1h,6h,12h"))), "manifest": manifest}
-
-    return warehouse_states.start_from("generated-examples", build)
 
 
 def small(data_root, **overrides) -> TrainConfig:

@@ -1,0 +1,167 @@
+"""Nightly scoring end to end on generated data: a score for every active user, ranges,
+deciles and exclusions against independent SQL, a rerun and a reproduction (time travel)
+identical, the latest view, and failures that write nothing."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+from pyspark.sql import functions as F
+
+from clickscore.core.errors import FeatureContractError
+from clickscore.features.contract import feature_contract
+from clickscore.scoring.config import ScoreConfig
+from clickscore.scoring.job import USER_SCORES, _checked_users, run_score
+from clickscore.training import registry
+from clickscore.training.config import TrainConfig
+from clickscore.training.job import run_train
+from tests.integration.helpers import snapshot
+
+pytestmark = pytest.mark.integration
+
+LAST_DAY = date(2019, 10, 3)
+
+
+def trained(spark, data_root) -> str:
+    """A small model on the generated examples (a few steps); its registry version."""
+    counts = run_train(spark, TrainConfig(
+        data_root=data_root, epochs=1, max_steps_per_epoch=5, batch_size=128, d_model=32,
+        n_layers=1, auto_promote=False))
+    return counts.details["model_version"]
+
+
+def scores(spark, day: date):
+    """The date's rows without `scored_at`, the one column a rerun changes."""
+    return snapshot(spark, USER_SCORES).where(F.col("score_date") == day).drop("scored_at")
+
+
+def same(a, b) -> bool:
+    return a.exceptAll(b).isEmpty() and b.exceptAll(a).isEmpty()
+
+
+def test_scores_every_active_user_reruns_identically_and_reproduces_by_time_travel(
+        spark, generated_examples, data_root):
+    version = trained(spark, data_root)
+    counts = run_score(spark, ScoreConfig(run_date=LAST_DAY, data_root=data_root,
+                                          model_version=version))
+    got = scores(spark, LAST_DAY).cache()
+
+    # every non-bot user with an event in the model's 12 h lookback, and nobody else
+    active = spark.sql("""
+        SELECT DISTINCT e.user_id FROM silver.events e
+        LEFT ANTI JOIN (SELECT session_id FROM silver.sessions WHERE is_bot) b
+          ON e.session_id = b.session_id
+        WHERE e.event_ts >= TIMESTAMP '2019-10-03 12:00:00'
+          AND e.event_ts < TIMESTAMP '2019-10-04 00:00:00'""")
+    assert got.count() == active.count() == counts.input_rows == counts.output_rows > 200
+    assert same(got.select("user_id"), active)
+    summary = got.agg(F.min("purchase_propensity"), F.max("purchase_propensity"),
+                      F.collect_set("model_version"), F.collect_set("feature_as_of"),
+                      F.min(F.size("top_items")), F.max(F.size("top_items"))).first()
+    assert 0 <= summary[0] <= summary[1] <= 1
+    assert summary[2] == [version]
+    assert [str(t) for t in summary[3]] == ["2019-10-04 00:00:00"]
+    assert summary[4] == summary[5] == 20
+
+    # deciles: sizes within one of each other, and every decile above the next
+    deciles = got.groupBy("propensity_decile").agg(
+        F.count(F.lit(1)).alias("n"), F.min("purchase_propensity").alias("low"),
+        F.max("purchase_propensity").alias("high")).orderBy("propensity_decile").collect()
+    assert [d.propensity_decile for d in deciles] == list(range(1, 11))
+    assert max(d.n for d in deciles) - min(d.n for d in deciles) <= 1
+    assert all(a.low >= b.high for a, b in zip(deciles, deciles[1:], strict=False))
+
+    # top items: source ids in the model's vocabulary, no duplicates, no purchase of the
+    # user's lookback (and there are such purchases, so the check can fail)
+    model, _ = registry.load_model(data_root, version)
+    spark.table("ml.item_vocab").where(F.col("vocab_version") == model.cfg.vocab_version
+                                       ).createOrReplaceTempView("model_vocab")
+    got.createOrReplaceTempView("got")
+    spark.sql("""
+        SELECT DISTINCT user_id, item_id FROM silver.events JOIN model_vocab USING (item_id)
+        WHERE event_type = 'purchase' AND event_ts >= TIMESTAMP '2019-10-03 12:00:00'
+          AND event_ts < TIMESTAMP '2019-10-04 00:00:00'""").createOrReplaceTempView("bought")
+    top = spark.sql("SELECT user_id, t.item_id FROM got LATERAL VIEW explode(top_items) AS t")
+    assert spark.table("bought").count() > 20
+    assert top.join(spark.table("bought"), ["user_id", "item_id"]).isEmpty()
+    assert top.join(spark.table("model_vocab"), "item_id", "left_anti").isEmpty()
+    assert top.distinct().count() == top.count()
+
+    # the run's record: model and Delta versions
+    run = spark.sql("SELECT run_id, status, input_rows, output_rows, details "
+                    "FROM ops.pipeline_runs WHERE job = 'score' ORDER BY started_at").collect()
+    assert [(r.status, r.input_rows, r.output_rows) for r in run] == [
+        ("succeeded", counts.input_rows, counts.output_rows)]
+    details = json.loads(run[0].details)
+    assert details["model_version"] == version
+    assert {"user_features_version", "silver_events_version"} <= details.keys()
+
+    # a rerun replaces the date with the same scores
+    run_score(spark, ScoreConfig(run_date=LAST_DAY, data_root=data_root,
+                                 model_version=version))
+    assert same(scores(spark, LAST_DAY), got)
+
+    # silver changes (a user's events go), yet reproducing the first run gives its scores
+    gone = got.orderBy("user_id").first().user_id
+    spark.sql(f"DELETE FROM silver.events WHERE user_id = {gone}")
+    run_score(spark, ScoreConfig(run_date=LAST_DAY, data_root=data_root,
+                                 reproduce=run[0].run_id))
+    assert same(scores(spark, LAST_DAY), got)
+
+    # an earlier date: the latest view keeps each user's newest row
+    run_score(spark, ScoreConfig(run_date=date(2019, 10, 2), data_root=data_root,
+                                 model_version=version))
+    expected = spark.sql("""
+        SELECT * FROM gold.user_scores s WHERE score_date =
+            (SELECT max(score_date) FROM gold.user_scores t WHERE t.user_id = s.user_id)""")
+    latest = spark.table("gold.user_scores_latest")
+    assert same(latest, expected)
+    assert latest.where("score_date = DATE '2019-10-02'").count() > 0
+    assert latest.count() == spark.table(USER_SCORES).select("user_id").distinct().count()
+
+
+def test_a_missing_or_corrupted_model_or_other_features_fail_before_anything_is_written(
+        spark, generated_examples, data_root, tmp_path, monkeypatch):
+    version = trained(spark, data_root)
+    config = ScoreConfig(run_date=LAST_DAY, data_root=data_root, model_version=version)
+
+    with monkeypatch.context() as patch:  # a registry with no model at all
+        patch.setenv(registry.MLFLOW_URI_ENV, f"sqlite:///{tmp_path / 'empty.db'}")
+        with pytest.raises(registry.ModelRegistryError, match="no model version 'champion'"):
+            run_score(spark, ScoreConfig(run_date=LAST_DAY, data_root=data_root))
+
+    from mlflow.store.artifact.models_artifact_repo import ModelsArtifactRepository
+
+    registry.client(data_root)  # MLflow's global URIs back on the data root's store
+    artifacts = ModelsArtifactRepository.get_underlying_uri(
+        f"models:/{registry.MODEL_NAME}/{version}")
+    weights = Path(urlparse(artifacts).path) / "data" / "model.pth"
+    original = weights.read_bytes()
+    weights.write_bytes(original[: len(original) // 3])
+    try:
+        with pytest.raises(registry.ModelRegistryError, match=f"model version {version} of "
+                                                              "clickscore-sequence cannot be "
+                                                              "loaded"):
+            run_score(spark, config)
+    finally:
+        weights.write_bytes(original)
+
+    assert not spark.catalog.tableExists(USER_SCORES)
+    assert [r.status for r in spark.sql(
+        "SELECT status FROM ops.pipeline_runs WHERE job = 'score'").collect()] == [
+        "failed", "failed"]
+    assert not spark.sql("SELECT * FROM ops.pipeline_runs WHERE job = 'features' "
+                         "AND run_date LIKE '2019-10-04%'").count()
+
+    # features of another vocabulary are refused, naming both versions
+    model, _ = registry.load_model(data_root, version)
+    features_df = spark.table("gold.training_examples").where("split = 'test'").withColumn(
+        "vocab_version", F.lit("vother"))
+    with pytest.raises(FeatureContractError, match=f"vocabulary {model.cfg.vocab_version}; "
+                                                   "these features are contract v1 with "
+                                                   "vocabulary vother"):
+        _checked_users(features_df, feature_contract(), model.cfg)
