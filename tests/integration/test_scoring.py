@@ -5,21 +5,25 @@ identical, the latest view, and failures that write nothing."""
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
 from pyspark.sql import functions as F
 
+from clickscore.core.config import parse_windows
 from clickscore.core.errors import FeatureContractError
+from clickscore.features.config import TrainingExamplesConfig
 from clickscore.features.contract import feature_contract
+from clickscore.features.job import run_training_examples
 from clickscore.scoring.config import ScoreConfig
 from clickscore.scoring.job import USER_SCORES, _checked_users, run_score
 from clickscore.training import registry
 from clickscore.training.config import TrainConfig
 from clickscore.training.job import run_train
-from tests.integration.helpers import snapshot
+from tests.conftest import utc
+from tests.integration.helpers import ingest, sessionize, snapshot
 
 pytestmark = pytest.mark.integration
 
@@ -165,3 +169,45 @@ def test_a_missing_or_corrupted_model_or_other_features_fail_before_anything_is_
                                                    "these features are contract v1 with "
                                                    "vocabulary vother"):
         _checked_users(features_df, feature_contract(), model.cfg)
+
+
+REAL_SAMPLES = {  # the day, training cutoffs (train, validation, test), horizon, lookback,
+    # windows: both samples span about two hours, so the examples use minutes
+    "taobao": (date(2017, 11, 26), (utc(2017, 11, 26, 1, 40), utc(2017, 11, 26, 2, 10),
+                                    utc(2017, 11, 26, 2, 40)),
+               timedelta(minutes=20), timedelta(minutes=40), "5m,15m,40m"),
+    "rees46": (date(2019, 10, 1), (utc(2019, 10, 1, 1, 10), utc(2019, 10, 1, 1, 50),
+                                   utc(2019, 10, 1, 2, 20)),
+               timedelta(minutes=30), timedelta(minutes=70), "10m,30m,70m"),
+}
+
+
+@pytest.mark.parametrize("source", sorted(REAL_SAMPLES))
+def test_real_samples_score_every_user_of_the_day_and_rerun_identically(
+        empty_warehouse, data_root, source, taobao_file, rees46_file):
+    spark = empty_warehouse
+    day, cutoffs, horizon, lookback, windows = REAL_SAMPLES[source]
+    path = taobao_file if source == "taobao" else rees46_file
+    ingest(spark, data_root, source, path, "all")
+    sessionize(spark, data_root, "all")
+    run_training_examples(spark, TrainingExamplesConfig(
+        cutoffs=cutoffs, validation_from=cutoffs[1], test_from=cutoffs[2], data_root=data_root,
+        horizon=horizon, lookback=lookback, windows=parse_windows(windows)))
+    version = trained(spark, data_root)
+    # the nightly run reads the whole day (the model's windows, a one-day lookback)
+    config = ScoreConfig(run_date=day, data_root=data_root, model_version=version,
+                         lookback=timedelta(days=1))
+    counts = run_score(spark, config)
+
+    got = scores(spark, day).cache()
+    users = spark.sql("""
+        SELECT count(DISTINCT e.user_id) FROM silver.events e
+        JOIN silver.sessions s ON e.session_id = s.session_id WHERE NOT s.is_bot""").first()[0]
+    assert got.count() == counts.output_rows == users > 100
+    summary = got.agg(F.min("purchase_propensity"), F.max("purchase_propensity"),
+                      F.collect_set("model_version"), F.min(F.size("top_items")),
+                      F.max("propensity_decile")).first()
+    assert 0 <= summary[0] <= summary[1] <= 1
+    assert summary[2] == [version] and summary[3] == 20 and summary[4] == 10
+    run_score(spark, config)
+    assert same(scores(spark, day), got)

@@ -101,6 +101,9 @@ def run_score(spark: SparkSession, cfg: ScoreConfig) -> RunCounts:
         inputs_df = with_exclusions(
             model_frame(features_df, contract, with_labels=False, keep=("user_id",)),
             exclusions_df).repartition(_partitions(spark, users), "user_id")
+        # in a fixed order, so every run forms the same inference batches: a row's scores
+        # then come out bit for bit the same (a shuffle's row order varies from run to run)
+        inputs_df = inputs_df.sortWithinPartitions("user_id")
         scored_df = _scored(spark, inputs_df, model, item_ids, version, cfg)
         ordered_df = stage.stage("scores", sorted_by_propensity(scored_df))
         scores_df = stage.stage("user_scores", with_deciles(ordered_df, partition_sizes(
