@@ -5,7 +5,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 DATA_ROOT ?= .clickscore
 
-.PHONY: setup browser demo test lint bench bench-train clean
+.PHONY: setup browser postgres demo test lint bench bench-train clean
 
 # Creates the venv, installs the locked dependencies (torch, petastorm, Spark, Delta, GX...)
 # with uv, fetches the Delta jars from Maven Central once into the Ivy cache, and the Data Docs
@@ -29,10 +29,17 @@ browser:
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium; }
 
+# The warehouse-export test starts a throwaway PostgreSQL server from Debian's binaries.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends postgresql; }
+
 demo: $(STAMP)
 	$(VENV)/bin/clickscore demo --data-root $(DATA_ROOT)
 
-test: $(STAMP) browser
+test: $(STAMP) browser postgres
 	$(VENV)/bin/python -m pytest
 
 lint: $(STAMP)

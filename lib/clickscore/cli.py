@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "clickscore.dq.config",
     "clickscore.training.config",
     "clickscore.scoring.config",
+    "clickscore.export.config",
     "clickscore.core.sql",
 )
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -63,3 +65,16 @@ def generated_examples(warehouse_states, spark, data_root, tmp_path_factory):
             windows=parse_windows("1h,6h,12h"))), "manifest": manifest}
 
     return warehouse_states.start_from("generated-examples", build)
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A PostgreSQL server on 127.0.0.1 for the whole session, started on first use and
+    stopped by its process id."""
+    from tests.integration import postgres as pg
+
+    # not under pytest's temporary folder: as root, the server runs as `postgres`, which
+    # may not enter root's private folders
+    server = pg.start(Path(tempfile.mkdtemp(prefix="clickscore-postgres-")))
+    yield server
+    server.stop()

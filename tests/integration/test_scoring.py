@@ -14,6 +14,9 @@ from pyspark.sql import functions as F
 
 from clickscore.core.config import parse_windows
 from clickscore.core.errors import FeatureContractError
+from clickscore.export.config import PASSWORD_ENV, USER_ENV, ExportConfig
+from clickscore.export.credentials import jdbc_properties
+from clickscore.export.job import ExportError, run_export
 from clickscore.features.config import TrainingExamplesConfig
 from clickscore.features.contract import feature_contract
 from clickscore.features.job import run_training_examples
@@ -23,6 +26,7 @@ from clickscore.training import registry
 from clickscore.training.config import TrainConfig
 from clickscore.training.job import run_train
 from tests.conftest import utc
+from tests.integration import postgres as pg
 from tests.integration.helpers import ingest, sessionize, snapshot
 
 pytestmark = pytest.mark.integration
@@ -126,6 +130,48 @@ def test_scores_every_active_user_reruns_identically_and_reproduces_by_time_trav
     assert same(latest, expected)
     assert latest.where("score_date = DATE '2019-10-02'").count() > 0
     assert latest.count() == spark.table(USER_SCORES).select("user_id").distinct().count()
+
+
+def test_export_copies_a_date_and_its_top_items_to_postgresql_replacing_it(
+        spark, generated_examples, data_root, postgres, monkeypatch):
+    version = trained(spark, data_root)
+    monkeypatch.setenv(USER_ENV, pg.USER)
+    monkeypatch.setenv(PASSWORD_ENV, pg.PASSWORD)
+    # scoring exports when given a URL (credentials from the environment only)
+    run_score(spark, ScoreConfig(run_date=LAST_DAY, data_root=data_root,
+                                 model_version=version, export_jdbc_url=postgres.url))
+    again = run_export(spark, ExportConfig(run_date=LAST_DAY, jdbc_url=postgres.url,
+                                           data_root=data_root))
+    properties = jdbc_properties(postgres.url)
+    exported = spark.read.jdbc(postgres.url, "user_scores", properties=properties)
+    items = spark.read.jdbc(postgres.url, "user_score_items", properties=properties)
+    published = snapshot(spark, USER_SCORES)
+    assert again.output_rows == exported.count() == published.count() > 200
+    assert same(exported.drop("scored_at"),
+                published.select(*[c for c in exported.columns if c != "scored_at"]))
+    expected_items = published.select("score_date", "user_id", F.posexplode("top_items")) \
+        .select("score_date", "user_id", (F.col("pos") + 1).alias("rank"),
+                F.col("col.item_id").alias("item_id"), F.col("col.score").alias("score"))
+    assert same(items, expected_items)
+    # no staging table is left, and the password is in no run record
+    tables = spark.read.jdbc(postgres.url, "(SELECT table_name FROM information_schema.tables "
+                                           "WHERE table_schema = 'public') t",
+                             properties=properties)
+    assert sorted(r.table_name for r in tables.collect()) == ["user_score_items", "user_scores"]
+    runs = spark.sql("SELECT * FROM ops.pipeline_runs WHERE job = 'export'").collect()
+    assert [r.status for r in runs] == ["succeeded", "succeeded"]
+    assert all(pg.PASSWORD not in str(r.asDict()) for r in runs)
+
+    # a date with no scores is refused, and the exported date stays as it was
+    with pytest.raises(ExportError, match="no rows for score date 2019-10-01"):
+        run_export(spark, ExportConfig(run_date=date(2019, 10, 1), jdbc_url=postgres.url,
+                                       data_root=data_root))
+    assert spark.read.jdbc(postgres.url, "user_scores", properties=properties).count() == \
+        exported.count()
+    # credentials never ride in the URL
+    with pytest.raises(ValueError, match="put no user or password in the JDBC URL"):
+        ExportConfig(run_date=LAST_DAY, jdbc_url=postgres.url + "?password=x",
+                     data_root=data_root)
 
 
 def test_a_missing_or_corrupted_model_or_other_features_fail_before_anything_is_written(

@@ -26,6 +26,8 @@ JARS_RECORD = Path(sys.prefix) / "clickscore-spark-jars.txt"
 LOG4J2_CONFIG = Path(__file__).with_name("log4j2.properties")
 
 DATABASES = ("bronze", "silver", "gold", "quarantine", "ops", "ml")
+# The warehouse export's JDBC driver (Maven Central), fetched by setup with the Delta jars.
+JDBC_PACKAGES = ("org.postgresql:postgresql:42.7.14",)
 
 # Static settings: they take effect only when the JVM / SparkContext starts.
 _LAUNCH_KEYS = ("spark.master", "spark.jars.packages", "spark.driver.memory",
@@ -70,7 +72,11 @@ def recorded_jars() -> list[str] | None:
         return None
     jars = [j for j in JARS_RECORD.read_text().split() if j]
     paths = [Path(j.removeprefix("file:")) for j in jars]
-    return jars if jars and all(p.is_file() for p in paths) else None
+    # a record from before a package was added lacks its jar: resolve again
+    wanted = [f"{group}_{artifact}-{version}.jar"
+              for group, artifact, version in (p.split(":") for p in JDBC_PACKAGES)]
+    complete = all(any(p.name == name for p in paths) for name in wanted)
+    return jars if jars and complete and all(p.is_file() for p in paths) else None
 
 
 def is_submitted() -> bool:
@@ -113,7 +119,8 @@ def get_spark(
         else:
             from delta import configure_spark_with_delta_pip
 
-            builder = configure_spark_with_delta_pip(builder)
+            builder = configure_spark_with_delta_pip(builder,
+                                                     extra_packages=list(JDBC_PACKAGES))
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(os.environ.get(SPARK_LOG_LEVEL_ENV, "WARN"))
     for database in DATABASES:
@@ -126,8 +133,9 @@ def get_spark(
 
 
 def _fetch_jars() -> None:
-    """Start (and stop) a local session once so Ivy caches the Delta jars from Maven Central,
-    and record the resolved jar files for later local sessions (`recorded_jars`)."""
+    """Start (and stop) a local session once so Ivy caches the Delta jars and the JDBC
+    driver from Maven Central, and record the resolved jar files for later local sessions
+    (`recorded_jars`)."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as root:

@@ -39,8 +39,15 @@ class ScoreConfig:
         "and the Delta versions of gold.user_features and silver.events it recorded (time "
         "travel), instead of rebuilding the features"))
     batch_size: int = field(default=1024, metadata=option("users per inference batch"))
+    export_jdbc_url: str | None = field(default=None, metadata=option(
+        "then copy the date's scores to this warehouse (see clickscore export; credentials "
+        "from $CLICKSCORE_JDBC_USER / $CLICKSCORE_JDBC_PASSWORD)"))
 
     def __post_init__(self) -> None:
+        from clickscore.export.config import check_jdbc_url
+
+        if self.export_jdbc_url is not None:
+            check_jdbc_url(self.export_jdbc_url)
         positive("top_k", self.top_k)
         positive("batch_size", self.batch_size)
         if self.lookback is not None:

@@ -37,6 +37,8 @@ from clickscore.core.delta import read_table, replace_where, table_version
 from clickscore.core.errors import ClickscoreError, FeatureContractError
 from clickscore.core.runner import stage_run
 from clickscore.core.runs import RUNS_TABLE, RunCounts
+from clickscore.export.config import ExportConfig
+from clickscore.export.job import run_export
 from clickscore.features.config import FeaturesConfig
 from clickscore.features.contract import FeatureContract, check_feature_frame, feature_contract
 from clickscore.features.job import USER_FEATURES, run_features
@@ -125,7 +127,7 @@ def run_score(spark: SparkSession, cfg: ScoreConfig) -> RunCounts:
             create_latest_view(spark)  # first: a failure here leaves the table as it was
             metrics = replace_where(spark, scores_df, USER_SCORES,
                                     F.col("score_date") == F.lit(cfg.run_date))
-        return stage.finish(RunCounts(
+        counts = stage.finish(RunCounts(
             input_rows=users, output_rows=metrics.get("numOutputRows", 0), details={
                 "model_version": version, "model_run_id": found.run_id,
                 "vocab_version": model.cfg.vocab_version,
@@ -137,6 +139,10 @@ def run_score(spark: SparkSession, cfg: ScoreConfig) -> RunCounts:
                 "windows": [label for label, _ in windows], "top_k": cfg.top_k,
                 "exclude_purchased": cfg.exclude_purchased,
                 "reproduces": cfg.reproduce}))
+    if cfg.export_jdbc_url:  # its own run: a failed export leaves the scores published
+        run_export(spark, ExportConfig(run_date=cfg.run_date, jdbc_url=cfg.export_jdbc_url,
+                                       data_root=cfg.data_root))
+    return counts
 
 
 def create_latest_view(spark: SparkSession) -> None:

@@ -1,0 +1,146 @@
+"""`clickscore export`: one score date of gold.user_scores into a relational warehouse.
+
+Spark's JDBC writer copies the date's rows, and its top items as a child table (one row per
+user, date and rank, so SQL users join instead of parsing arrays), into two staging tables of
+this run. Then one transaction on the warehouse deletes the date's rows from the published
+tables and inserts the staged ones: a reader sees the old date or the new one, never a mix,
+and a failed run leaves the published tables as they were. The staging tables are dropped
+either way. Credentials come from the environment (`credentials`), never from the command
+line, and are never logged or recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from clickscore.core.delta import read_table, table_version
+from clickscore.core.errors import ClickscoreError
+from clickscore.core.runner import stage_run
+from clickscore.core.runs import RunCounts
+from clickscore.export.config import ExportConfig
+from clickscore.export.credentials import jdbc_properties
+
+log = logging.getLogger(__name__)
+
+USER_SCORES = "gold.user_scores"
+SCORE_COLUMNS = {  # column -> warehouse type
+    "user_id": "BIGINT", "score_date": "DATE", "purchase_propensity": "DOUBLE PRECISION",
+    "propensity_decile": "INTEGER", "model_version": "TEXT", "feature_as_of": "TIMESTAMP",
+    "scored_at": "TIMESTAMP"}
+ITEM_COLUMNS = {"score_date": "DATE", "user_id": "BIGINT", "rank": "INTEGER",
+                "item_id": "BIGINT", "score": "REAL"}
+
+
+class ExportError(ClickscoreError):
+    """The warehouse refused the export; its tables are as they were."""
+
+
+def ddl(table: str, columns: dict[str, str], keys: tuple[str, ...]) -> str:
+    body = ", ".join(f"{name} {kind} NOT NULL" for name, kind in columns.items())
+    return f"CREATE TABLE IF NOT EXISTS {table} ({body}, PRIMARY KEY ({', '.join(keys)}))"
+
+
+def item_rows(scores_df: DataFrame) -> DataFrame:
+    """One row per user, date and top item; rank 1 = the best."""
+    return scores_df.select("score_date", "user_id", F.posexplode("top_items").alias(
+        "position", "item")).select(
+        "score_date", "user_id", (F.col("position") + 1).alias("rank"),
+        F.col("item.item_id").alias("item_id"), F.col("item.score").alias("score"))
+
+
+def run_export(spark: SparkSession, cfg: ExportConfig) -> RunCounts:
+    properties = jdbc_properties(cfg.jdbc_url)
+    day = cfg.run_date.isoformat()
+    with stage_run(spark, "export", day, data_root=cfg.data_root,
+                   what=f"to {cfg.table} at {cfg.jdbc_url.split('?')[0]}") as stage:
+        read_table(spark, USER_SCORES)
+        version = table_version(spark, USER_SCORES)
+        scores_df = (spark.read.option("versionAsOf", version).table(USER_SCORES)
+                     .where(F.col("score_date") == F.lit(cfg.run_date)))
+        scores_df = stage.stage("scores", scores_df)
+        users = stage.staging.rows["scores"]
+        if users == 0:
+            raise ExportError(f"{USER_SCORES} has no rows for score date {day}; run "
+                              f"`clickscore score --run-date {day}` first")
+        items_df = item_rows(scores_df)
+        suffix = uuid.uuid4().hex[:12]
+        staged = {cfg.table: f"{cfg.table}_stage_{suffix}",
+                  cfg.items_table: f"{cfg.items_table}_stage_{suffix}"}
+        try:
+            with stage.step("copy"):
+                for df, table in ((scores_df.select(*SCORE_COLUMNS), staged[cfg.table]),
+                                  (items_df, staged[cfg.items_table])):
+                    df.write.jdbc(cfg.jdbc_url, table, mode="overwrite",
+                                  properties=properties)
+            with stage.step("swap"):
+                inserted = _swap(spark, cfg, properties, staged, day)
+        finally:
+            _drop(spark, cfg.jdbc_url, properties, staged.values())
+        log.debug("export %s: %s", day, inserted)
+        return stage.finish(RunCounts(input_rows=users, output_rows=inserted["scores"],
+                                      details={"user_scores_version": version,
+                                               "table": cfg.table,
+                                               "items_table": cfg.items_table,
+                                               "item_rows": inserted["items"],
+                                               "url": cfg.jdbc_url.split("?")[0]}))
+
+
+def _connection(spark: SparkSession, url: str, properties: dict[str, str]) -> Any:
+    """A JDBC connection from the driver's JVM, through the driver class Spark loaded (from
+    `spark.jars` or `--packages`: Spark's class loader, which `DriverManager` does not see)."""
+    jvm, gateway = spark.sparkContext._jvm, spark.sparkContext._gateway
+    assert jvm is not None and gateway is not None
+    props = jvm.java.util.Properties()
+    for key, value in properties.items():
+        props.setProperty(key, value)
+    loader = jvm.java.lang.Thread.currentThread().getContextClassLoader()
+    driver = (jvm.java.lang.Class.forName(properties["driver"], True, loader)
+              .getDeclaredConstructor(gateway.new_array(jvm.java.lang.Class, 0))
+              .newInstance(gateway.new_array(jvm.java.lang.Object, 0)))
+    return driver.connect(url, props)
+
+
+def _swap(spark: SparkSession, cfg: ExportConfig, properties: dict[str, str],
+          staged: dict[str, str], day: str) -> dict[str, int]:
+    """Replace the date's rows by the staged ones in one transaction; rows inserted."""
+    connection = _connection(spark, cfg.jdbc_url, properties)
+    try:
+        statement = connection.createStatement()
+        statement.execute(ddl(cfg.table, SCORE_COLUMNS, ("score_date", "user_id")))
+        statement.execute(ddl(cfg.items_table, ITEM_COLUMNS, ("score_date", "user_id", "rank")))
+        connection.setAutoCommit(False)
+        try:
+            inserted = {}
+            for name, table, columns in (("items", cfg.items_table, ITEM_COLUMNS),
+                                         ("scores", cfg.table, SCORE_COLUMNS)):
+                names = ", ".join(columns)
+                statement.executeUpdate(f"DELETE FROM {table} WHERE score_date = DATE '{day}'")
+                inserted[name] = int(statement.executeUpdate(
+                    f"INSERT INTO {table} ({names}) SELECT {names} FROM {staged[table]}"))
+            connection.commit()
+        except Exception as exc:
+            connection.rollback()
+            raise ExportError(f"the warehouse refused the export of {day} to {cfg.table}: "
+                              f"{str(exc).splitlines()[0][:300]}; its tables are unchanged"
+                              ) from exc
+        return inserted
+    finally:
+        connection.close()
+
+
+def _drop(spark: SparkSession, url: str, properties: dict[str, str], tables: Any) -> None:
+    try:
+        connection = _connection(spark, url, properties)
+    except Exception:  # the warehouse is gone: nothing was staged there either
+        return
+    try:
+        statement = connection.createStatement()
+        for table in tables:
+            statement.execute(f"DROP TABLE IF EXISTS {table}")
+    finally:
+        connection.close()

@@ -1,0 +1,74 @@
+"""A throwaway PostgreSQL server for tests: Debian's binaries, a temporary data folder, a
+password-protected role, listening on 127.0.0.1 only, stopped by its process id."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+USER, PASSWORD = "clickscore", "s3cret-for-tests"
+
+
+def binaries() -> Path:
+    """Debian's `postgresql` package keeps them in /usr/lib/postgresql/<major>/bin."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+    if not found:
+        raise RuntimeError("PostgreSQL is not installed (make test installs Debian's "
+                           "postgresql package)")
+    return found[-1].parent
+
+
+@dataclass
+class Server:
+    folder: Path
+    port: int
+    pid: int
+
+    @property
+    def url(self) -> str:
+        return f"jdbc:postgresql://127.0.0.1:{self.port}/postgres"
+
+    def stop(self) -> None:
+        os.kill(self.pid, signal.SIGINT)  # PostgreSQL's fast shutdown
+        for _ in range(100):
+            try:
+                os.kill(self.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start(folder: Path) -> Server:
+    """initdb + start; as root, the server runs as the `postgres` user (it refuses root)."""
+    bin_dir = binaries()
+    as_user: list[str] = []
+    folder.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        shutil.chown(folder, "postgres", "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    data, password_file, log = folder / "data", folder / "password", folder / "server.log"
+    password_file.write_text(PASSWORD + "\n")
+    if as_user:
+        shutil.chown(password_file, "postgres", "postgres")
+    subprocess.run([*as_user, str(bin_dir / "initdb"), "-D", str(data), "-U", USER,
+                    "--pwfile", str(password_file), "--auth", "scram-sha-256", "-E", "UTF8"],
+                   check=True, capture_output=True, cwd=folder)
+    port = _free_port()
+    subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w",
+                    "-o", f"-c listen_addresses=127.0.0.1 -p {port} -k {folder}", "start"],
+                   check=True, capture_output=True)
+    pid = int((data / "postmaster.pid").read_text().split()[0])
+    return Server(folder, port, pid)
