@@ -5,7 +5,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 DATA_ROOT ?= .clickscore
 
-.PHONY: setup browser postgres demo test lint bench bench-train clean
+.PHONY: setup browser postgres demo test lint bench bench-train bench-score clean
 
 # Creates the venv, installs the locked dependencies (torch, petastorm, Spark, Delta, GX...)
 # with uv, fetches the Delta jars from Maven Central once into the Ivy cache, and the Data Docs
@@ -51,6 +51,9 @@ bench: $(STAMP)
 
 bench-train: $(STAMP)
 	cd benchmarks && ../$(VENV)/bin/python bench_train.py
+
+bench-score: $(STAMP) postgres
+	$(VENV)/bin/python benchmarks/bench_score.py
 
 clean:
 	rm -rf $(VENV) $(DATA_ROOT) .pytest_cache

@@ -144,8 +144,9 @@ def test_the_model_learns_the_planted_pairs_and_registers_as_champion(
                 if not at.any():
                     continue
                 targets = batch["target_seq"][:, :-1][at]
-                hits += float(first_target_hits(model.item_scores(hidden[at]), targets,
-                                                20)["recall@20"].sum())
+                rows, positions = at.nonzero(as_tuple=True)
+                scores = model.item_scores(hidden[at], batch["item_seq"][rows], positions)
+                hits += float(first_target_hits(scores, targets, 20)["recall@20"].sum())
                 popular_hits += float(first_target_hits(stats.popular_scores(len(targets)),
                                                         targets, 20)["recall@20"].sum())
                 positions += len(targets)

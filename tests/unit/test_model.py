@@ -101,7 +101,9 @@ def test_the_next_item_loss_counts_only_positions_with_a_target():
     batch = tiny_batch(torch.tensor([[0, 0, 3, 4, 5, 6, 7, 8]]), cfg)
     batch["target_seq"] = torch.tensor([[0, 0, 0, 0, 9, 1, 0, 11]])  # 1 (OOV) is no target
     hidden = model.encode(batch)
-    expected = F.cross_entropy(model.item_scores(hidden[0, [4, 7]]), torch.tensor([9, 11]))
+    expected = F.cross_entropy(model.item_scores(
+        hidden[0, [4, 7]], batch["item_seq"][[0, 0]], torch.tensor([4, 7])),
+        torch.tensor([9, 11]))
     assert model.losses(batch)["next_item"].item() == pytest.approx(expected.item(), rel=1e-5)
 
 

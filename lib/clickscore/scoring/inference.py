@@ -88,7 +88,7 @@ class Scorer:
         with torch.autocast(self.device.type, dtype=torch.bfloat16,
                             enabled=self.device.type == "cuda"):
             hidden = self.model.encode(inputs)
-            logits = self.model.item_scores(hidden[:, -1]).float()
+            logits = self.model.item_scores(hidden[:, -1], inputs["item_seq"]).float()
             propensity = torch.sigmoid(
                 self.model.propensity_logit(hidden, inputs["dense"]).float())
         log_norm = torch.logsumexp(logits, dim=1, keepdim=True)

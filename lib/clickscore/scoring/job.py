@@ -32,7 +32,7 @@ import numpy as np
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from clickscore.core.config import RunDate, format_duration, parse_windows
+from clickscore.core.config import RunDate, format_duration, parse_duration, parse_windows
 from clickscore.core.delta import read_table, replace_where, table_version
 from clickscore.core.errors import ClickscoreError, FeatureContractError
 from clickscore.core.runner import stage_run
@@ -78,7 +78,9 @@ def run_score(spark: SparkSession, cfg: ScoreConfig) -> RunCounts:
     pinned = _reproduced(spark, cfg) if cfg.reproduce else {}
     if pinned:
         cfg = replace(cfg, model_version=pinned["model_version"], top_k=pinned["top_k"],
-                      exclude_purchased=pinned["exclude_purchased"])
+                      exclude_purchased=pinned["exclude_purchased"],
+                      lookback=parse_duration(pinned["lookback"]),
+                      windows=parse_windows(",".join(pinned["windows"])))
     with stage_run(spark, "score", str(cfg.run_date), data_root=cfg.data_root,
                    dq_run_date=RunDate(cfg.run_date)) as stage:
         with stage.step("load model"):

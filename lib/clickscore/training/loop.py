@@ -130,8 +130,8 @@ def train_function(model_cfg: ModelConfig, loop: LoopConfig, train_converter: An
     if world > 1:
         wrapped = DistributedDataParallel(
             wrapped, device_ids=[device.index] if device.type == "cuda" else None)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=loop.learning_rate,
-                                  weight_decay=loop.weight_decay)
+    optimizer = torch.optim.AdamW(model.parameter_groups(loop.learning_rate,
+                                                         loop.weight_decay))
     steps = math.ceil(n_train / (loop.batch_size * world))
     if loop.max_steps_per_epoch:
         steps = min(steps, loop.max_steps_per_epoch)
