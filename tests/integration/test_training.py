@@ -144,8 +144,8 @@ def test_the_model_learns_the_planted_pairs_and_registers_as_champion(
                 if not at.any():
                     continue
                 targets = batch["target_seq"][:, :-1][at]
-                rows, positions = at.nonzero(as_tuple=True)
-                scores = model.item_scores(hidden[at], batch["item_seq"][rows], positions)
+                rows, slots = at.nonzero(as_tuple=True)
+                scores = model.item_scores(hidden[at], batch["item_seq"][rows], slots)
                 hits += float(first_target_hits(scores, targets, 20)["recall@20"].sum())
                 popular_hits += float(first_target_hits(stats.popular_scores(len(targets)),
                                                         targets, 20)["recall@20"].sum())

@@ -81,7 +81,8 @@ class TableSchema:
     def ddl(self, location: str | None = None) -> str:
         """`CREATE TABLE IF NOT EXISTS` for this contract, as a Delta table."""
         cols = ",\n  ".join(
-            f"`{c.name}` {c.type}"  # as written: struct field names keep their case
+            # struct field names keep their case; the rest reads as SQL usually does
+            f"`{c.name}` {c.type if 'struct<' in c.type else c.type.upper()}"
             + ("" if c.nullable else " NOT NULL")
             + (f" COMMENT {_sql_string(c.comment)}" if c.comment else "")
             for c in self.columns
