@@ -128,6 +128,7 @@ def main() -> None:
     parser.add_argument("--datasets", default="taobao,rees46,generated")
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--users", type=int, default=5_000, help="generated data's users")
+    parser.add_argument("--repeat", action="store_true", help="the model's repeat bonus")
     parser.add_argument("--work", default=None, help="scratch folder (default: a temp dir)")
     args = parser.parse_args()
     configure_logging()
@@ -137,7 +138,8 @@ def main() -> None:
         root = str(work / name)
         spark = get_spark(root, app_name=f"clickscore-bench-train-{name}")
         build_examples(spark, root, name, args.users)
-        cfg = TrainConfig(data_root=root, epochs=args.epochs, patience=3, batch_size=128)
+        cfg = TrainConfig(data_root=root, epochs=args.epochs, patience=3, batch_size=128,
+                          repeat=args.repeat)
         speed = throughput(spark, root, cfg)
         with PeakRss() as rss:
             counts = run_train(spark, cfg)

@@ -58,7 +58,7 @@ def tiny_config(**overrides) -> ModelConfig:
     values = dict(item_vocab_size=40, category_vocab_size=6, sequence_length=8,
                   n_event_types=5, n_time_gap_buckets=9, n_price_buckets=10, n_dense=4,
                   feature_version=1, vocab_version="vtest", d_model=32, n_heads=2,
-                  n_layers=2, dropout=0.0)
+                  n_layers=2, dropout=0.0, repeat=True)  # the bonus path too
     return ModelConfig(**{**values, **overrides})
 
 

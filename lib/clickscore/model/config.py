@@ -37,7 +37,7 @@ class ModelConfig:
     loss: str = "full"
     negatives: int = 256
     propensity_weight: float = 1.0
-    repeat: bool = True  # the learned bonus for items already in the user's history
+    repeat: bool = False  # the learned bonus for items already in the user's history
     # how the features it reads were built: scoring rebuilds them the same way
     windows: tuple[str, ...] = ()
     lookback_s: float = 0.0

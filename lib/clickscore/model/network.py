@@ -9,7 +9,7 @@ Each position's embedding is the sum of its item, event-type, category, time-gap
 and position embeddings; a causal Transformer encoder (pre-norm) reads them, so position i sees
 only events 0..i. The next-item head scores a state against the item embeddings (tied), over
 every item: index 0 (padding) and 1 (out-of-vocabulary) are never recommended. With `repeat`
-(the default), items the user already had at or before the scored position get a learned
+(`--repeat`), items the user already had at or before the scored position get a learned
 bonus: a weight per age (positions back) times a gate read from the state, summed over their
 occurrences. Users come back to what they viewed (on the real samples the recently-viewed
 baseline beat every other method), and tied embeddings alone learn that slowly from little

@@ -48,6 +48,9 @@ class TrainConfig:
     negatives: int = field(default=256, metadata=option("negatives for --loss sampled"))
     propensity_weight: float = field(default=1.0, metadata=option(
         "weight of the propensity loss in the total"))
+    repeat: bool = field(default=False, metadata=option(
+        "a learned bonus for items already in the user's history (where users revisit "
+        "items: it won on the real samples, and cost the generated planted pairs)"))
     seed: int = field(default=42, metadata=option("same seed, same model on CPU"))
     resume: bool = field(default=False, metadata=option(
         "continue from the last checkpoint of the previous run"))

@@ -91,6 +91,7 @@ def model_config(spark: SparkSession, cfg: TrainConfig, contract: FeatureContrac
         feature_version=contract.version, vocab_version=described["vocab_version"],
         d_model=cfg.d_model, n_heads=cfg.n_heads, n_layers=cfg.n_layers, dropout=cfg.dropout,
         loss=cfg.loss, negatives=cfg.negatives, propensity_weight=cfg.propensity_weight,
+        repeat=cfg.repeat,
         windows=tuple(described["windows"]), lookback_s=float(described["lookback_s"]),
         horizon_s=float(described["horizon_s"]))
 
