@@ -3,9 +3,11 @@ PYTHON ?= python3.11
 UV_VERSION := 0.13.9
 VENV := .venv
 STAMP := $(VENV)/.installed
+AIRFLOW_VENV := .venv-airflow
+AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed
 DATA_ROOT ?= .clickscore
 
-.PHONY: setup browser postgres demo test lint bench bench-train bench-score clean
+.PHONY: setup airflow airflow-lock browser postgres demo test lint dist bench bench-train bench-score clean
 
 # Creates the venv, installs the locked dependencies (torch, petastorm, Spark, Delta, GX...)
 # with uv, fetches the Delta jars from Maven Central once into the Ivy cache, and the Data Docs
@@ -21,6 +23,22 @@ $(STAMP): pyproject.toml uv.lock
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+# Airflow 3.3 + the Apache Spark provider in their own venv (their pins need not bend to the
+# Petastorm matrix), installed exactly from the project's lock (deploy/airflow-requirements.lock,
+# made by `make airflow-lock` with uv from PyPI: it plays the part of Airflow's constraint files,
+# which this machine cannot reach). Its SparkSubmitOperator calls the main venv's spark-submit.
+$(AIRFLOW_STAMP): deploy/airflow-requirements.lock $(STAMP)
+	test -x $(AIRFLOW_VENV)/bin/python || $(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(VENV)/bin/uv pip sync --quiet --python $(AIRFLOW_VENV)/bin/python \
+	  deploy/airflow-requirements.lock
+	touch $(AIRFLOW_STAMP)
+
+airflow: $(AIRFLOW_STAMP)
+
+airflow-lock: $(STAMP)
+	$(VENV)/bin/uv pip compile --quiet --python-version 3.11 --generate-hashes \
+	  deploy/airflow-requirements.in -o deploy/airflow-requirements.lock
 
 # The Data Docs test renders the HTML in Debian's headless Chromium (not a downloaded browser).
 browser:
@@ -39,12 +57,22 @@ postgres:
 demo: $(STAMP)
 	$(VENV)/bin/clickscore demo --data-root $(DATA_ROOT)
 
-test: $(STAMP) browser postgres
+test: $(STAMP) $(AIRFLOW_STAMP) dist browser postgres
 	$(VENV)/bin/python -m pytest
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check lib jobs tests benchmarks
+	$(VENV)/bin/ruff check lib jobs tests benchmarks airflow_dags
 	$(VENV)/bin/mypy lib
+
+# For spark-submit: the wheel (clusters that pip-install it) and a zip of the package for
+# --py-files (clusters that cannot); both carry schemas/ as clickscore/_schemas.
+dist: $(STAMP)
+	rm -rf dist
+	$(VENV)/bin/uv build --quiet --wheel --out-dir dist
+	$(VENV)/bin/python -m zipfile -e dist/clickscore-*.whl dist/unpacked
+	cd dist/unpacked && ../../$(VENV)/bin/python -m zipfile -c ../clickscore.zip clickscore
+	rm -rf dist/unpacked
+	@ls dist
 
 bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/bench_etl.py
@@ -56,4 +84,4 @@ bench-score: $(STAMP) postgres
 	$(VENV)/bin/python benchmarks/bench_score.py
 
 clean:
-	rm -rf $(VENV) $(DATA_ROOT) .pytest_cache
+	rm -rf $(VENV) $(AIRFLOW_VENV) $(DATA_ROOT) .pytest_cache dist

@@ -1,6 +1,6 @@
 """Scoring benchmark: nightly scoring of at least 200,000 active users on generated data.
 
-    python benchmarks/bench_score.py [--users 300000] [--days 2] [--work DIR]
+    python benchmarks/bench_score.py [--users 420000] [--days 2] [--work DIR]
 
 Builds a scratch warehouse (generated REES46-format days, ingest, sessionize, training
 examples, a small model trained for a few steps: none of it timed), then measures in one run:
@@ -119,7 +119,7 @@ def inference_alone(spark, root: str, cfg: ScoreConfig, version: str) -> dict[st
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--users", type=int, default=300_000)
+    parser.add_argument("--users", type=int, default=420_000)
     parser.add_argument("--days", type=int, default=2)
     parser.add_argument("--work", default="/tmp/clickscore-bench-score")
     parser.add_argument("--driver-memory", default="10g")

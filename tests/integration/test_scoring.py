@@ -17,9 +17,9 @@ from clickscore.core.errors import FeatureContractError
 from clickscore.export.config import PASSWORD_ENV, USER_ENV, ExportConfig
 from clickscore.export.credentials import jdbc_properties
 from clickscore.export.job import ExportError, run_export
-from clickscore.features.config import TrainingExamplesConfig
+from clickscore.features.config import FeaturesConfig, TrainingExamplesConfig
 from clickscore.features.contract import feature_contract
-from clickscore.features.job import run_training_examples
+from clickscore.features.job import run_features, run_training_examples
 from clickscore.scoring.config import ScoreConfig
 from clickscore.scoring.job import USER_SCORES, _checked_users, run_score
 from clickscore.training import registry
@@ -135,12 +135,27 @@ def test_scores_every_active_user_reruns_identically_and_reproduces_by_time_trav
                                  model_version=version))
     same_scores(scores(spark, LAST_DAY), got)
 
+    # the DAG's way: a features run for the model, then scoring reuses its rows
+    built = run_features(spark, FeaturesConfig(as_of=utc("2019-10-04"), data_root=data_root,
+                                               model_version=version))
+    assert built.details["lookback_s"] == 12 * 3600 and built.details["model_version"] == version
+    reused = run_score(spark, ScoreConfig(run_date=LAST_DAY, data_root=data_root,
+                                          model_version=version, reuse_features=True))
+    assert reused.details["user_features_version"] == built.details["user_features_version"]
+    same_scores(scores(spark, LAST_DAY), got)
+
     # silver changes (a user's events go), yet reproducing the first run gives its scores
     gone = got.orderBy("user_id").first().user_id
     spark.sql(f"DELETE FROM silver.events WHERE user_id = {gone}")
     run_score(spark, ScoreConfig(run_date=LAST_DAY, data_root=data_root,
                                  reproduce=run[0].run_id))
     same_scores(scores(spark, LAST_DAY), got)
+    # while reuse sees the features are stale now, rebuilds them, and the user is gone
+    rebuilt = run_score(spark, ScoreConfig(run_date=LAST_DAY, data_root=data_root,
+                                           model_version=version, reuse_features=True))
+    assert rebuilt.details["user_features_version"] > built.details["user_features_version"]
+    assert rebuilt.output_rows == counts.output_rows - 1
+    assert scores(spark, LAST_DAY).where(F.col("user_id") == gone).isEmpty()
 
     # an earlier date: the latest view keeps each user's newest row
     run_score(spark, ScoreConfig(run_date=date(2019, 10, 2), data_root=data_root,

@@ -19,7 +19,14 @@ from clickscore.training import registry
 from clickscore.training.config import EvaluateConfig, TrainConfig
 from clickscore.training.data import batches, converted, model_frame
 from clickscore.training.evaluate import ItemStats
-from clickscore.training.job import pinned_examples, run_evaluate, run_train, session_bucket
+from clickscore.training.job import (
+    item_categories,
+    pinned_examples,
+    run_evaluate,
+    run_train,
+    session_bucket,
+    target_counts,
+)
 from clickscore.training.loop import LoopConfig, to_device, train_function
 
 pytestmark = pytest.mark.integration
@@ -58,6 +65,23 @@ def test_the_petastorm_loader_round_trips_rows_and_two_shards_cover_every_row_on
         assert shards[0] and shards[1]
         assert sorted(shards[0] + shards[1]) == sorted(expected)
         assert len(shards[0]) + len(shards[1]) == len(expected)
+
+
+def test_the_popularity_prior_counts_next_item_targets_only(spark):
+    rows_df = spark.createDataFrame(
+        [([0, 0, 2, 3],), ([1, 4, 4, 2],), ([0, 0, 0, 0],)], "target_seq array<int>")
+    # padding (0) and out-of-vocabulary (1) are no targets; index 5 never occurs
+    assert target_counts(rows_df, 6) == [0, 0, 2, 1, 2, 0]
+
+
+def test_each_item_gets_the_category_it_carries_most_often(spark):
+    rows_df = spark.createDataFrame([
+        ([0, 2, 3, 2], [0, 4, 1, 4]),   # item 2 in category 4 twice
+        ([2, 3, 1, 4], [5, 2, 3, 5]),   # 2 once in 5; 3 in 1 and 2 (a tie: the smaller, 1)
+        ([0, 0, 4, 0], [0, 0, 0, 0]),   # a category 0 (unknown) counts for nothing
+    ], "item_seq array<int>, category_seq array<int>")
+    # padding (0) and OOV (1) get none; index 5 never occurs
+    assert item_categories(rows_df, 6) == [0, 0, 4, 1, 5, 0]
 
 
 def test_two_processes_with_torch_distributor_end_with_identical_weights_and_loss_falls(

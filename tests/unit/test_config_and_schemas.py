@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from datetime import date, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -77,3 +82,23 @@ def test_reconciliation_needs_real_counts_that_add_up():
     assert RunCounts(10, 7, 2, 1).reconciles()
     assert not RunCounts(10, 7, 2, 0).reconciles()
     assert not RunCounts(10, 24, 0, -14).reconciles()  # adds up, but -14 is not a count
+
+
+def test_the_py_files_zip_carries_the_package_and_its_contracts(tmp_path):
+    """What spark-submit ships with --py-files (`make dist`): imported from the zip, the
+    package finds its contracts inside it (extracted once), equal to the repository's."""
+    zipped = Path(__file__).resolve().parents[2] / "dist" / "clickscore.zip"
+    assert zipped.exists(), f"{zipped} is missing: run `make dist`"
+    probe = ("import json, clickscore\n"
+             "from clickscore.core.paths import schemas_dir\n"
+             "from clickscore.core.contracts import table_schema\n"
+             "print(json.dumps([clickscore.__file__, str(schemas_dir()),\n"
+             "                  repr(table_schema('silver.sessions'))]))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(zipped), "TMPDIR": str(tmp_path)},
+                          cwd=tmp_path, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    module, schemas, sessions = json.loads(done.stdout)
+    assert module == f"{zipped}/clickscore/__init__.py"
+    assert Path(schemas).parent == tmp_path and (Path(schemas) / "features").is_dir()
+    assert sessions == repr(table_schema("silver.sessions"))

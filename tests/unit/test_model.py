@@ -132,6 +132,67 @@ def test_overfitting_a_tiny_set_reaches_recall_at_20_near_1(loss):
     assert recall >= 0.95
 
 
+def test_the_popularity_prior_ranks_like_most_popular_and_travels_with_the_weights():
+    torch.manual_seed(2)
+    cfg = tiny_config(repeat=False)
+    counts = torch.zeros(40, dtype=torch.long)
+    counts[2:] = torch.randperm(38) * 3  # distinct counts: a strict popularity order
+    counts[0], counts[1] = 500, 500  # padding and OOV counts are ignored
+    model = SequenceModel(cfg).eval()
+    model.set_item_prior(counts)
+    prior = model.item_prior
+    assert prior[:2].tolist() == [0.0, 0.0]
+    assert prior[2:].mean().item() == pytest.approx(0.0, abs=1e-6)
+    assert prior[5] - prior[6] == pytest.approx(math.log((counts[5] + 1) / (counts[6] + 1)),
+                                                abs=1e-5)
+    flat = torch.zeros(3, cfg.d_model)  # a state that says nothing: popularity decides
+    ranked = model.item_scores(flat).argsort(dim=1, descending=True)[:, :38]
+    assert (ranked == (counts[2:].argsort(descending=True) + 2)).all()
+    restored = SequenceModel(cfg)
+    restored.load_state_dict(model.state_dict())
+    assert torch.equal(restored.item_prior, prior)
+    without = SequenceModel(tiny_config(repeat=False, popularity_prior=False)).eval()
+    without.set_item_prior(counts)  # stored, but not applied
+    assert (without.item_scores(flat)[:, 2:] == 0).all()
+    with pytest.raises(ValueError, match="vocabulary"):
+        model.set_item_prior(torch.ones(39))
+
+
+def test_items_of_a_category_share_its_output_embedding():
+    torch.manual_seed(3)
+    cfg = tiny_config(repeat=False, category_vocab_size=6)
+    model = SequenceModel(cfg).eval()
+    with torch.no_grad():
+        model.item.weight.zero_()  # only the category part is left to score items
+        model.category_out.weight.normal_()
+    categories = torch.zeros(40, dtype=torch.long)
+    categories[2:20], categories[20:] = 3, 5
+    model.set_item_categories(categories)
+    state = model.category_out.weight[3].detach().clone().unsqueeze(0)  # at category 3
+    scores = model.item_scores(state)[0]
+    assert torch.allclose(scores[2:20], scores[2]) and torch.allclose(scores[20:], scores[20])
+    assert scores[2] > scores[20]
+    expected = model.category_out.weight[3] @ model.category_out.weight[5]
+    assert scores[20].item() == pytest.approx(expected.item(), rel=1e-5)
+    # what a category learns reaches each of its items: one gradient step on item 2 as the
+    # target raises item 19 (same category, never a target) and lowers item 25
+    model.train()
+    state = torch.randn(1, cfg.d_model) * 0.1  # no category dominates yet
+    before = model.item_scores(state)[0].detach().clone()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    F.cross_entropy(model.item_scores(state), torch.tensor([2])).backward()
+    optimizer.step()
+    after = model.item_scores(state)[0].detach()
+    assert after[19] > before[19] and after[25] < before[25]
+    without = SequenceModel(tiny_config(repeat=False, category_output=False)).eval()
+    without.set_item_categories(categories)
+    with torch.no_grad():
+        without.item.weight.zero_()
+    assert (without.item_scores(state)[0, 2:] == 0).all()
+    with pytest.raises(ValueError, match="category indices"):
+        model.set_item_categories(torch.full((40,), 6))
+
+
 def test_a_model_refuses_features_of_another_version_naming_both():
     cfg = tiny_config(feature_version=1, vocab_version="vaaa")
     cfg.check_features(1, "vaaa")

@@ -125,10 +125,10 @@ def get_spark(
     spark.sparkContext.setLogLevel(os.environ.get(SPARK_LOG_LEVEL_ENV, "WARN"))
     for database in DATABASES:
         spark.sql(f"CREATE DATABASE IF NOT EXISTS {database}")
-    log.debug("spark %s master=%s submitted=%s shuffle.partitions=%s warehouse=%s",
+    log.debug("spark %s master=%s submitted=%s shuffle.partitions=%s warehouse=%s code=%s",
              spark.version, spark.sparkContext.master, is_submitted(),
              spark.conf.get("spark.sql.shuffle.partitions"),
-             spark.conf.get("spark.sql.warehouse.dir"))
+             spark.conf.get("spark.sql.warehouse.dir"), Path(__file__).parents[1])
     return spark
 
 

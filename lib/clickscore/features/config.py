@@ -65,6 +65,10 @@ class FeaturesConfig:
     vocab_version: str | None = field(default=None, metadata=option(
         "the vocabulary to code ids with (default: the latest)"))
     allow_empty: bool = field(default=False, metadata=option("no active user is not an error"))
+    model_version: str | None = field(default=None, metadata=option(
+        "build them as this registered model reads them (e.g. champion): its vocabulary, "
+        "lookback and windows replace --vocab-version, --lookback and --windows; what "
+        "`score --reuse-features` then picks up"))
 
     def __post_init__(self) -> None:
         if self.as_of.tzinfo is None:

@@ -5,14 +5,15 @@ over several cutoffs. Each batch is staged, validated with its suite and only th
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from clickscore.core.config import RunDate
-from clickscore.core.delta import replace_where
-from clickscore.core.errors import EmptyInputError
+from clickscore.core.config import RunDate, parse_windows
+from clickscore.core.delta import replace_where, table_version
+from clickscore.core.errors import ClickscoreError, EmptyInputError
 from clickscore.core.frames import union_all
 from clickscore.core.runner import stage_run
 from clickscore.core.runs import RunCounts
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 
 USER_FEATURES = "gold.user_features"
 TRAINING_EXAMPLES = "gold.training_examples"
+SILVER_EVENTS = "silver.events"
 
 
 def coded_events(spark: SparkSession, vocab_version: str) -> tuple[DataFrame, dict[str, int]]:
@@ -56,8 +58,11 @@ def run_features(spark: SparkSession, cfg: FeaturesConfig) -> RunCounts:
     contract = feature_contract()
     with stage_run(spark, "features", cfg.as_of.isoformat(), data_root=cfg.data_root,
                    dq_run_date=RunDate(cfg.as_of.date())) as stage:
+        if cfg.model_version:
+            cfg = _as_model_reads(cfg)
         version = cfg.vocab_version or latest_vocab_version(spark)
         coded_df, sizes = coded_events(spark, version)
+        silver_version = table_version(spark, SILVER_EVENTS)
         active = _active_users(coded_df, [cfg.as_of], cfg.lookback)
         if active == 0 and not cfg.allow_empty:
             raise EmptyInputError(f"silver.events in the {cfg.lookback} before {cfg.as_of}",
@@ -74,7 +79,28 @@ def run_features(spark: SparkSession, cfg: FeaturesConfig) -> RunCounts:
             details={"vocab_version": version, "vocab_sizes": sizes,
                      "lookback_s": cfg.lookback.total_seconds(),
                      "windows": [w for w, _ in cfg.windows],
-                     "feature_version": contract.version}))
+                     "feature_version": contract.version,
+                     "model_version": cfg.model_version,
+                     # what scoring checks before it reuses these rows
+                     "silver_events_version": silver_version,
+                     "user_features_version": table_version(spark, USER_FEATURES)}))
+
+
+def _as_model_reads(cfg: FeaturesConfig) -> FeaturesConfig:
+    """The config with the registered model's vocabulary, lookback and windows."""
+    from clickscore.training import registry
+
+    model, found = registry.load_model(cfg.data_root, str(cfg.model_version))
+    if not model.cfg.lookback_s or not model.cfg.windows:
+        raise ClickscoreError(f"model version {found.version} records no feature lookback or "
+                              f"windows; give --lookback and --windows instead")
+    log.info("features as model version %s reads them: vocabulary %s, lookback %s, windows %s",
+             found.version, model.cfg.vocab_version, timedelta(seconds=model.cfg.lookback_s),
+             ",".join(model.cfg.windows))
+    return replace(cfg, model_version=str(found.version),
+                   vocab_version=model.cfg.vocab_version,
+                   lookback=timedelta(seconds=model.cfg.lookback_s),
+                   windows=parse_windows(",".join(model.cfg.windows)))
 
 
 def run_training_examples(spark: SparkSession, cfg: TrainingExamplesConfig) -> RunCounts:

@@ -13,8 +13,14 @@ every item: index 0 (padding) and 1 (out-of-vocabulary) are never recommended. W
 bonus: a weight per age (positions back) times a gate read from the state, summed over their
 occurrences. Users come back to what they viewed (on the real samples the recently-viewed
 baseline beat every other method), and tied embeddings alone learn that slowly from little
-data. The propensity head reads the last state (the most recent event) with the aggregate
-features.
+data. With `popularity_prior` (the default) every item's logit carries a fixed offset, the
+log of its frequency as a training target (`set_item_prior`, smoothed by one), so an untrained
+model already ranks like most-popular and the embeddings learn what the user's history adds to
+it; on small data they cannot learn popularity itself faster than counting does. With
+`category_output` (the default) an item's output embedding is its own plus its category's
+(`set_item_categories`), so what a history says about categories reaches every item of the
+category at once. The propensity head reads the last state (the most recent event) with the
+aggregate features.
 
 Training losses: full softmax cross-entropy at the positions that have a target (`target_seq`
 above 1; an out-of-vocabulary next item cannot be recommended, so it is not a target), or a
@@ -38,6 +44,9 @@ FIRST_ITEM = 2  # 0 = padding, 1 = out-of-vocabulary
 
 
 class SequenceModel(nn.Module):
+    item_prior: Tensor  # buffers (V,): the popularity prior, and each item's category index
+    item_category: Tensor
+
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
@@ -56,6 +65,12 @@ class SequenceModel(nn.Module):
         self.dense_norm = nn.LayerNorm(cfg.n_dense)
         self.propensity = nn.Sequential(nn.Linear(d + cfg.n_dense, d), nn.GELU(),
                                         nn.Dropout(cfg.dropout), nn.Linear(d, 1))
+        # saved with the weights; zeros (no prior) until set_item_prior
+        self.register_buffer("item_prior", torch.zeros(cfg.item_vocab_size))
+        self.register_buffer("item_category", torch.zeros(cfg.item_vocab_size, dtype=torch.long))
+        if cfg.category_output:  # starts at zero: the model starts from its item embeddings
+            self.category_out = nn.Embedding(cfg.category_vocab_size, d)
+            nn.init.zeros_(self.category_out.weight)
         nn.init.normal_(self.item.weight, std=d ** -0.5)
         with torch.no_grad():
             self.item.weight[0].zero_()
@@ -68,6 +83,48 @@ class SequenceModel(nn.Module):
                     .unsqueeze(1))
                 self.repeat_gate.weight.zero_()
                 self.repeat_gate.bias.fill_(math.log(math.e - 1))  # softplus -> 1
+
+    def set_item_prior(self, counts: Tensor) -> None:
+        """The popularity prior from each index's count as a training target (V,): the log
+        of its add-one smoothed frequency, centred over the items."""
+        if counts.shape != self.item_prior.shape:
+            raise ValueError(f"item counts have shape {tuple(counts.shape)}, the vocabulary "
+                             f"{tuple(self.item_prior.shape)}")
+        log_p = torch.log(counts.double().clamp_min(0) + 1.0)
+        log_p[:FIRST_ITEM] = 0.0
+        centred = log_p - log_p[FIRST_ITEM:].mean()
+        centred[:FIRST_ITEM] = 0.0
+        with torch.no_grad():
+            self.item_prior.copy_(centred.to(self.item_prior.dtype))
+
+    def set_item_categories(self, categories: Tensor) -> None:
+        """Each item index's category index (V,), 0 where unknown: with `category_output`
+        an item is scored against its own embedding plus its category's."""
+        if categories.shape != self.item_category.shape:
+            raise ValueError(f"item categories have shape {tuple(categories.shape)}, the "
+                             f"vocabulary {tuple(self.item_category.shape)}")
+        if int(categories.min()) < 0 or int(categories.max()) >= self.cfg.category_vocab_size:
+            raise ValueError(f"category indices must lie in [0, {self.cfg.category_vocab_size})")
+        with torch.no_grad():
+            self.item_category.copy_(categories.long())
+
+    def output_weights(self, index: Tensor | None = None) -> Tensor:
+        """The output embedding of the items at `index` (all items by default): the item's
+        (tied with its input embedding), plus an output embedding of its category with
+        `category_output`. Items
+        of one category share that part, so it learns from every event of the category: on
+        small data the item embeddings alone learn slowly which items go together."""
+        weights = self.item.weight if index is None else self.item.weight[index]
+        if self.cfg.category_output and hasattr(self, "category_out"):
+            categories = self.item_category if index is None else self.item_category[index]
+            weights = weights + self.category_out.weight[categories]
+        return weights
+
+    def _prior(self) -> Tensor | None:
+        """The offset per item, or None without the prior (or a model saved before it)."""
+        if not self.cfg.popularity_prior or not hasattr(self, "item_prior"):
+            return None
+        return self.item_prior
 
     def parameter_groups(self, learning_rate: float, weight_decay: float
                          ) -> list[dict[str, Any]]:
@@ -108,7 +165,10 @@ class SequenceModel(nn.Module):
         """Scores of every item for each state (N, V); padding and OOV at -inf. `history`
         (N, L) holds each state's item sequence and `positions` (N,) the position the state
         is at (default: the last), for the repeat bonus."""
-        scores = states @ self.item.weight.T
+        scores = states @ self.output_weights().T
+        prior = self._prior()
+        if prior is not None:
+            scores = scores + prior.to(scores.dtype)
         if self.cfg.repeat and history is not None:
             weights, gate = self._repeat_weights(states, history, positions)
             scores = scores + gate * torch.zeros_like(scores).scatter_add_(
@@ -174,9 +234,12 @@ class SequenceModel(nn.Module):
             q = torch.log((rank + 2) / (rank + 1)) / math.log(n_items + 1)
             return torch.log(q * self.cfg.negatives)
 
-        weights = self.item.weight
-        positive = (states * weights[wanted]).sum(-1) - log_q(wanted)
-        negative = states @ weights[negatives].T - log_q(negatives).unsqueeze(0)
+        positive = (states * self.output_weights(wanted)).sum(-1) - log_q(wanted)
+        negative = states @ self.output_weights(negatives).T - log_q(negatives).unsqueeze(0)
+        prior = self._prior()
+        if prior is not None:
+            positive = positive + prior[wanted]
+            negative = negative + prior[negatives].unsqueeze(0)
         if self.cfg.repeat:  # the bonus of the positive and of each negative, slot by slot
             weights, gate = self._repeat_weights(states, history, positions)
             positive = positive + gate.squeeze(1) * (

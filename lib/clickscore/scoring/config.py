@@ -38,6 +38,10 @@ class ScoreConfig:
         "the run id of an earlier score run of this date: score again with the model version "
         "and the Delta versions of gold.user_features and silver.events it recorded (time "
         "travel), instead of rebuilding the features"))
+    reuse_features: bool = field(default=False, metadata=option(
+        "use the rows of the last `features` run of this cutoff (`features --model-version`) "
+        "when they were built with the model's vocabulary, lookback and windows from the "
+        "current silver.events; otherwise rebuild them"))
     batch_size: int = field(default=1024, metadata=option("users per inference batch"))
     export_jdbc_url: str | None = field(default=None, metadata=option(
         "then copy the date's scores to this warehouse (see clickscore export; credentials "

@@ -75,7 +75,12 @@ class Scorer:
     def from_payload(cls, payload: bytes, **kwargs: Any) -> Scorer:
         loaded = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
         model = SequenceModel(ModelConfig.from_dict(loaded["config"]))
-        model.load_state_dict(loaded["state"])
+        state = loaded["state"]
+        # a model registered before the popularity prior and the item categories: none
+        state.setdefault("item_prior", torch.zeros(model.cfg.item_vocab_size))
+        state.setdefault("item_category", torch.zeros(model.cfg.item_vocab_size,
+                                                      dtype=torch.long))
+        model.load_state_dict(state)
         return cls(model, loaded["item_ids"].numpy(), **kwargs)
 
     @torch.inference_mode()
@@ -144,18 +149,21 @@ def _ragged(column: pa.Array, rows: int) -> tuple[np.ndarray, np.ndarray]:
     return np.repeat(np.arange(rows, dtype=np.int64), lengths), values
 
 
-_SCORERS: dict[str, Scorer] = {}
+_SCORERS: dict[tuple[Any, ...], Scorer] = {}
 
 
 def cached_scorer(key: str, payload: Callable[[], bytes], *, threads: int = 1,
                   **kwargs: Any) -> Scorer:
-    """The worker's Scorer for `key` (the model version), loaded from `payload()` on first
-    use; a Python worker keeps one model at a time and uses `threads` (its task's cores)."""
-    if key not in _SCORERS:
-        torch.set_num_threads(max(1, threads))
+    """The worker's Scorer for `key` (the model version and its weights' digest) and these
+    settings, loaded from `payload()` on first use; a Python worker keeps one at a time. The
+    thread count is set on every call: a reused worker may have run other code since, and a
+    different count splits the float reductions differently."""
+    torch.set_num_threads(max(1, threads))
+    cache_key = (key, threads, *sorted(kwargs.items()))
+    if cache_key not in _SCORERS:
         _SCORERS.clear()
-        _SCORERS[key] = Scorer.from_payload(payload(), **kwargs)
-    return _SCORERS[key]
+        _SCORERS[cache_key] = Scorer.from_payload(payload(), **kwargs)
+    return _SCORERS[cache_key]
 
 
 def score_batches(batches: Iterable[pa.RecordBatch], key: str, payload: Callable[[], bytes],

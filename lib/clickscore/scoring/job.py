@@ -89,8 +89,12 @@ def run_score(spark: SparkSession, cfg: ScoreConfig) -> RunCounts:
             item_ids = _item_ids(spark, model.cfg)
         lookback, windows = _feature_settings(cfg, model.cfg)
         silver_version = pinned.get("silver_events_version") or _version(spark, SILVER_EVENTS)
+        reusable = (_reusable_features(spark, cfg, model.cfg, lookback, windows, silver_version)
+                    if cfg.reuse_features and not pinned else None)
         if pinned:
             features_version = pinned["user_features_version"]
+        elif reusable is not None:
+            features_version = reusable
         else:
             with stage.step("features"):
                 run_features(spark, FeaturesConfig(
@@ -180,6 +184,37 @@ def _reproduced(spark: SparkSession, cfg: ScoreConfig) -> dict[str, Any]:
     return {k: details[k] for k in ("model_version", "user_features_version",
                                     "silver_events_version", "top_k", "exclude_purchased",
                                     "lookback", "windows")}
+
+
+def _reusable_features(spark: SparkSession, cfg: ScoreConfig, model_cfg: ModelConfig,
+                       lookback: timedelta, windows: tuple[tuple[str, timedelta], ...],
+                       silver_version: int) -> int | None:
+    """The gold.user_features version the last succeeded `features` run of this cutoff
+    published, when it read the current silver.events with the model's vocabulary, lookback
+    and windows; None (rebuild) otherwise, with the reason logged."""
+    read_table(spark, RUNS_TABLE)
+    row = (spark.table(RUNS_TABLE)
+           .where((F.col("job") == "features") & (F.col("status") == "succeeded")
+                  & (F.col("run_date") == cfg.cutoff.isoformat()))
+           .orderBy(F.col("finished_at").desc()).select("run_id", "details").first())
+    if row is None:
+        log.info("score: no features run of %s to reuse; rebuilding", cfg.cutoff.isoformat())
+        return None
+    details = json.loads(row["details"] or "{}")
+    wanted = {"vocab_version": model_cfg.vocab_version,
+              "lookback_s": lookback.total_seconds(),
+              "windows": [label for label, _ in windows],
+              "feature_version": feature_contract().version,
+              "silver_events_version": silver_version}
+    differs = [f"{k} {details.get(k)!r} (wanted {v!r})" for k, v in wanted.items()
+               if details.get(k) != v]
+    if differs or "user_features_version" not in details:
+        log.info("score: features run %s does not fit (%s); rebuilding", row["run_id"],
+                 "; ".join(differs) or "no recorded table version")
+        return None
+    log.info("score: reusing gold.user_features v%s from features run %s",
+             details["user_features_version"], row["run_id"])
+    return int(details["user_features_version"])
 
 
 def _feature_settings(cfg: ScoreConfig, model_cfg: ModelConfig

@@ -51,6 +51,11 @@ class TrainConfig:
     repeat: bool = field(default=False, metadata=option(
         "a learned bonus for items already in the user's history (where users revisit "
         "items: it won on the real samples, and cost the generated planted pairs)"))
+    popularity_prior: bool = field(default=True, metadata=option(
+        "item scores start from the log of each item's frequency as a training target, so "
+        "the model learns what a user's history adds to popularity"))
+    category_output: bool = field(default=True, metadata=option(
+        "an item's output embedding adds its category's, shared by the items of a category"))
     seed: int = field(default=42, metadata=option("same seed, same model on CPU"))
     resume: bool = field(default=False, metadata=option(
         "continue from the last checkpoint of the previous run"))
@@ -91,8 +96,13 @@ class ModelsListConfig:
 class PromoteConfig:
     """Move the champion alias to a version (an explicit override of the automatic rule)."""
 
-    version: str = field(metadata=option("the version to promote", positional=True))
+    version: str = field(metadata=option(
+        "the version to promote (a number, or an alias such as challenger)", positional=True))
     data_root: str
+    if_better: bool = field(default=False, metadata=option(
+        "only when its validation recall@20 beats the champion's by more than --margin (or "
+        "there is no champion): the automatic rule, for a scheduled promote step"))
+    margin: float = field(default=0.0, metadata=option("with --if-better"))
 
 
 COMMANDS = (
@@ -102,6 +112,7 @@ COMMANDS = (
             EvaluateConfig, "clickscore.training.job:run_evaluate"),
     Command("models list", "registered model versions, aliases and metrics",
             ModelsListConfig, "clickscore.training.registry:print_models", needs_spark=False),
-    Command("models promote", "move the champion alias to a version", PromoteConfig,
+    Command("models promote", "move the champion alias to a version (or --if-better)",
+            PromoteConfig,
             "clickscore.training.registry:promote_command", needs_spark=False),
 )

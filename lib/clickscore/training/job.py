@@ -91,9 +91,35 @@ def model_config(spark: SparkSession, cfg: TrainConfig, contract: FeatureContrac
         feature_version=contract.version, vocab_version=described["vocab_version"],
         d_model=cfg.d_model, n_heads=cfg.n_heads, n_layers=cfg.n_layers, dropout=cfg.dropout,
         loss=cfg.loss, negatives=cfg.negatives, propensity_weight=cfg.propensity_weight,
-        repeat=cfg.repeat,
+        repeat=cfg.repeat, popularity_prior=cfg.popularity_prior,
+        category_output=cfg.category_output,
         windows=tuple(described["windows"]), lookback_s=float(described["lookback_s"]),
         horizon_s=float(described["horizon_s"]))
+
+
+def target_counts(train_df: DataFrame, vocab_size: int) -> list[int]:
+    """Per vocabulary index, how often it is a next-item target in the training rows (the
+    model's popularity prior): one small aggregate, the size of the vocabulary."""
+    counts = [0] * vocab_size
+    for row in (train_df.select(F.explode("target_seq").alias("idx"))
+                .where(F.col("idx") >= 2).groupBy("idx").count().collect()):
+        counts[int(row["idx"])] = int(row["count"])
+    return counts
+
+
+def item_categories(train_df: DataFrame, vocab_size: int) -> list[int]:
+    """Per vocabulary index, the category index it carries most often in the training rows
+    (ties: the smaller index; 0 for an index never seen): the model's item categories."""
+    categories = [0] * vocab_size
+    pairs_df = (train_df.select(F.explode(F.arrays_zip("item_seq", "category_seq")).alias("p"))
+                .select(F.col("p.item_seq").alias("idx"), F.col("p.category_seq").alias("cat"))
+                .where((F.col("idx") >= 2) & (F.col("cat") > 0))
+                .groupBy("idx", "cat").count()
+                .groupBy("idx").agg(F.max_by("cat", F.struct("count", -F.col("cat")))
+                                    .alias("cat")))
+    for row in pairs_df.collect():
+        categories[int(row["idx"])] = int(row["cat"])
+    return categories
 
 
 def session_bucket(contract: FeatureContract) -> int:
@@ -148,8 +174,10 @@ def run_train(spark: SparkSession, cfg: TrainConfig) -> RunCounts:
               converted(spark, frames["validation"], cfg.data_root, partitions=2) as validation,
               converted(spark, frames["test"], cfg.data_root, partitions=2) as test):
             with stage.step("train"):
+                size = model_cfg.item_vocab_size
                 result = _distributed(spark, cfg, model_cfg, loop, train, validation,
-                                      rows["train"])
+                                      rows["train"], target_counts(frames["train"], size),
+                                      item_categories(frames["train"], size))
             with stage.step("evaluate"):
                 model = SequenceModel(model_cfg)
                 model.load_state_dict(torch.load(result["best_path"], map_location="cpu",

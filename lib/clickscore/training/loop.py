@@ -68,8 +68,15 @@ class _Losses(nn.Module):
 
 
 def pick_device() -> torch.device:
+    """CUDA when this process sees a GPU, else the CPU; a process Spark gave a GPU
+    (CUDA_VISIBLE_DEVICES set by TorchDistributor) that CUDA cannot use says so."""
     if torch.cuda.is_available():
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    assigned = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if assigned:
+        print(f"{time.strftime('%H:%M:%S')} train rank {os.environ.get('RANK', 0)}: Spark "
+              f"assigned GPU {assigned} but CUDA sees no device here; training on the CPU",
+              flush=True)
     return torch.device("cpu")
 
 
@@ -112,9 +119,13 @@ def _save(path: Path, state: dict[str, Any]) -> None:
 
 
 def train_function(model_cfg: ModelConfig, loop: LoopConfig, train_converter: Any,
-                   validation_converter: Any, n_train: int) -> dict[str, Any]:
+                   validation_converter: Any, n_train: int,
+                   item_counts: list[int] | None = None,
+                   item_categories: list[int] | None = None) -> dict[str, Any]:
     """Train on this process's rank; returns (on every rank) rank 0's history, the best
-    validation metric and the best weights' path."""
+    validation metric and the best weights' path. `item_counts` (per vocabulary index, its
+    count as a training target) sets the model's popularity prior, `item_categories` (per
+    index, its category index) the categories its output embeddings share."""
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
 
@@ -125,7 +136,12 @@ def train_function(model_cfg: ModelConfig, loop: LoopConfig, train_converter: An
     if world > 1:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     torch.manual_seed(loop.seed)
-    model = SequenceModel(model_cfg).to(device)
+    model = SequenceModel(model_cfg)
+    if item_counts is not None:
+        model.set_item_prior(torch.tensor(item_counts))
+    if item_categories is not None:
+        model.set_item_categories(torch.tensor(item_categories))
+    model = model.to(device)
     wrapped: nn.Module = _Losses(model)
     if world > 1:
         wrapped = DistributedDataParallel(

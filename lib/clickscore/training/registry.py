@@ -133,8 +133,12 @@ def promote(data_root: str, version: str) -> None:
 
 
 def promote_command(cfg: PromoteConfig) -> None:
-    """`clickscore models promote V`."""
-    promote(cfg.data_root, cfg.version)
+    """`clickscore models promote V [--if-better --margin M]`."""
+    if cfg.if_better:
+        decide_promotion(cfg.data_root, str(resolve_version(cfg.data_root, cfg.version).version),
+                         cfg.margin)
+    else:
+        promote(cfg.data_root, cfg.version)
 
 
 def print_models(cfg: ModelsListConfig) -> None:

@@ -1,0 +1,70 @@
+"""clickscore_train: a new model every week, promoted only when it is better.
+
+vocab -> training_examples -> train -> evaluate -> promote. The training window ends at the
+data interval's end E: examples at the cutoffs E-28d, E-25d, E-22d (train), E-14d
+(validation) and E-7d (test), each labelled over the next 7 days; the vocabulary comes from
+the training period only ([E-28d - lookback, E-14d)). `train` registers the model as the
+challenger without promoting it; `evaluate` prints it next to the baselines on the test
+split; `promote` makes it the champion only when its validation metric beats the champion's
+by the margin. `params` (lookback, windows, min_support, processes, epochs, margin) can be
+overridden when triggering. Training asks for GPUs through the properties file named by the
+`clickscore_train_properties` variable (see deploy/spark-gpu.conf) and runs its processes as
+Spark tasks (TorchDistributor's executor mode).
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import DAG, Param
+from airflow.timetables.interval import CronDataIntervalTimetable
+from clickscore_common import TAGS, default_args, stage, start_date, var
+
+END = "data_interval_end | ds"
+
+
+def day(offset: int) -> str:
+    """The day `offset` days from the window's end, as a template."""
+    return "{{ macros.ds_add(" + END + ", " + str(offset) + ") }}"
+
+
+LOOKBACK_START = ("{{ (data_interval_end - macros.timedelta(days=28) - "
+                  "macros.timedelta(seconds=params.lookback_s)) | ds }}")
+
+with DAG(
+    dag_id="clickscore_train",
+    description="vocab -> training examples -> train -> evaluate -> promote if better",
+    schedule=CronDataIntervalTimetable("0 3 * * 0", timezone="UTC"),  # Sundays 03:00
+    start_date=start_date("2019-10-06"),
+    catchup=False,  # only the latest window matters
+    max_active_runs=1,
+    default_args=default_args("clickscore-ml"),
+    tags=[*TAGS, "training"],
+    params={
+        "lookback_s": Param(30 * 86400, type="integer", minimum=3600,
+                            description="features read this many seconds before a cutoff"),
+        "windows": Param("1d,7d,30d", type="string", description="aggregation windows"),
+        "min_support": Param(5, type="integer", minimum=1,
+                             description="events an item needs to get its own index"),
+        "num_processes": Param(2, type="integer", minimum=1,
+                               description="training processes (one per GPU on GPU nodes)"),
+        "epochs": Param(10, type="integer", minimum=1),
+        "promotion_margin": Param(0.0, type="number", minimum=0.0),
+    },
+    doc_md=__doc__,
+) as dag:
+    vocab = stage("vocab", "vocab", [
+        "--window-start", LOOKBACK_START, "--window-end", day(-14),
+        "--min-support", "{{ params.min_support }}"])
+    examples = stage("training_examples", "training_examples", [
+        "--cutoffs", ",".join(day(d) for d in (-28, -25, -22, -14, -7)),
+        "--validation-from", day(-14), "--test-from", day(-7), "--horizon", "7d",
+        "--lookback", "{{ params.lookback_s }}s", "--windows", "{{ params.windows }}",
+        "--min-support", "{{ params.min_support }}"])
+    train = stage("train", "train", [
+        "--no-local-mode", "--num-processes", "{{ params.num_processes }}",
+        "--epochs", "{{ params.epochs }}", "--no-auto-promote"],
+        properties_file=var("clickscore_train_properties", ""))
+    evaluate = stage("evaluate", "evaluate", ["--model-version", "challenger"])
+    promote = stage("promote", "models", [
+        "promote", "challenger", "--if-better", "--margin", "{{ params.promotion_margin }}"])
+
+    vocab >> examples >> train >> evaluate >> promote

@@ -1,0 +1,177 @@
+"""Every stage through spark-submit on a real standalone cluster (a master and two workers on
+127.0.0.1) with the packaged code, on the real Taobao sample: ingest and sessionize against an
+independent session count, training with TorchDistributor in executor mode on workers that
+advertise a GPU, then the daily DAG end to end through Airflow (`airflow dags test`) twice
+(identical tables) and once on a corrupted input (fails at ingest, nothing downstream moves).
+The tables are read by path from the test session's Spark, never through the cluster."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from tests.cluster.conftest import GPU_CONF, PY_FILES, ROOT, VENV_BIN, submit
+from tests.dags.conftest import AIRFLOW_PYTHON, airflow_env
+from tests.integration import postgres as pg
+from tests.integration.test_real_data import taobao_sessions_in_duckdb
+
+pytestmark = pytest.mark.integration
+
+DAY = "2017-11-26"  # the Taobao sample's day (about two hours of it)
+TABLES = ("bronze.events", "quarantine.events", "silver.events", "silver.sessions",
+          "gold.user_features", "gold.user_scores", "ops.pipeline_runs")
+
+
+def table(spark, root: Path, name: str) -> DataFrame:
+    database, name = name.split(".")
+    return spark.read.format("delta").load(str(root / "warehouse" / f"{database}.db" / name))
+
+
+def versions(spark, root: Path) -> dict[str, int]:
+    """Each table's latest Delta version."""
+    return {name: table(spark, root, name).sparkSession.sql(
+        f"DESCRIBE HISTORY delta.`{root / 'warehouse' / (name.replace('.', '.db/'))}` LIMIT 1"
+    ).first()["version"] for name in TABLES}
+
+
+def contents(spark, root: Path) -> dict[str, DataFrame]:
+    """What a rerun must leave identical: every table but the run log, without the columns
+    that record when a row was written."""
+    return {name: table(spark, root, name).drop("_ingested_at", "scored_at", "_quarantined_at")
+            .localCheckpoint() for name in TABLES if name != "ops.pipeline_runs"}
+
+
+def runs(spark, root: Path) -> list:
+    return (table(spark, root, "ops.pipeline_runs").orderBy("started_at")
+            .select("job", "run_date", "status", "input_rows", "output_rows", "details")
+            .collect())
+
+
+def dags_test(home: Path, env: dict[str, str], run_id_date: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(AIRFLOW_PYTHON.parent / "airflow"), "dags", "test", "clickscore_daily",
+         run_id_date], env=env, capture_output=True, text=True, timeout=1800, check=False,
+        cwd=home)
+
+
+def task_states(home: Path, env: dict[str, str]) -> dict[str, str]:
+    """The latest run's task states, from Airflow's metadata database."""
+    done = subprocess.run(
+        [str(AIRFLOW_PYTHON), "-c", """
+import json, sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+run = db.execute("SELECT run_id FROM dag_run WHERE dag_id = 'clickscore_daily' "
+                 "ORDER BY id DESC LIMIT 1").fetchone()[0]
+print(json.dumps(dict(db.execute("SELECT task_id, state FROM task_instance "
+                                 "WHERE dag_id = 'clickscore_daily' AND run_id = ?", (run,)))))
+""", str(home / "airflow.db")], env=env, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout)
+
+
+@pytest.fixture
+def warehouse_db():
+    """A PostgreSQL server of this test's own (the export tests share the session's)."""
+    server = pg.start(Path(tempfile.mkdtemp(prefix="clickscore-cluster-postgres-")))
+    yield server
+    server.stop()
+
+
+def exported(spark, server, day: str) -> int:
+    properties = {"user": pg.USER, "password": pg.PASSWORD, "driver": "org.postgresql.Driver"}
+    return spark.read.jdbc(server.url, "user_scores", properties=properties).where(
+        F.col("score_date") == day).count()
+
+
+def test_every_stage_runs_on_a_standalone_cluster_and_the_daily_dag_through_airflow(
+        spark, cluster, taobao_file, warehouse_db, tmp_path):
+    root = tmp_path / "lake"
+    root.mkdir()
+
+    # ingest and sessionize the sample on the cluster
+    ingested = submit(cluster, "ingest", ["--source", "taobao", "--input", str(taobao_file),
+                                          "--run-date", "all", "--verbose"], root)
+    # the packaged code ran (the zip comes first on the path), not the source tree
+    assert f"code={PY_FILES}/clickscore" in ingested.stdout + ingested.stderr
+    submit(cluster, "sessionize", ["--run-date", "all"], root)
+    assert table(spark, root, "bronze.events").count() == 110_300
+    assert table(spark, root, "silver.sessions").count() == taobao_sessions_in_duckdb(
+        taobao_file)
+
+    # training examples, then training as Spark tasks on the two workers, each given a `gpu`
+    submit(cluster, "training_examples", [
+        "--cutoffs", "2017-11-26T01:40,2017-11-26T02:10,2017-11-26T02:40",
+        "--validation-from", "2017-11-26T02:10", "--test-from", "2017-11-26T02:40",
+        "--horizon", "20m", "--lookback", "1d", "--windows", "5m,15m,40m"], root)
+    trained = submit(cluster, "train", [
+        "--no-local-mode", "--num-processes", "2", "--epochs", "1",
+        "--max-steps-per-epoch", "3", "--batch-size", "64", "--d-model", "32",
+        "--n-layers", "1"], root, conf=GPU_CONF)
+    logs = trained.stdout + trained.stderr + "".join(
+        p.read_text(errors="replace") for p in cluster.logs.glob("work*/**/std*"))
+    assert "Spark assigned GPU 0 but CUDA sees no device here; training on the CPU" in logs
+    train_run = json.loads(runs(spark, root)[-1].details)
+    assert train_run["world_size"] == 2 and train_run["device"] == "cpu"
+    assert train_run["model_version"] == "1"
+
+    # the daily DAG through Airflow against the cluster: ingest -> ... -> export
+    home = tmp_path / "airflow"
+    env = airflow_env(home, **{
+        "PATH": f"{VENV_BIN}:{AIRFLOW_PYTHON.parent}:/usr/bin:/bin",
+        "AIRFLOW_CONN_CLICKSCORE_SPARK": cluster.master_url,
+        "AIRFLOW_CONN_CLICKSCORE_WAREHOUSE": (f"postgresql://{pg.USER}:{pg.PASSWORD}@127.0.0.1:"
+                                              f"{warehouse_db.port}/postgres"),
+        "AIRFLOW_VAR_CLICKSCORE_DATA_ROOT": str(root),
+        "AIRFLOW_VAR_CLICKSCORE_HOME": str(ROOT),
+        "AIRFLOW_VAR_CLICKSCORE_LANDING": str(taobao_file),
+        "AIRFLOW_VAR_CLICKSCORE_SOURCE": "taobao",
+        "AIRFLOW_VAR_CLICKSCORE_PYTHON": str(VENV_BIN / "python"),
+        "CLICKSCORE_DAG_RETRIES": "0",
+        "CLICKSCORE_START_DATE": "2017-11-01",  # no task is created for a run before it
+        "CLICKSCORE_DAG_DEADLINE": "off",  # see airflow_dags/clickscore_common.deadlines
+    })
+    migrated = subprocess.run([str(AIRFLOW_PYTHON.parent / "airflow"), "db", "migrate"],
+                              env=env, capture_output=True, text=True, timeout=600,
+                              check=False)
+    assert migrated.returncode == 0, migrated.stderr[-3000:]
+    first = dags_test(home, env, DAY)
+    assert set(task_states(home, env).values()) == {"success"}, first.stdout[-5000:]
+    users = spark.sql(f"SELECT count(DISTINCT user_id) FROM delta.`{root}/warehouse/silver.db/"
+                      "events`").first()[0]
+    scores = table(spark, root, "gold.user_scores").where(F.col("score_date") == DAY)
+    assert scores.count() == users > 100
+    assert scores.agg(F.collect_set("model_version")).first()[0] == ["1"]
+    score_run = json.loads([r for r in runs(spark, root) if r.job == "score"][-1].details)
+    features_run = json.loads([r for r in runs(spark, root) if r.job == "features"][-1].details)
+    assert score_run["user_features_version"] == features_run["user_features_version"]
+    assert exported(spark, warehouse_db, DAY) == users
+    before = contents(spark, root)
+
+    # the same date again: identical tables
+    again = dags_test(home, env, DAY)
+    assert set(task_states(home, env).values()) == {"success"}, again.stdout[-5000:]
+    after = contents(spark, root)
+    for name, rows in before.items():
+        assert rows.exceptAll(after[name]).isEmpty() and after[name].exceptAll(rows).isEmpty(), \
+            name
+    assert exported(spark, warehouse_db, DAY) == users
+
+    # a corrupted input: the run fails at ingest and nothing after it runs or moves
+    corrupted = tmp_path / "corrupted.csv.gz"
+    corrupted.write_bytes(gzip.compress(taobao_file.read_bytes()[:0]) + b"not gzip")
+    moved = versions(spark, root)
+    failed = dags_test(home, {**env, "AIRFLOW_VAR_CLICKSCORE_LANDING": str(corrupted)}, DAY)
+    states = task_states(home, env)
+    assert states["ingest"] == "failed", (states, failed.stdout[-5000:])
+    assert {states[t] for t in ("sessionize", "features", "score", "export")} == {
+        "upstream_failed"}, states
+    still = versions(spark, root)
+    assert {k: v for k, v in still.items() if k != "ops.pipeline_runs"} == {
+        k: v for k, v in moved.items() if k != "ops.pipeline_runs"}
+    assert [r.status for r in runs(spark, root)][-1] == "failed"

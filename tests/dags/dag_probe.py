@@ -1,0 +1,67 @@
+"""Run by the DAG tests under the Airflow environment's Python (not pytest's):
+
+    python dag_probe.py DAG_FOLDER OUT.json
+
+parses the DAG folder once and writes, as JSON, what each DAG is made of, how long each file
+took, and every file a DAG file opened while it was parsed (it should open none)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+folder = Path(sys.argv[1]).resolve()
+sys.path.insert(0, str(folder))  # as Airflow's own processes do
+opened: list[str] = []
+parsing = False
+allowed = {str(folder / ".airflowignore")}
+system = tuple(str(Path(p).resolve()) for p in {sys.prefix, sys.base_prefix, sys.exec_prefix})
+
+
+def audit(event: str, args: tuple) -> None:
+    if parsing and event == "open" and isinstance(args[0], (str, bytes, os.PathLike)):
+        path = os.path.realpath(os.fsdecode(args[0]))
+        if (path.startswith(system) or path in allowed
+                or (path.startswith(str(folder)) and path.endswith((".py", ".pyc")))
+                or "__pycache__" in path):
+            return
+        opened.append(path)
+
+
+from airflow.dag_processing.dagbag import DagBag  # noqa: E402
+
+sys.addaudithook(audit)
+parsing = True
+started = time.perf_counter()
+bag = DagBag(dag_folder=str(folder))
+seconds = time.perf_counter() - started
+parsing = False
+
+
+def describe(dag) -> dict:
+    return {
+        "tasks": {t.task_id: {
+            "downstream": sorted(t.downstream_task_ids), "operator": type(t).__name__,
+            "retries": t.retries, "retry_exponential_backoff": bool(t.retry_exponential_backoff),
+            "application": t.application, "application_args": list(t.application_args or []),
+            "conn_id": t._conn_id, "py_files": t.py_files,
+            "execution_timeout_s": t.execution_timeout.total_seconds()
+            if t.execution_timeout else None} for t in dag.tasks},
+        "schedule": getattr(dag.timetable, "_expression", None) or str(dag.timetable),
+        "timetable": type(dag.timetable).__name__,
+        "catchup": dag.catchup, "max_active_runs": dag.max_active_runs,
+        "tags": sorted(dag.tags), "deadlines": len(dag.deadline or []),
+        "params": sorted(dag.params.keys()),
+    }
+
+
+Path(sys.argv[2]).write_text(json.dumps({
+    "import_errors": bag.import_errors,
+    "files_s": {s.file: s.duration.total_seconds() for s in bag.dagbag_stats},
+    "total_s": seconds, "opened": opened,
+    "spark_imported": any(m.split(".")[0] == "pyspark" for m in sys.modules),
+    "dags": {dag_id: describe(dag) for dag_id, dag in bag.dags.items()},
+}, indent=1))

@@ -1,0 +1,77 @@
+"""DAG integrity: the folder parses under the real Airflow, fast, without IO or Spark at
+import, and each DAG's tasks, order, retries, schedule, catchup and tags are as designed."""
+
+from __future__ import annotations
+
+import pytest
+
+DAILY = ["ingest", "sessionize", "features", "score", "export"]
+TRAIN = ["vocab", "training_examples", "train", "evaluate", "promote"]
+
+
+def chain(dag: dict) -> list[str]:
+    """The tasks in order, when they form one chain (fails otherwise)."""
+    tasks = dag["tasks"]
+    heads = set(tasks) - {d for t in tasks.values() for d in t["downstream"]}
+    assert len(heads) == 1, heads
+    order = [heads.pop()]
+    while tasks[order[-1]]["downstream"]:
+        (following,) = tasks[order[-1]]["downstream"]
+        order.append(following)
+    assert len(order) == len(tasks)
+    return order
+
+
+def test_the_folder_parses_fast_with_no_io_and_no_spark(parsed_dags):
+    assert parsed_dags["import_errors"] == {}
+    assert sorted(parsed_dags["dags"]) == ["clickscore_daily", "clickscore_train"]
+    # well under a second per file (the first pays for importing the Spark provider)
+    assert all(s < 1.0 for s in parsed_dags["files_s"].values()), parsed_dags["files_s"]
+    assert parsed_dags["opened"] == []
+    assert not parsed_dags["spark_imported"]
+
+
+@pytest.mark.parametrize(("dag_id", "tasks", "schedule", "catchup"), [
+    ("clickscore_daily", DAILY, "0 0 * * *", True),
+    ("clickscore_train", TRAIN, "0 3 * * 0", False),
+])
+def test_each_dag_is_one_chain_of_spark_submits_as_designed(parsed_dags, dag_id, tasks,
+                                                            schedule, catchup):
+    dag = parsed_dags["dags"][dag_id]
+    assert chain(dag) == tasks
+    assert dag["timetable"] == "CronDataIntervalTimetable"
+    assert dag["schedule"] == schedule
+    assert dag["catchup"] is catchup
+    assert dag["max_active_runs"] == 1
+    assert "clickscore" in dag["tags"]
+    for task_id, task in dag["tasks"].items():
+        assert task["operator"] == "SparkSubmitOperator"
+        assert task["retries"] == 3 and task["retry_exponential_backoff"]
+        assert task["conn_id"] == "clickscore_spark"
+        # the packaged code and configuration from variables, never a path in the code
+        assert task["py_files"] == "{{ var.value.clickscore_home }}/dist/clickscore.zip"
+        assert task["application"].startswith("{{ var.value.clickscore_home }}/jobs/")
+        args = task["application_args"]
+        assert args[-2:] == ["--data-root", "{{ var.value.clickscore_data_root }}"], task_id
+
+
+def test_the_daily_dag_runs_the_logical_day_and_has_a_deadline_on_scores(parsed_dags):
+    dag = parsed_dags["dags"]["clickscore_daily"]
+    tasks = dag["tasks"]
+    for task_id in ("ingest", "sessionize", "score", "export"):
+        args = tasks[task_id]["application_args"]
+        assert args[args.index("--run-date") + 1] == "{{ ds }}", task_id
+    assert "--reuse-features" in tasks["score"]["application_args"]
+    features = tasks["features"]["application_args"]
+    assert features[features.index("--model-version") + 1] == "champion"
+    assert dag["deadlines"] == 1
+    assert tasks["score"]["execution_timeout_s"] == 4 * 3600
+
+
+def test_the_training_dag_promotes_only_a_better_model(parsed_dags):
+    dag = parsed_dags["dags"]["clickscore_train"]
+    tasks = dag["tasks"]
+    assert "--no-auto-promote" in tasks["train"]["application_args"]
+    assert "--no-local-mode" in tasks["train"]["application_args"]
+    assert tasks["promote"]["application_args"][:3] == ["promote", "challenger", "--if-better"]
+    assert {"lookback_s", "windows", "num_processes", "epochs"} <= set(dag["params"])
