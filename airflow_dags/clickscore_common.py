@@ -13,7 +13,9 @@ Variables (`airflow variables set NAME VALUE`):
   clickscore_source     the input's source format (default rees46)
   clickscore_python     the Python of the driver and the executors, with clickscore's
                         dependencies installed (default python3)
-  clickscore_packages   Maven coordinates for --packages (default: Delta + PostgreSQL JDBC)
+  clickscore_packages   Maven coordinates for --packages (default: Delta + PostgreSQL JDBC);
+                        empty when clickscore_jars lists the jar files instead
+  clickscore_jars       comma-separated jar files for --jars (none by default)
   clickscore_train_properties  a spark-submit properties file for training (GPU executors:
                         see deploy/spark-gpu.conf); none by default
 """
@@ -88,6 +90,7 @@ def stage(task_id: str, job: str, args: list[str], **kwargs: Any) -> SparkSubmit
         application=f"{home}/jobs/{job}.py",
         py_files=f"{home}/dist/clickscore.zip",
         packages=var("clickscore_packages", PACKAGES),
+        jars=var("clickscore_jars", ""),
         conf={**SPARK_CONF, **kwargs.pop("conf", {})},
         application_args=[*args, "--data-root", var("clickscore_data_root")],
         env_vars={"PYSPARK_PYTHON": python, "PYSPARK_DRIVER_PYTHON": python,

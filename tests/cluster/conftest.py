@@ -23,7 +23,10 @@ ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 SPARK_HOME = Path(pyspark.__file__).parent
 PY_FILES = ROOT / "dist" / "clickscore.zip"
-PACKAGES = "io.delta:delta-spark_2.13:4.0.1,org.postgresql:postgresql:42.7.14"
+# the jar files setup resolved from Maven Central (Delta, PostgreSQL's driver): --jars
+# instead of --packages spares each submit Ivy's resolution
+JARS = ",".join(j for j in (Path(sys.prefix) / "clickscore-spark-jars.txt").read_text().split()
+                if j) if (Path(sys.prefix) / "clickscore-spark-jars.txt").exists() else ""
 FAKE_GPU = Path(__file__).with_name("fake_gpu_discovery.sh")
 GPU_CONF = {"spark.executor.resource.gpu.amount": "1", "spark.task.resource.gpu.amount": "1"}
 
@@ -55,6 +58,7 @@ def _spark_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory) -> Cluster:
     assert PY_FILES.exists(), f"{PY_FILES} is missing: run `make dist`"
+    assert JARS, "the Delta jars are not recorded: run `make setup`"
     logs = tmp_path_factory.mktemp("spark-cluster")
     port, ui_port = free_port(), free_port()
     spark_class = str(SPARK_HOME / "bin" / "spark-class")
@@ -112,7 +116,7 @@ def submit(cluster: Cluster, job: str, args: list[str], data_root: Path, *,
     settings = {"spark.executor.memory": "1g", "spark.driver.memory": "1g",
                 "spark.sql.shuffle.partitions": "4", **(conf or {})}
     command = [str(VENV_BIN / "spark-submit"), "--master", cluster.master_url,
-               "--py-files", str(PY_FILES), "--packages", PACKAGES,
+               "--py-files", str(PY_FILES), "--jars", JARS,
                *[a for k, v in settings.items() for a in ("--conf", f"{k}={v}")],
                str(ROOT / "jobs" / f"{job}.py"), *args, "--data-root", str(data_root)]
     done = subprocess.run(command, capture_output=True, text=True, env=_spark_env(env),

@@ -114,10 +114,13 @@ class SequenceModel(nn.Module):
         `category_output`. Items
         of one category share that part, so it learns from every event of the category: on
         small data the item embeddings alone learn slowly which items go together."""
-        weights = self.item.weight if index is None else self.item.weight[index]
+        weights = self.item.weight if index is None else F.embedding(index, self.item.weight)
         if self.cfg.category_output and hasattr(self, "category_out"):
             categories = self.item_category if index is None else self.item_category[index]
-            weights = weights + self.category_out.weight[categories]
+            # F.embedding, not indexing: its backward is deterministic on CPU, while an
+            # indexed read's (index_put with accumulate) varied in the last bits between
+            # identical seeded runs
+            weights = weights + F.embedding(categories, self.category_out.weight)
         return weights
 
     def _prior(self) -> Tensor | None:
