@@ -7,7 +7,7 @@ import gzip
 
 import pytest
 
-from clickscore.core.errors import EmptyInputError, SchemaDriftError
+from clickscore.core.errors import EmptyInputError, SchemaDriftError, UnreadableInputError
 from tests.integration.helpers import ingest, run_rows, sessionize
 
 pytestmark = pytest.mark.integration
@@ -72,6 +72,20 @@ def test_a_copy_missing_a_column_fails_naming_file_and_column_and_is_recorded(
     assert not spark.catalog.tableExists("bronze.events")  # nothing was published
     failed = spark.table("ops.pipeline_runs").where("status = 'failed'").first()
     assert failed.job == "ingest" and "SchemaDriftError" in failed.error
+
+
+def test_a_truncated_gzip_fails_naming_the_file_and_the_cause_and_is_recorded(
+        empty_warehouse, data_root, rees46_file, tmp_path):
+    spark = empty_warehouse
+    cut = tmp_path / "cut-short.csv.gz"  # a transfer cut short: the stream ends early
+    whole = rees46_file.read_bytes()
+    cut.write_bytes(whole[:len(whole) // 2])
+    with pytest.raises(UnreadableInputError, match="cut-short.csv.gz.*end of input stream"):
+        ingest(spark, data_root, "rees46", cut, "2019-10-01")
+    assert not spark.catalog.tableExists("bronze.events")  # nothing was published
+    failed = spark.table("ops.pipeline_runs").where("status = 'failed'").first()
+    assert failed.job == "ingest" and "UnreadableInputError" in failed.error
+    assert "end of input stream" in failed.error  # the cause, not py4j's call id
 
 
 def test_empty_input_is_an_error_unless_allowed(empty_warehouse, data_root, tmp_path):

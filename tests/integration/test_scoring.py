@@ -136,7 +136,7 @@ def test_scores_every_active_user_reruns_identically_and_reproduces_by_time_trav
     same_scores(scores(spark, LAST_DAY), got)
 
     # the DAG's way: a features run for the model, then scoring reuses its rows
-    built = run_features(spark, FeaturesConfig(as_of=utc("2019-10-04"), data_root=data_root,
+    built = run_features(spark, FeaturesConfig(as_of=utc(2019, 10, 4), data_root=data_root,
                                                model_version=version))
     assert built.details["lookback_s"] == 12 * 3600 and built.details["model_version"] == version
     reused = run_score(spark, ScoreConfig(run_date=LAST_DAY, data_root=data_root,

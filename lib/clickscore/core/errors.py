@@ -17,6 +17,14 @@ class InputNotFoundError(ClickscoreError):
         self.path = path
 
 
+def java_cause(exc: Exception) -> str:
+    """The root cause of a JVM error in one line (its last `Caused by:`), not py4j's
+    `An error occurred while calling o466.count`."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    caused = [line.removeprefix("Caused by: ") for line in lines if line.startswith("Caused by:")]
+    return (caused[-1] if caused else lines[-1] if lines else type(exc).__name__)[:300]
+
+
 class UnreadableInputError(ClickscoreError):
     """A file exists but cannot be read (corrupt compression, permissions, ...)."""
 

@@ -290,6 +290,9 @@ def _write_days(cfg: GenerateConfig, rng: np.random.Generator, frame: pd.DataFra
     dirty_kind = rng.integers(0, len(DIRTY_KINDS), n)
     counts: dict[str, Any] = {
         "clean_events": 0, "duplicate_rows": 0, "late_events": int(late.sum()),
+        # the rows of late events that reach bronze: not the dirty ones (quarantined), and
+        # the exact duplicate of a duplicated one too
+        "late_clean_rows": int((late & ~dirty).sum() + (late & ~dirty & dup).sum()),
         "dirty_rows": dict.fromkeys(DIRTY_KINDS.values(), 0), "files": [], "per_file": {},
     }
     for d in range(cfg.days):

@@ -10,11 +10,12 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
+from py4j.protocol import Py4JJavaError
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from clickscore.core.delta import append, has_rows_where, merge_insert_new
-from clickscore.core.errors import EmptyInputError
+from clickscore.core.errors import EmptyInputError, UnreadableInputError, java_cause
 from clickscore.core.runner import stage_run
 from clickscore.core.runs import RunCounts
 from clickscore.core.staging import new_observation, observed
@@ -55,7 +56,10 @@ def run_ingest(spark: SparkSession, cfg: IngestConfig) -> RunCounts:
         raw_df = (read_raw(spark, get_adapter(cfg.source).layout, files)
                   .observe(lines, F.count(F.lit(1)).alias("rows")))
         ingested_at = datetime.now(UTC)
-        checked_df = stage.stage("checked", staged_rows(checked_events(raw_df, cfg)))
+        try:  # the first full read of the files: a truncated or corrupt one fails here
+            checked_df = stage.stage("checked", staged_rows(checked_events(raw_df, cfg)))
+        except Py4JJavaError as exc:
+            raise UnreadableInputError(cfg.input_path, java_cause(exc)) from exc
         input_rows = observed(lines, ["rows"], stage.staging.rows["checked"])["rows"]
         if input_rows == 0 and not cfg.allow_empty:
             raise EmptyInputError(cfg.input_path, str(cfg.run_date))
