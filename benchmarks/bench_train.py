@@ -129,10 +129,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--users", type=int, default=5_000, help="generated data's users")
     parser.add_argument("--repeat", action="store_true", help="the model's repeat bonus")
-    parser.add_argument("--no-prior", action="store_true",
-                        help="without the model's popularity prior (for comparison)")
-    parser.add_argument("--no-category-output", action="store_true",
-                        help="without the category part of the output embeddings")
+    parser.add_argument("--prior", action="store_true", help="the model's popularity prior")
+    parser.add_argument("--category-output", action="store_true",
+                        help="the category part of the output embeddings")
     parser.add_argument("--work", default=None, help="scratch folder (default: a temp dir)")
     args = parser.parse_args()
     configure_logging()
@@ -143,8 +142,8 @@ def main() -> None:
         spark = get_spark(root, app_name=f"clickscore-bench-train-{name}")
         build_examples(spark, root, name, args.users)
         cfg = TrainConfig(data_root=root, epochs=args.epochs, patience=3, batch_size=128,
-                          repeat=args.repeat, popularity_prior=not args.no_prior,
-                          category_output=not args.no_category_output)
+                          repeat=args.repeat, popularity_prior=args.prior,
+                          category_output=args.category_output)
         speed = throughput(spark, root, cfg)
         with PeakRss() as rss:
             counts = run_train(spark, cfg)

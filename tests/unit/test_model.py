@@ -134,7 +134,7 @@ def test_overfitting_a_tiny_set_reaches_recall_at_20_near_1(loss):
 
 def test_the_popularity_prior_ranks_like_most_popular_and_travels_with_the_weights():
     torch.manual_seed(2)
-    cfg = tiny_config(repeat=False)
+    cfg = tiny_config(repeat=False, popularity_prior=True)
     counts = torch.zeros(40, dtype=torch.long)
     counts[2:] = torch.randperm(38) * 3  # distinct counts: a strict popularity order
     counts[0], counts[1] = 500, 500  # padding and OOV counts are ignored
@@ -160,7 +160,7 @@ def test_the_popularity_prior_ranks_like_most_popular_and_travels_with_the_weigh
 
 def test_items_of_a_category_share_its_output_embedding():
     torch.manual_seed(3)
-    cfg = tiny_config(repeat=False, category_vocab_size=6)
+    cfg = tiny_config(repeat=False, category_vocab_size=6, category_output=True)
     model = SequenceModel(cfg).eval()
     with torch.no_grad():
         model.item.weight.zero_()  # only the category part is left to score items

@@ -38,8 +38,8 @@ class ModelConfig:
     negatives: int = 256
     propensity_weight: float = 1.0
     repeat: bool = False  # the learned bonus for items already in the user's history
-    popularity_prior: bool = True  # item logits start from log-popularity (set_item_prior)
-    category_output: bool = True  # output embedding = item + its category (set_item_categories)
+    popularity_prior: bool = False  # item logits start from log-popularity (set_item_prior)
+    category_output: bool = False  # output embedding = item + its category (set_item_categories)
     # how the features it reads were built: scoring rebuilds them the same way
     windows: tuple[str, ...] = ()
     lookback_s: float = 0.0

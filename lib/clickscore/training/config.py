@@ -51,10 +51,10 @@ class TrainConfig:
     repeat: bool = field(default=False, metadata=option(
         "a learned bonus for items already in the user's history (where users revisit "
         "items: it won on the real samples, and cost the generated planted pairs)"))
-    popularity_prior: bool = field(default=True, metadata=option(
+    popularity_prior: bool = field(default=False, metadata=option(
         "item scores start from the log of each item's frequency as a training target, so "
         "the model learns what a user's history adds to popularity"))
-    category_output: bool = field(default=True, metadata=option(
+    category_output: bool = field(default=False, metadata=option(
         "an item's output embedding adds its category's, shared by the items of a category"))
     seed: int = field(default=42, metadata=option("same seed, same model on CPU"))
     resume: bool = field(default=False, metadata=option(
