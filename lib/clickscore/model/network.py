@@ -13,11 +13,11 @@ every item: index 0 (padding) and 1 (out-of-vocabulary) are never recommended. W
 bonus: a weight per age (positions back) times a gate read from the state, summed over their
 occurrences. Users come back to what they viewed (on the real samples the recently-viewed
 baseline beat every other method), and tied embeddings alone learn that slowly from little
-data. With `popularity_prior` (the default) every item's logit carries a fixed offset, the
+data. With `popularity_prior` (opt-in) every item's logit carries a fixed offset, the
 log of its frequency as a training target (`set_item_prior`, smoothed by one), so an untrained
 model already ranks like most-popular and the embeddings learn what the user's history adds to
 it; on small data they cannot learn popularity itself faster than counting does. With
-`category_output` (the default) an item's output embedding is its own plus its category's
+`category_output` (opt-in) an item's output embedding is its own plus its category's
 (`set_item_categories`), so what a history says about categories reaches every item of the
 category at once. The propensity head reads the last state (the most recent event) with the
 aggregate features.
@@ -91,7 +91,6 @@ class SequenceModel(nn.Module):
             raise ValueError(f"item counts have shape {tuple(counts.shape)}, the vocabulary "
                              f"{tuple(self.item_prior.shape)}")
         log_p = torch.log(counts.double().clamp_min(0) + 1.0)
-        log_p[:FIRST_ITEM] = 0.0
         centred = log_p - log_p[FIRST_ITEM:].mean()
         centred[:FIRST_ITEM] = 0.0
         with torch.no_grad():

@@ -41,7 +41,7 @@ from clickscore.export.config import ExportConfig
 from clickscore.export.job import run_export
 from clickscore.features.config import FeaturesConfig
 from clickscore.features.contract import FeatureContract, check_feature_frame, feature_contract
-from clickscore.features.job import USER_FEATURES, run_features
+from clickscore.features.job import SILVER_EVENTS, USER_FEATURES, run_features
 from clickscore.features.transforms import with_codes
 from clickscore.features.vocab_job import vocab
 from clickscore.model.config import IncompatibleFeaturesError, ModelConfig
@@ -63,7 +63,6 @@ log = logging.getLogger(__name__)
 
 USER_SCORES = "gold.user_scores"
 LATEST_VIEW = "gold.user_scores_latest"
-SILVER_EVENTS = "silver.events"
 
 
 class ScoringError(ClickscoreError):

@@ -174,10 +174,13 @@ def run_train(spark: SparkSession, cfg: TrainConfig) -> RunCounts:
               converted(spark, frames["validation"], cfg.data_root, partitions=2) as validation,
               converted(spark, frames["test"], cfg.data_root, partitions=2) as test):
             with stage.step("train"):
-                size = model_cfg.item_vocab_size
+                size = model_cfg.item_vocab_size  # each aggregate only when its option is on
+                counts = (target_counts(frames["train"], size)
+                          if model_cfg.popularity_prior else None)
+                categories = (item_categories(frames["train"], size)
+                              if model_cfg.category_output else None)
                 result = _distributed(spark, cfg, model_cfg, loop, train, validation,
-                                      rows["train"], target_counts(frames["train"], size),
-                                      item_categories(frames["train"], size))
+                                      rows["train"], counts, categories)
             with stage.step("evaluate"):
                 model = SequenceModel(model_cfg)
                 model.load_state_dict(torch.load(result["best_path"], map_location="cpu",
