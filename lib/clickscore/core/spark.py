@@ -4,6 +4,12 @@ Locally it starts Spark with Delta, a Hive metastore (embedded Derby) and a ware
 data root, so tables resolve by name (`silver.sessions`) from any later process. Under
 `spark-submit` it adds only what the submitter did not set: `--master`, `--packages`,
 `--conf` and a cluster's own metastore always win.
+
+Every clock is UTC, whatever the machine's: Spark's session time zone, the JVM's, the Python
+workers', and this driver process's own (`use_utc_clock`). PySpark converts timestamps to and
+from naive Python datetimes in the *process's* local time zone, not the session's, so on a
+machine set to Asia/Shanghai a collected `max(event_ts)` came back eight hours off and the
+run window, the data-quality bounds and sessionize's recompute date moved with it.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -52,6 +59,8 @@ def local_defaults(data_root: str, *, ui: bool = False) -> dict[str, str]:
         "spark.databricks.delta.snapshotPartitions": str(max(2, cores)),
         "spark.ui.enabled": "true" if ui else "false",
         "spark.ui.showConsoleProgress": "false",
+        # executors' Python workers convert timestamps in their process's time zone too
+        "spark.executorEnv.TZ": "UTC",
     }
     java_options = [f"-Dlog4j2.configurationFile={LOG4J2_CONFIG.as_uri()}",
                     "-Duser.timezone=UTC"]
@@ -79,6 +88,17 @@ def recorded_jars() -> list[str] | None:
     return jars if jars and complete and all(p.is_file() for p in paths) else None
 
 
+def use_utc_clock() -> None:
+    """Make this process's local time zone UTC (`TZ=UTC`, then `time.tzset`), so the naive
+    datetimes PySpark hands over (`collect`, `first`) and takes (literals, `createDataFrame`)
+    mean UTC, as Spark's session time zone does; a JVM or Python worker started from this
+    process inherits it. Called before any session is made; idempotent."""
+    if os.environ.get("TZ") != "UTC":
+        log.debug("driver time zone %s -> UTC", os.environ.get("TZ") or time.tzname[0])
+        os.environ["TZ"] = "UTC"
+        time.tzset()
+
+
 def is_submitted() -> bool:
     """True when this Python driver was started by spark-submit (its JVM is already up)."""
     return "PYSPARK_GATEWAY_PORT" in os.environ
@@ -94,6 +114,7 @@ def get_spark(
 ) -> SparkSession:
     """A SparkSession with Delta and a persistent catalog; see the module docstring.
     `resolve_jars` resolves the Delta jars with Ivy even when setup recorded them."""
+    use_utc_clock()
     wanted = {**local_defaults(data_root, ui=ui), **(conf or {})}
     builder = SparkSession.builder.appName(app_name)
     if is_submitted():

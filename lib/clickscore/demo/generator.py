@@ -5,7 +5,9 @@ What is in it, so that tests and later stages can check for it:
 - Items with Zipf popularity, each in a category (REES46-like ids and codes, some codes null)
   with a brand (some null) and a fixed price drawn per category.
 - Users with heavy-tailed activity: several sessions a day for some, none for most; sessions
-  centred on a focus category; gaps between events well under the 30-minute session gap.
+  centred on a focus category, the user's favourite category in 60% of their sessions (so a
+  user's history predicts their next session beyond plain popularity); gaps between events
+  well under the 30-minute session gap.
 - A view -> cart -> purchase funnel (some carts are removed instead).
 - **The planted sequential pattern**: `planted_pairs()` lists (trigger, follow) item pairs;
   after a view of a trigger item, the user's next view in the session is its follow item
@@ -37,6 +39,7 @@ COLUMNS = ["event_time", "event_type", "product_id", "category_id", "category_co
            "price", "user_id", "user_session"]
 PATTERN_PAIRS = 20
 PATTERN_STRENGTH = 0.8
+FAVOURITE_SHARE = 0.6  # a user's sessions that centre on their favourite category
 P_CART = 0.06
 P_PURCHASE_GIVEN_CART = 0.45
 P_REMOVE_GIVEN_CART = 0.2
@@ -126,11 +129,23 @@ def _sessions(cfg: GenerateConfig, rng: np.random.Generator, cat: _Catalogue) ->
         "user": user,
         "start": start,
         "views": rng.geometric(1.0 / cfg.mean_events_per_session, n),
-        "focus": rng.choice(len(cat.category_size), size=n,
-                            p=cat.category_popularity / cat.category_popularity.sum()),
+        "focus": _focus(cfg, rng, cat, user),
         "uuid_hi": rng.integers(0, 2**63, n, dtype=np.int64),
         "uuid_lo": rng.integers(0, 2**63, n, dtype=np.int64),
     }
+
+
+def _focus(cfg: GenerateConfig, rng: np.random.Generator, cat: _Catalogue,
+           user: np.ndarray) -> np.ndarray:
+    """Each session's focus category: the user's favourite (drawn once per user by category
+    popularity) in FAVOURITE_SHARE of sessions, a fresh draw otherwise, so a user's past says
+    something about their next session, as with real shoppers."""
+    p = cat.category_popularity / cat.category_popularity.sum()
+    focus = rng.choice(len(cat.category_size), size=len(user), p=p)
+    favourite = rng.choice(len(cat.category_size), size=cfg.users, p=p)
+    keeps = rng.random(len(user)) < FAVOURITE_SHARE
+    focus[keeps] = favourite[user[keeps]]
+    return np.asarray(focus)
 
 
 def _views(cfg: GenerateConfig, rng: np.random.Generator, cat: _Catalogue, s: dict) -> dict:
