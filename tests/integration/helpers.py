@@ -84,4 +84,5 @@ class WarehouseStates:
         from clickscore.core.spark import DATABASES
 
         return [(database, t.name) for database in DATABASES
-                for t in self.spark.catalog.listTables(database) if t.tableType != "VIEW"]
+                for t in self.spark.catalog.listTables(database)
+                if t.tableType != "VIEW" and not t.isTemporary]  # a test's temp views too
