@@ -72,3 +72,11 @@ def start(folder: Path) -> Server:
                    check=True, capture_output=True)
     pid = int((data / "postmaster.pid").read_text().split()[0])
     return Server(folder, port, pid)
+
+
+def create_database(server: Server, name: str) -> str:
+    """A new database on `server`; its JDBC URL."""
+    subprocess.run([str(binaries() / "createdb"), "-h", "127.0.0.1", "-p", str(server.port),
+                    "-U", USER, name], check=True, capture_output=True,
+                   env={**os.environ, "PGPASSWORD": PASSWORD})
+    return f"jdbc:postgresql://127.0.0.1:{server.port}/{name}"

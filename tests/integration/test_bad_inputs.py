@@ -39,7 +39,9 @@ def test_injected_defects_are_quarantined_with_reasons_and_duplicates_counted(
     spark = empty_warehouse
     header, *rows = real_lines(rees46_file)
     duplicated = rows[100:110]
-    dirty = tmp_path / "dirty.csv.gz"
+    # a folder and a name Spark records URL-encoded (`_metadata.file_path`): `%20`, `%25`
+    dirty = tmp_path / "landing 100%" / "dirty day.csv.gz"
+    dirty.parent.mkdir()
     with gzip.open(dirty, "wt") as fh:
         fh.write("\n".join([header, *rows[:5_000], *INJECTED, *duplicated, *rows[5_000:]]) + "\n")
 
@@ -51,7 +53,7 @@ def test_injected_defects_are_quarantined_with_reasons_and_duplicates_counted(
     run = sessionize(spark, data_root, "2019-10-01")
     assert (run.input_rows, run.duplicate_rows, run.output_rows) == (17_444, 15, 17_429)
 
-    # the same file again: nothing new anywhere, the same counts
+    # the same file again: nothing new anywhere (its encoded name matched), the same counts
     ingest(spark, data_root, "rees46", dirty, "2019-10-01")
     assert spark.table("quarantine.events").count() == 7
     assert spark.table("bronze.events").count() == 17_444

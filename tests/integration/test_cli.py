@@ -119,3 +119,66 @@ def test_the_demo_runs_every_stage_within_its_line_budget(tmp_path):
     assert len(rows) == 5 and all(" 2019-10-03 " in row for row in rows), scores
     propensities = [float(row.split()[2]) for row in rows]
     assert propensities == sorted(propensities, reverse=True)
+
+
+def test_a_second_process_on_a_busy_data_root_waits_then_fails_in_one_line(tmp_path):
+    """The embedded catalog admits one process: another one waits up to
+    $CLICKSCORE_CATALOG_WAIT_S saying which root is busy and who holds it, then fails with one
+    line (no Derby stack traces), and runs once the root is free."""
+    root = tmp_path / "busy root"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\n"
+         "from clickscore.core.spark import hold_data_root\n"
+         "hold_data_root(sys.argv[1]); print('held', flush=True); time.sleep(600)", str(root)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        busy = subprocess.run([*CLI, "sql", "SELECT 41 + 1 AS answer", "--data-root", str(root)],
+                              capture_output=True, text=True, timeout=300, check=False,
+                              env={**os.environ, "CLICKSCORE_CATALOG_WAIT_S": "3"})
+        assert busy.returncode == 1
+        lines = (busy.stdout + busy.stderr).strip().splitlines()
+        assert len(lines) == 2, lines
+        assert f"data root {root.resolve()} is busy (pid {holder.pid} on " in lines[0]
+        assert lines[0].endswith("waiting up to 3 s")
+        assert "sql failed: data root" in lines[1] and "gave up after 3 s" in lines[1]
+    finally:
+        holder.kill()
+        holder.wait()
+    free = run("sql", "SELECT 41 + 1 AS answer", "--format", "csv", data_root=root)
+    assert free.returncode == 0, free.stderr[-3000:]
+    assert free.stdout.split() == ["answer", "42"]
+
+
+def test_with_a_shared_metastore_analysts_query_while_a_job_runs(tmp_path, rees46_file,
+                                                                 postgres):
+    """$CLICKSCORE_METASTORE_URL puts the catalog in PostgreSQL: a job and analysts' queries
+    from other processes use one data root at once, and every query answers the same."""
+    from tests.integration import postgres as pg
+
+    root = tmp_path / "shared"
+    env = {**os.environ, "CLICKSCORE_DRIVER_MEMORY": "1g", "CLICKSCORE_SPARK_MASTER": "local[1]",
+           "CLICKSCORE_METASTORE_URL": pg.create_database(postgres, "metastore"),
+           "CLICKSCORE_METASTORE_USER": pg.USER, "CLICKSCORE_METASTORE_PASSWORD": pg.PASSWORD}
+
+    def cli(*args: str) -> subprocess.Popen:
+        return subprocess.Popen([*CLI, *args, "--data-root", str(root)], env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    ingest = cli("ingest", "--source", "rees46", "--input", str(rees46_file), "--run-date",
+                 "2019-10-01")
+    assert ingest.wait(timeout=600) == 0, ingest.communicate()[1][-3000:]
+    assert not (root / "metastore_db").exists()  # no embedded catalog was made
+
+    job = cli("sessionize", "--run-date", "2019-10-01")
+    count = "SELECT count(*) AS n FROM bronze.events"
+    analysts = [cli("sql", count, "--format", "csv") for _ in range(2)]
+    answers = [a.communicate(timeout=600) for a in analysts]
+    _, job_err = job.communicate(timeout=600)
+    assert job.returncode == 0, job_err[-3000:]
+    for analyst, (out, err) in zip(analysts, answers, strict=True):
+        assert analyst.returncode == 0, err[-3000:]
+        assert out.split() == ["n", "17434"]
+    after = cli("sql", "SELECT count(*) AS n FROM silver.sessions", "--format", "csv")
+    out, err = after.communicate(timeout=600)
+    assert after.returncode == 0 and int(out.split()[1]) > 1000, err[-3000:]

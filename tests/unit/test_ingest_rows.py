@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import gzip
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -29,11 +29,11 @@ def write(path, lines, *, gz=False):
     return path
 
 
-def checked(spark, tmp_path, source, path, run_date="2019-10-01", **kw):
+def checked(spark, tmp_path, source, path, run_date="2019-10-01", ingested_at=None, **kw):
     cfg = IngestConfig(source=source, input_path=str(path), run_date=RunDate.parse(run_date),
                        data_root=str(tmp_path), **kw)
     raw_df = read_raw(spark, get_adapter(source).layout, list_files(spark, str(path)))
-    df = checked_events(raw_df, cfg)
+    df = checked_events(raw_df, cfg, ingested_at)
     return {r.value: r for r in df.collect()}
 
 
@@ -78,6 +78,28 @@ def test_rees46_rows_are_typed_and_each_bad_row_gets_its_reason(spark, tmp_path)
     # ...and the same line read again (another run, another file name) keeps its id
     again = write(tmp_path / "again.csv", [REES46_HEADER, good])
     assert checked(spark, tmp_path, "rees46", again)[good].event_id == first.event_id
+
+
+def test_events_after_the_ingestion_time_plus_the_skew_are_in_the_future_in_any_run(
+        spark, tmp_path):
+    rows = {
+        "2019-10-01 12:00:00 UTC,view,1,2,,,1.0,5,s": [],  # ingested at 12:00
+        "2019-10-01 12:30:00 UTC,view,1,2,,,1.0,5,s": [],  # within the 1 h skew
+        "2019-10-01 13:00:00 UTC,view,1,2,,,1.0,5,s": [],
+        "2019-10-01 13:00:01 UTC,view,1,2,,,1.0,5,s": ["timestamp_in_future"],
+        "2031-01-01 00:00:00 UTC,view,1,2,,,1.0,5,s": ["timestamp_in_future"],
+    }
+    path = write(tmp_path / "future.csv", [REES46_HEADER, *rows])
+    now = datetime(2019, 10, 1, 12, tzinfo=UTC)
+    got = checked(spark, tmp_path, "rees46", path, run_date="all", ingested_at=now)
+    assert {value: list(row.reasons) for value, row in got.items()} == rows
+    # a dated run: also outside its window, the window's reason first
+    got = checked(spark, tmp_path, "rees46", path, ingested_at=now,
+                  future_skew=timedelta(minutes=30))
+    assert list(got["2019-10-01 13:00:00 UTC,view,1,2,,,1.0,5,s"].reasons) == [
+        "timestamp_in_future"]
+    assert list(got["2031-01-01 00:00:00 UTC,view,1,2,,,1.0,5,s"].reasons) == [
+        "timestamp_outside_window", "timestamp_in_future"]
 
 
 def test_taobao_maps_behaviours_and_unix_seconds(spark, tmp_path):

@@ -17,6 +17,7 @@ from clickscore.features.transforms import (
     labels,
     user_features,
     vocab_rows,
+    with_bot_from,
     with_codes,
     with_labels,
 )
@@ -125,6 +126,35 @@ def test_an_event_one_microsecond_before_the_cutoff_changes_the_features(spark):
     assert base.select("seq_length", "s_since_last_cart").first() == (1, LOOKBACK.total_seconds())
     assert moved.select("seq_length", "item_seq", "s_since_last_cart").first() == (
         2, [0, 0, 3, 2], pytest.approx(1e-6))
+
+
+def test_a_bot_burst_after_the_cutoff_changes_nothing_computed_for_it(spark):
+    """Bots are decided point in time: user 2's session s3 turns into a bot session (4 events
+    in one clock minute, over a threshold of 3) only after the cutoff."""
+    item_vocab = spark.createDataFrame([(100, 2), (200, 3)], "item_id bigint, idx int")
+    category_vocab = spark.createDataFrame([(10, 2)], "category_id bigint, idx int")
+
+    def bot_aware(rows):
+        return with_codes(with_bot_from(events(spark, rows), 3), item_vocab, category_vocab,
+                          CONTRACT)
+
+    def of_bot_aware(rows):
+        return user_features(bot_aware(rows), T, LOOKBACK, WINDOWS, CONTRACT, "v1")
+
+    burst = [(f"b{i}", 2, T + timedelta(seconds=i), "view", 100, 10, 3.0, "s3")
+             for i in range(1, 5)]
+    assertDataFrameEqual(of_bot_aware(HISTORY + burst), of_bot_aware(HISTORY))
+    assert of_bot_aware(HISTORY + burst).where("user_id = 2").count() == 1
+    tipping = bot_aware(HISTORY + burst).where("session_id = 's3'").select("bot_from")
+    assert {r.bot_from for r in tipping.collect()} == {(T + timedelta(seconds=4)).replace(
+        tzinfo=None)}
+    # labels may know the future: the whole session is a bot there
+    assert labels(bot_aware(HISTORY + burst), T, timedelta(hours=2),
+                  CONTRACT).where("user_id = 2").isEmpty()
+    # the same burst a minute earlier, before the cutoff: the session is gone as of it
+    earlier = [(e, u, ts - timedelta(minutes=1), *rest) for e, u, ts, *rest in burst]
+    assert of_bot_aware(HISTORY + earlier).where("user_id = 2").isEmpty()
+    assert of_bot_aware(HISTORY + earlier).where("user_id = 1").count() == 1
 
 
 def test_vocab_orders_by_support_then_id_from_index_2_above_min_support(spark):

@@ -17,6 +17,17 @@ class InputNotFoundError(ClickscoreError):
         self.path = path
 
 
+class CatalogBusyError(ClickscoreError):
+    """Another process holds a data root's embedded catalog for longer than we wait."""
+
+    def __init__(self, data_root: str, holder: str, waited_s: float) -> None:
+        super().__init__(
+            f"data root {data_root} is busy: its embedded catalog admits one process and "
+            f"{holder} holds it; gave up after {waited_s:.0f} s (set CLICKSCORE_CATALOG_WAIT_S "
+            "to wait longer, or use a shared metastore)")
+        self.data_root = data_root
+
+
 def java_cause(exc: Exception) -> str:
     """The root cause of a JVM error in one line (its last `Caused by:`), not py4j's
     `An error occurred while calling o466.count`."""

@@ -14,16 +14,20 @@ run window, the data-quality bounds and sessionize's recompute date moved with i
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
+import socket
 import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import urlparse
 
 from pyspark import SparkConf, SparkContext
 from pyspark.sql import SparkSession
 
+from clickscore.core.errors import CatalogBusyError
 from clickscore.core.logs import SPARK_LOG_LEVEL_ENV
 
 log = logging.getLogger(__name__)
@@ -36,9 +40,16 @@ DATABASES = ("bronze", "silver", "gold", "quarantine", "ops", "ml")
 # The warehouse export's JDBC driver (Maven Central), fetched by setup with the Delta jars.
 JDBC_PACKAGES = ("org.postgresql:postgresql:42.7.14",)
 
+# How long a process waits for a data root whose embedded catalog another process holds.
+CATALOG_WAIT_ENV = "CLICKSCORE_CATALOG_WAIT_S"
+CATALOG_WAIT_DEFAULT_S = 300.0
+DERBY_URL_KEY = "spark.hadoop.javax.jdo.option.ConnectionURL"  # the metastore's JDBC URL
+METASTORE_URL_ENV = "CLICKSCORE_METASTORE_URL"
+_held: dict[str, object] = {}  # data root -> its open lock file, held for the process's life
+
 # Static settings: they take effect only when the JVM / SparkContext starts.
 _LAUNCH_KEYS = ("spark.master", "spark.jars.packages", "spark.driver.memory",
-                "spark.driver.extraJavaOptions")
+                "spark.driver.extraJavaOptions", "spark.driver.extraClassPath")
 
 
 def local_defaults(data_root: str, *, ui: bool = False) -> dict[str, str]:
@@ -64,13 +75,53 @@ def local_defaults(data_root: str, *, ui: bool = False) -> dict[str, str]:
     }
     java_options = [f"-Dlog4j2.configurationFile={LOG4J2_CONFIG.as_uri()}",
                     "-Duser.timezone=UTC"]
-    if is_local_root:
-        conf["spark.hadoop.javax.jdo.option.ConnectionURL"] = (
+    shared = os.environ.get(METASTORE_URL_ENV)
+    if shared:
+        conf.update(shared_metastore(shared))
+    elif is_local_root:
+        conf[DERBY_URL_KEY] = (
             f"jdbc:derby:;databaseName={data_root}/metastore_db;create=true"
         )
-        java_options.insert(0, f"-Dderby.system.home={data_root}")
+        # quoted: a data root may hold spaces
+        java_options.insert(0, f"\"-Dderby.system.home={data_root}\"")
     conf["spark.driver.extraJavaOptions"] = " ".join(java_options)
     return conf
+
+
+def shared_metastore(url: str) -> dict[str, str]:
+    """Settings for a Hive metastore in PostgreSQL (`$CLICKSCORE_METASTORE_URL`, a
+    `jdbc:postgresql://` URL) that many processes use at once: jobs and analysts' queries on
+    one data root. Credentials come from `$CLICKSCORE_METASTORE_USER` and
+    `$CLICKSCORE_METASTORE_PASSWORD` (or a file named by `$CLICKSCORE_METASTORE_PASSWORD_FILE`),
+    never from the command line. The metastore's tables are created on first use."""
+    if not url.startswith("jdbc:postgresql://"):
+        raise ValueError(f"{METASTORE_URL_ENV} must be a jdbc:postgresql:// URL, got {url!r}")
+    password = os.environ.get("CLICKSCORE_METASTORE_PASSWORD", "")
+    password_file = os.environ.get("CLICKSCORE_METASTORE_PASSWORD_FILE")
+    if password_file:
+        password = Path(password_file).read_text().strip()
+    hadoop = "spark.hadoop."
+    # the metastore client finds its JDBC driver through java.sql.DriverManager, which sees
+    # the JVM's class path only, not the jars Spark adds (under spark-submit:
+    # --driver-class-path)
+    driver_jars = [urlparse(j).path for j in recorded_jars() or []
+                   if Path(j).name.startswith("org.postgresql_postgresql-")]
+    return {
+        **({"spark.driver.extraClassPath": ":".join(driver_jars)} if driver_jars else {}),
+        DERBY_URL_KEY: url,
+        f"{hadoop}javax.jdo.option.ConnectionDriverName": "org.postgresql.Driver",
+        f"{hadoop}javax.jdo.option.ConnectionUserName":
+            os.environ.get("CLICKSCORE_METASTORE_USER", "clickscore"),
+        f"{hadoop}javax.jdo.option.ConnectionPassword": password,
+        # the metastore's tables and columns are created on first use; not its foreign keys:
+        # DataNucleus adds them on a second connection and waits forever for a lock its own
+        # first connection holds (measured: a CREATE TABLE hung 10 minutes in
+        # TableImpl.createForeignKeys)
+        f"{hadoop}datanucleus.schema.autoCreateTables": "true",
+        f"{hadoop}datanucleus.schema.autoCreateColumns": "true",
+        f"{hadoop}datanucleus.schema.autoCreateConstraints": "false",
+        f"{hadoop}hive.metastore.schema.verification": "false",
+    }
 
 
 def recorded_jars() -> list[str] | None:
@@ -97,6 +148,48 @@ def use_utc_clock() -> None:
         log.debug("driver time zone %s -> UTC", os.environ.get("TZ") or time.tzname[0])
         os.environ["TZ"] = "UTC"
         time.tzset()
+
+
+def hold_data_root(data_root: str, wait_s: float | None = None) -> None:
+    """Take the data root for this process, waiting while another holds it.
+
+    The embedded Derby catalog admits one process at a time; a second one used to print
+    thousands of lines of Derby stack traces and fail. So a local run first takes an
+    exclusive lock on `<data root>/.clickscore.lock` (released by the OS when the process
+    ends, however it ends), printing one line that says which data root is busy and who holds
+    it, and raises `CatalogBusyError` after `wait_s` (default `$CLICKSCORE_CATALOG_WAIT_S`,
+    300 s). A shared metastore (see the README) needs none of this.
+    """
+    root = str(Path(data_root).resolve())
+    if root in _held:
+        return
+    wait_s = float(os.environ.get(CATALOG_WAIT_ENV, CATALOG_WAIT_DEFAULT_S)
+                   if wait_s is None else wait_s)
+    Path(root).mkdir(parents=True, exist_ok=True)
+    lock = open(Path(root) / ".clickscore.lock", "a+")  # noqa: SIM115 - held until exit
+    deadline = time.monotonic() + wait_s
+    said = False
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another process"
+            if time.monotonic() >= deadline:
+                lock.close()
+                raise CatalogBusyError(root, holder, wait_s) from None
+            if not said:
+                print(f"clickscore: data root {root} is busy ({holder}); waiting up to "
+                      f"{wait_s:.0f} s", file=sys.stderr, flush=True)
+                said = True
+            time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"pid {os.getpid()} on {socket.gethostname()}: "
+               f"{' '.join(Path(a).name if i == 0 else a for i, a in enumerate(sys.argv))}"[:300])
+    lock.flush()
+    _held[root] = lock
 
 
 def is_submitted() -> bool:
@@ -142,6 +235,8 @@ def get_spark(
 
             builder = configure_spark_with_delta_pip(builder,
                                                      extra_packages=list(JDBC_PACKAGES))
+    if wanted.get(DERBY_URL_KEY, "").startswith("jdbc:derby:"):
+        hold_data_root(data_root)  # before Derby boots: the embedded catalog admits one process
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(os.environ.get(SPARK_LOG_LEVEL_ENV, "WARN"))
     for database in DATABASES:

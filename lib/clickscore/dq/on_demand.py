@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
@@ -39,6 +39,8 @@ def run_dq(spark: SparkSession, cfg: DqRunConfig) -> BatchValidation:
         "max_session_seconds": int(SessionizeConfig.max_session_length.total_seconds()),
         "sequence_length": contract.sequence_length,
         "next_items": contract.next_items,
+        # no stored event can be later than now plus the clock skew ingest allowed
+        "latest_event_ts": datetime.now(UTC) + IngestConfig.future_skew,
     }
     if not cfg.run_date.is_all:
         schema = table_schema(cfg.table)

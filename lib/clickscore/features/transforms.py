@@ -70,14 +70,41 @@ def with_codes(
             .withColumn("price_bucket", bucket(F.col("price"), contract.price_edges)))
 
 
+def with_bot_from(events_df: DataFrame, bot_events_per_minute: int) -> DataFrame:
+    """Add `bot_from` to silver events: when the event's session became a bot session (the
+    time of the event that took one of its user's clock minutes past `bot_events_per_minute`
+    events, the count sessionize's `is_bot` uses), null for a session that never did. As of a
+    time `t` a session is a bot when `bot_from < t`: decided from the events before `t` only,
+    where silver.sessions' `is_bot` looks at the whole session, later events included."""
+    in_minute = Window.partitionBy("user_id", F.date_trunc("minute", "event_ts")).orderBy(
+        "event_ts", "event_id")
+    tipping = F.when(F.row_number().over(in_minute) == bot_events_per_minute + 1,
+                     F.col("event_ts"))
+    return (events_df.withColumn("_tipping", tipping)
+            .withColumn("bot_from", F.min("_tipping").over(Window.partitionBy("session_id")))
+            .drop("_tipping"))
+
+
+def human_as_of(events_df: DataFrame, t: datetime) -> DataFrame:
+    """Events of the sessions that were not bots before `t`; every event when the frame has
+    no `bot_from` (a hand-built one)."""
+    if "bot_from" not in events_df.columns:
+        return events_df
+    return events_df.where(F.col("bot_from").isNull() | (F.col("bot_from") >= F.lit(t)))
+
+
 def history(events_df: DataFrame, cutoff: datetime, lookback: timedelta) -> DataFrame:
-    """Events in `[cutoff - lookback, cutoff)`: all that features may read."""
-    return events_df.where((F.col("event_ts") >= F.lit(cutoff - lookback))
-                           & (F.col("event_ts") < F.lit(cutoff)))
+    """Events in `[cutoff - lookback, cutoff)` of sessions that were no bots before the
+    cutoff: all that features may read."""
+    return human_as_of(events_df, cutoff).where(
+        (F.col("event_ts") >= F.lit(cutoff - lookback)) & (F.col("event_ts") < F.lit(cutoff)))
 
 
 def future(events_df: DataFrame, cutoff: datetime, horizon: timedelta) -> DataFrame:
-    """Events in `[cutoff, cutoff + horizon)`: all that labels may read."""
+    """Events in `[cutoff, cutoff + horizon)` of sessions that never became bots (labels may
+    know the future): all that labels may read."""
+    if "bot_from" in events_df.columns:
+        events_df = events_df.where(F.col("bot_from").isNull())
     return events_df.where((F.col("event_ts") >= F.lit(cutoff))
                            & (F.col("event_ts") < F.lit(cutoff + horizon)))
 

@@ -1,7 +1,8 @@
 """Vocabulary job: `ml.item_vocab`, `ml.category_vocab`, `ml.brand_vocab`, ids -> dense
 model indices, and the readers of those tables.
 
-Built together from the non-bot events of one training window: ids with at least
+Built together from the non-bot events of one training window (sessions that were bots by
+the window's end, decided from the events before it): ids with at least
 `min_support` events get indices 2, 3, ... by descending support (ties by id); 0 is padding
 and 1 is out-of-vocabulary. The three share one `vocab_version`, a digest of the window, the
 threshold and the content, so rebuilding from the same inputs gives the same version and adds
@@ -19,7 +20,8 @@ from pyspark.sql import functions as F
 from clickscore.core.delta import merge_insert_new, read_table
 from clickscore.core.errors import VocabularyError
 from clickscore.features.config import VocabConfig
-from clickscore.features.transforms import vocab_rows
+from clickscore.features.transforms import human_as_of, vocab_rows, with_bot_from
+from clickscore.sessionize.config import SessionizeConfig
 
 log = logging.getLogger(__name__)
 
@@ -29,15 +31,17 @@ VOCABS = {"ml.item_vocab": "item_id", "ml.category_vocab": "category_id",
 
 
 def non_bot_events(spark: SparkSession) -> DataFrame:
-    """silver.events without the events of sessions flagged is_bot."""
-    bots_df = read_table(spark, "silver.sessions").where("is_bot").select("session_id")
-    return read_table(spark, "silver.events").join(bots_df, "session_id", "left_anti")
+    """silver.events, each with `bot_from` (`with_bot_from`): what is computed for a time `t`
+    drops the sessions that were bots before `t` (`human_as_of`), so a burst after a cutoff
+    changes nothing computed for it."""
+    return with_bot_from(read_table(spark, "silver.events"),
+                         SessionizeConfig.bot_events_per_minute)
 
 
 def build_vocab(spark: SparkSession, cfg: VocabConfig) -> str:
     """Build the three vocabularies for `cfg`'s window; returns their `vocab_version`."""
     ts = F.col("event_ts")
-    events_df = non_bot_events(spark).where(
+    events_df = human_as_of(non_bot_events(spark), cfg.window_end).where(
         (ts >= F.lit(cfg.window_start)) & (ts < F.lit(cfg.window_end)))
     tables = {table: vocab_rows(events_df, column, cfg.min_support).localCheckpoint()
               for table, column in VOCABS.items()}

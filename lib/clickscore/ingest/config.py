@@ -15,7 +15,8 @@ class IngestConfig:
     """What one ingest run reads, which event timestamps it accepts, and its row rules.
 
     A dated run accepts events in [run date - lateness_days, run date + 1 day + future_skew);
-    `all` accepts [window_start, window_end) when given, else any timestamp.
+    `all` accepts [window_start, window_end) when given, else any timestamp. Every run
+    rejects events later than the ingestion time + future_skew (`timestamp_in_future`).
     """
 
     source: str = field(metadata=option("source format", choices=source_names))
@@ -26,7 +27,8 @@ class IngestConfig:
     lateness_days: int = field(default=3, metadata=option(
         "accept events up to this many days before the run date"))
     future_skew: timedelta = field(default=timedelta(hours=1), metadata=option(
-        "accept events up to this long after the run date ends"))
+        "clock skew: accept events up to this long after the run date ends and after the "
+        "ingestion time"))
     max_price: float = field(default=1_000_000.0, metadata=option(
         "a higher price is quarantined as absurd_price"))
     window_start: datetime | None = field(default=None, metadata=option(
@@ -45,6 +47,11 @@ class IngestConfig:
             raise ValueError(f"the window must start before it ends, got start "
                              f"{self.window_start.isoformat()} and end "
                              f"{self.window_end.isoformat()}")
+
+    def latest_event_time(self, ingested_at: datetime) -> datetime:
+        """The latest event time this run accepts whatever its date: a later one has not
+        happened yet, beyond the clocks' skew."""
+        return ingested_at + self.future_skew
 
     def accepted_window(self) -> tuple[datetime | None, datetime | None]:
         """The [start, end) interval of event timestamps this run accepts (None = open)."""

@@ -57,7 +57,8 @@ def run_ingest(spark: SparkSession, cfg: IngestConfig) -> RunCounts:
                   .observe(lines, F.count(F.lit(1)).alias("rows")))
         ingested_at = datetime.now(UTC)
         try:  # the first full read of the files: a truncated or corrupt one fails here
-            checked_df = stage.stage("checked", staged_rows(checked_events(raw_df, cfg)))
+            checked_df = stage.stage("checked",
+                                     staged_rows(checked_events(raw_df, cfg, ingested_at)))
         except Py4JJavaError as exc:
             raise UnreadableInputError(cfg.input_path, java_cause(exc)) from exc
         input_rows = observed(lines, ["rows"], stage.staging.rows["checked"])["rows"]
@@ -74,12 +75,16 @@ def run_ingest(spark: SparkSession, cfg: IngestConfig) -> RunCounts:
         stage.validate(bronze_df, BRONZE, parameters={
             "expected_rows": input_rows - quarantined, "max_price": cfg.max_price,
             "sources": list(source_names()),
-            "window_start": window_start, "window_end": window_end})
+            "window_start": window_start, "window_end": window_end,
+            "latest_event_ts": cfg.latest_event_time(ingested_at)})
         with stage.publish():
             # Files never seen before cannot collide with stored keys: a plain append writes
             # exactly what the insert-only MERGE would, without joining against the table.
-            is_new = not (has_rows_where(spark, BRONZE, "_source_file", files)
-                          or has_rows_where(spark, QUARANTINE, "_source_file", files))
+            # Compared in the form the tables hold: Spark's `_metadata.file_path`, which is
+            # URL-encoded (`a%20b`), unlike the listed names (`a b`).
+            stored = [r[0] for r in checked_df.select("_source_file").distinct().collect()]
+            is_new = not (has_rows_where(spark, BRONZE, "_source_file", stored)
+                          or has_rows_where(spark, QUARANTINE, "_source_file", stored))
             write = append if is_new else merge_insert_new
             bronze_metrics = write(spark, bronze_df, BRONZE, run_date=run.run_date)
             quarantine_metrics = write(spark, quarantine_df, QUARANTINE, run_date=run.run_date)
@@ -90,6 +95,7 @@ def run_ingest(spark: SparkSession, cfg: IngestConfig) -> RunCounts:
             details={
                 "files": files,
                 "accepted_window": [window_start, window_end],
+                "latest_event_ts": cfg.latest_event_time(ingested_at),
                 "quarantine_reasons": by_reason,
                 "write": "append" if is_new else "merge",
                 "bronze_rows_inserted": _inserted(bronze_metrics),

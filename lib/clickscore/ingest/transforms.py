@@ -31,6 +31,7 @@ INVALID_PRICE = "invalid_price"
 NEGATIVE_PRICE = "negative_price"
 ABSURD_PRICE = "absurd_price"
 TIMESTAMP_OUTSIDE_WINDOW = "timestamp_outside_window"
+TIMESTAMP_IN_FUTURE = "timestamp_in_future"
 
 # canonical column -> (code when the raw text is blank, code when it does not parse)
 _PARSE_RULES: dict[str, tuple[str | None, str]] = {
@@ -55,8 +56,11 @@ def with_rejection_reasons(
     window_start: datetime | None,
     window_end: datetime | None,
     max_price: float,
+    latest: datetime | None = None,
 ) -> DataFrame:
     """Add `reasons` (array of codes, empty for a good row) to a canonical-typed frame.
+    `latest` is the latest plausible event time (ingestion time plus the clock skew): a
+    later event is `timestamp_in_future`, in dated runs and `all` runs alike.
 
     Expects the raw text columns named in `raw_of`, `value` and `_corrupt` from the reader.
     """
@@ -76,6 +80,8 @@ def with_rejection_reasons(
         checks.append((F.col("event_ts") < F.lit(window_start), TIMESTAMP_OUTSIDE_WINDOW))
     if window_end is not None:
         checks.append((F.col("event_ts") >= F.lit(window_end), TIMESTAMP_OUTSIDE_WINDOW))
+    if latest is not None:
+        checks.append((F.col("event_ts") > F.lit(latest), TIMESTAMP_IN_FUTURE))
 
     # Only a failing row pays for building its array of codes (`filter` runs interpreted,
     # outside Spark's generated code); a good row costs the conditions alone.
@@ -95,14 +101,17 @@ def with_rejection_reasons(
 BRONZE = "bronze.events"
 
 
-def checked_events(raw_df: DataFrame, cfg: IngestConfig) -> DataFrame:
-    """Raw lines (from `read_raw`) typed to canonical events, each with its `reasons`."""
+def checked_events(raw_df: DataFrame, cfg: IngestConfig,
+                   ingested_at: datetime | None = None) -> DataFrame:
+    """Raw lines (from `read_raw`) typed to canonical events, each with its `reasons`; an
+    event later than `ingested_at` plus the config's clock skew is `timestamp_in_future`."""
     adapter = get_adapter(cfg.source)
     window_start, window_end = cfg.accepted_window()
     return (raw_df
             .transform(adapter.to_canonical)
             .transform(with_rejection_reasons, adapter.raw_of, window_start=window_start,
-                       window_end=window_end, max_price=cfg.max_price))
+                       window_end=window_end, max_price=cfg.max_price,
+                       latest=cfg.latest_event_time(ingested_at) if ingested_at else None))
 
 
 def staged_rows(checked_df: DataFrame) -> DataFrame:
