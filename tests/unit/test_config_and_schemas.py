@@ -102,3 +102,23 @@ def test_the_py_files_zip_carries_the_package_and_its_contracts(tmp_path):
     assert module == f"{zipped}/clickscore/__init__.py"
     assert Path(schemas).parent == tmp_path and (Path(schemas) / "features").is_dir()
     assert sessions == repr(table_schema("silver.sessions"))
+
+
+def test_a_running_row_is_abandoned_only_when_its_process_is_known_gone(monkeypatch):
+    import os
+    import socket
+    import subprocess
+
+    from clickscore.core import runs, spark
+
+    here = socket.gethostname()
+    ended = subprocess.Popen(["true"])
+    ended.wait()  # a pid of this host that no longer runs
+    monkeypatch.setattr(spark, "_held", {})  # a shared metastore: other processes may run
+    assert runs._gone(here, ended.pid)
+    assert not runs._gone(here, os.getppid())  # alive
+    assert not runs._gone(here, os.getpid())  # this process (a nested run)
+    assert not runs._gone("another-host", ended.pid)  # cannot tell from here
+    monkeypatch.setattr(spark, "_held", {"/root": object()})  # this process holds the root
+    assert runs._gone("another-host", ended.pid) and runs._gone(here, os.getppid())
+    assert not runs._gone(here, os.getpid())

@@ -26,6 +26,7 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 
 from clickscore.core.config import RunDate
+from clickscore.core.faults import pause_point
 from clickscore.core.runs import Run, RunCounts, tracked_run
 from clickscore.core.staging import StagingArea, staging_area
 
@@ -66,6 +67,7 @@ class StageRun:
             held = self.staging.stage(name, df)
         log.debug("%s %s: staged %s (%s rows)", self.run.job, self.run.run_date, name,
                   f"{self.staging.rows[name]:,}")
+        pause_point(self.run.job, "staged")
         return held
 
     def validate(self, batch_df: DataFrame, table: str, *,
@@ -90,6 +92,7 @@ class StageRun:
 
         with self.step("publish"), publishing(self.spark, self.validations):
             yield
+        pause_point(self.run.job, "published")
 
     def finish(self, counts: RunCounts) -> RunCounts:
         """Set the run's counts; step timings and gate warnings join its details."""

@@ -1,9 +1,21 @@
-"""`ops.pipeline_runs`: every stage run leaves one row, succeeded or failed."""
+"""`ops.pipeline_runs`: every stage run leaves one row, written `running` when it starts and
+updated to `succeeded` or `failed` when it ends.
+
+A run killed on the way (`kill -9`, a lost executor host, an Airflow task timeout) cannot
+update its row: it stays `running`. The next run of the same stage and date finds it and,
+when its process is gone, records it `abandoned` with when and by which run it was found, so
+the table shows every attempt. A process is known gone when this process holds the data root
+(the embedded catalog admits one process, see `core.spark.hold_data_root`), or when it ran on
+this host and its pid is no longer alive; a `running` row of a process that may be alive on
+another host is left as it is.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -12,10 +24,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
 from clickscore.core.contracts import table_schema
-from clickscore.core.delta import append
+from clickscore.core.delta import ensure_table
 from clickscore.core.errors import ReconciliationError
 
 log = logging.getLogger(__name__)
@@ -55,48 +69,129 @@ class Run:
     run_date: str
     source: str | None
     counts: RunCounts = field(default_factory=RunCounts)
+    started_at: datetime | None = None
 
 
 @contextmanager
 def tracked_run(
     spark: SparkSession, job: str, run_date: str, *, source: str | None = None
 ) -> Iterator[Run]:
-    """Time a run and record it in ops.pipeline_runs, whether it succeeds or fails (stages
-    use it through `core.runner.stage_run`).
+    """Time a run and record it in ops.pipeline_runs: `running` at the start (after marking
+    earlier runs of this job and date left `running` by a dead process `abandoned`), then
+    `succeeded` or `failed` (stages use it through `core.runner.stage_run`).
 
     The run is checked for reconciliation before it is recorded as succeeded.
     """
     run = Run(run_id=str(uuid.uuid4()), job=job, run_date=run_date, source=source)
     started = datetime.now(UTC)
     t0 = time.perf_counter()
+    abandon_dead_runs(spark, job, run_date, found_by=run.run_id)
+    _start(spark, run, started)
     try:
         yield run
         if not run.counts.reconciles():
             raise ReconciliationError(job, run_date, run.counts.as_dict())
     except BaseException as exc:
-        _record(spark, run, started, time.perf_counter() - t0, "failed", repr(exc))
+        _finish(spark, run, time.perf_counter() - t0, "failed", repr(exc))
         raise
     duration = time.perf_counter() - t0
-    _record(spark, run, started, duration, "succeeded", None)
+    _finish(spark, run, duration, "succeeded", None)
     log.debug("%s run %s for %s succeeded in %.1fs: %s", job, run.run_id, run_date, duration,
               run.counts.as_dict())
 
 
-def _record(
-    spark: SparkSession, run: Run, started: datetime, duration: float, status: str,
-    error: str | None,
-) -> None:
-    row = {
-        "run_id": run.run_id,
-        "job": run.job,
-        "run_date": run.run_date,
-        "source": run.source,
-        "status": status,
-        **run.counts.as_dict(),
-        "started_at": started,
-        "finished_at": datetime.now(UTC),
-        "duration_s": float(duration),
-        "error": error[:4000] if error else None,
-        "details": json.dumps(run.counts.details, default=str, sort_keys=True),
-    }
-    append(spark, spark.createDataFrame([row], table_schema(RUNS_TABLE).struct), RUNS_TABLE)
+def _runs_table(spark: SparkSession) -> None:
+    """Create ops.pipeline_runs if need be, and bring one written before runs had `host` and
+    `pid` (and before `finished_at` could be null) up to its contract (checked once per
+    Spark application)."""
+    schema = ensure_table(spark, RUNS_TABLE)
+    if spark.sparkContext.applicationId in _checked:
+        return
+    found = {f.name: f for f in spark.table(RUNS_TABLE).schema.fields}
+    missing = [c for c in schema.columns if c.name not in found]
+    if missing:
+        spark.sql(f"ALTER TABLE {RUNS_TABLE} ADD COLUMNS ("
+                  + ", ".join(f"`{c.name}` {c.type.upper()}" for c in missing) + ")")
+    for c in schema.columns:
+        if c.nullable and c.name in found and not found[c.name].nullable:
+            spark.sql(f"ALTER TABLE {RUNS_TABLE} ALTER COLUMN `{c.name}` DROP NOT NULL")
+    _checked.add(spark.sparkContext.applicationId)
+
+
+_checked: set[str] = set()
+
+
+def _start(spark: SparkSession, run: Run, started: datetime) -> None:
+    _runs_table(spark)
+    row = {"run_id": run.run_id, "job": run.job, "run_date": run.run_date,
+           "source": run.source, "status": "running", "started_at": started,
+           "host": socket.gethostname(), "pid": os.getpid()}
+    # a plain append, without `core.delta.append`'s metrics: this runs for every stage run
+    spark.createDataFrame([row], table_schema(RUNS_TABLE).struct).writeTo(RUNS_TABLE).append()
+    run.started_at = started
+
+
+def _this_run(run_id: str, job: str, run_date: str, started_at: datetime | None) -> F.Column:
+    # job, run_date and started_at: Delta skips files by their statistics (see the contract)
+    where = (F.col("job") == job) & (F.col("run_date") == run_date)
+    if started_at is not None:
+        where &= F.col("started_at") == F.lit(started_at)
+    return where & (F.col("run_id") == run_id)
+
+
+def _finish(spark: SparkSession, run: Run, duration: float, status: str,
+            error: str | None) -> None:
+    values = {"status": status, **run.counts.as_dict(), "finished_at": datetime.now(UTC),
+              "duration_s": float(duration), "error": error[:4000] if error else None,
+              "details": json.dumps(run.counts.details, default=str, sort_keys=True)}
+    (DeltaTable.forName(spark, RUNS_TABLE)
+     .update(_this_run(run.run_id, run.job, run.run_date, run.started_at),
+             {k: F.lit(v) for k, v in values.items()}))
+
+
+def _gone(host: str | None, pid: int | None) -> bool:
+    """Whether the process that wrote a `running` row has certainly ended."""
+    from clickscore.core.spark import holds_data_root
+
+    if host == socket.gethostname() and pid == os.getpid():
+        return False  # a run of this process (nested)
+    if holds_data_root():
+        return True  # no other process can be using this catalog
+    if host != socket.gethostname() or pid is None:
+        return False  # alive or not, this process cannot tell
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def abandon_dead_runs(spark: SparkSession, job: str, run_date: str, *,
+                      found_by: str) -> list[str]:
+    """Record the runs of `job` for `run_date` left `running` by a process that has ended as
+    `abandoned` (when and by which run they were found in `error`); returns their run ids."""
+    _runs_table(spark)
+    stale = (spark.table(RUNS_TABLE)
+             .where((F.col("job") == job) & (F.col("run_date") == run_date)
+                    & (F.col("status") == "running"))
+             .select("run_id", "host", "pid", "started_at").collect())
+    now = datetime.now(UTC)
+    dead = [r for r in stale if _gone(r["host"], r["pid"])]
+    for r in stale:
+        if r not in dead:
+            log.info("%s %s: run %s (pid %s on %s) is still recorded running and may be alive",
+                     job, run_date, r["run_id"], r["pid"], r["host"])
+    for r in dead:
+        log.warning("%s %s: run %s (pid %s on %s, started %s) ended without an outcome; "
+                    "recording it abandoned", job, run_date, r["run_id"], r["pid"], r["host"],
+                    r["started_at"])
+        (DeltaTable.forName(spark, RUNS_TABLE)
+         .update(_this_run(r["run_id"], job, run_date, r["started_at"])
+                 & (F.col("status") == "running"),
+                 {"status": F.lit("abandoned"), "finished_at": F.lit(now),
+                  "error": F.lit(f"abandoned: process {r['pid']} on {r['host']} ended without "
+                                 f"recording an outcome; found at {now.isoformat()} by run "
+                                 f"{found_by}")}))
+    return [r["run_id"] for r in dead]

@@ -192,6 +192,11 @@ def hold_data_root(data_root: str, wait_s: float | None = None) -> None:
     _held[root] = lock
 
 
+def holds_data_root() -> bool:
+    """Whether this process holds a data root (and so is the only one using its catalog)."""
+    return bool(_held)
+
+
 def is_submitted() -> bool:
     """True when this Python driver was started by spark-submit (its JVM is already up)."""
     return "PYSPARK_GATEWAY_PORT" in os.environ

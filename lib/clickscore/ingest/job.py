@@ -16,6 +16,7 @@ from pyspark.sql import functions as F
 
 from clickscore.core.delta import append, has_rows_where, merge_insert_new
 from clickscore.core.errors import EmptyInputError, UnreadableInputError, java_cause
+from clickscore.core.faults import pause_point
 from clickscore.core.runner import stage_run
 from clickscore.core.runs import RunCounts
 from clickscore.core.staging import new_observation, observed
@@ -87,6 +88,7 @@ def run_ingest(spark: SparkSession, cfg: IngestConfig) -> RunCounts:
                           or has_rows_where(spark, QUARANTINE, "_source_file", stored))
             write = append if is_new else merge_insert_new
             bronze_metrics = write(spark, bronze_df, BRONZE, run_date=run.run_date)
+            pause_point("ingest", "bronze-published")
             quarantine_metrics = write(spark, quarantine_df, QUARANTINE, run_date=run.run_date)
         return stage.finish(RunCounts(
             input_rows=input_rows,

@@ -23,6 +23,7 @@ from clickscore.core.delta import (
     with_op,
 )
 from clickscore.core.errors import EmptyInputError
+from clickscore.core.faults import pause_point
 from clickscore.core.runner import stage_run
 from clickscore.core.runs import RunCounts
 from clickscore.core.staging import new_observation, observed
@@ -106,6 +107,7 @@ def run_sessionize(spark: SparkSession, cfg: SessionizeConfig) -> RunCounts:
         with stage.publish():
             if scope_df is None:
                 events_metrics = overwrite(spark, events_df, SILVER_EVENTS, run_date=run_date)
+                pause_point("sessionize", "silver-events-published")
                 sessions_metrics = overwrite(spark, sessions_df, SILVER_SESSIONS,
                                              run_date=run_date)
             else:
@@ -113,6 +115,7 @@ def run_sessionize(spark: SparkSession, cfg: SessionizeConfig) -> RunCounts:
                     spark, with_op(events_df, "upsert"), SILVER_EVENTS,
                     compare=["session_id", "session_seq"],
                     target_filter=f"t.event_date >= DATE'{since_date}'", run_date=run_date)
+                pause_point("sessionize", "silver-events-published")
                 sessions_metrics = _merge_sessions(spark, sessions_df, sessions_now_df,
                                                    scope_df, since_date, run_date)
         # events written: every row of a rebuild; the source rows of a MERGE (its own
@@ -131,6 +134,9 @@ def run_sessionize(spark: SparkSession, cfg: SessionizeConfig) -> RunCounts:
                 "bot_events_per_minute": cfg.bot_events_per_minute,
                 "silver_events": events_metrics,
                 "silver_sessions": sessions_metrics,
+                # the two tables' versions that agree: what a reader pins (see the README)
+                "published_versions": {t: table_version(spark, t)
+                                       for t in (SILVER_EVENTS, SILVER_SESSIONS)},
             },
         ))
 
