@@ -132,8 +132,13 @@ def test_a_seed_gives_the_same_weights_and_resume_continues_from_the_checkpoint(
 def test_the_model_learns_the_planted_pairs_and_registers_as_champion(
         spark, generated_examples, data_root, capsys):
     manifest = generated_examples["manifest"]
-    counts = run_train(spark, small(data_root, epochs=10, d_model=64, n_layers=2, patience=4,
-                                    batch_size=128, learning_rate=3e-3, dropout=0.2))
+    # the last epoch's weights: validation (79 users' next items after the cutoff) is
+    # dominated by what is popular in the user's favourite category, and peaks at epoch 1 or
+    # 2, before the pairs are learned; kept, those weights scored 0.08-0.46 here (seeds 42, 3
+    # and 7), the last epoch's 0.85
+    counts = run_train(spark, small(data_root, epochs=8, d_model=64, n_layers=2, patience=8,
+                                    keep="last", batch_size=128, learning_rate=3e-3,
+                                    dropout=0.2))
     table = capsys.readouterr().out
     for method in ("model", "most_popular", "recently_viewed", "item_knn",
                    "logistic_regression", "hist_gradient_boosting"):
@@ -183,7 +188,7 @@ def test_the_model_learns_the_planted_pairs_and_registers_as_champion(
           f"ceiling {ceiling:.3f}, {positions} positions")  # shown with pytest -s
     assert positions >= 30, positions
     assert 0.75 <= ceiling <= 0.85
-    # measured between 0.54 and 0.89 over four runs (runs vary; see the README); most-popular 0.11
+    # with the best epoch's weights this measured 0.08 to 0.85 from run to run (see the README)
     assert recall >= 0.55 * ceiling, (recall, ceiling, positions)
     assert recall >= popular_recall + 0.3, (recall, popular_recall)
 

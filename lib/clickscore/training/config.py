@@ -17,6 +17,10 @@ def _use_gpu() -> tuple[str, ...]:
     return USE_GPU
 
 
+def _keep() -> tuple[str, ...]:
+    return ("best", "last")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Train the sequence model on gold.training_examples (train and validation splits),
@@ -36,6 +40,10 @@ class TrainConfig:
     warmup_steps: int = field(default=50, metadata=option("linear warm-up steps"))
     patience: int = field(default=2, metadata=option(
         "stop after this many epochs without a better validation recall@20 (all next items)"))
+    keep: str = field(default="best", metadata=option(
+        "the weights registered: the best validation epoch's, or the last epoch's (a "
+        "validation split of a few hundred users makes the best epoch mostly noise)",
+        choices=_keep))
     max_steps_per_epoch: int | None = field(default=None, metadata=option(
         "cap the steps of an epoch (smoke runs)"))
     d_model: int = field(default=64, metadata=option("embedding and hidden size"))

@@ -164,7 +164,7 @@ def run_train(spark: SparkSession, cfg: TrainConfig) -> RunCounts:
         loop = LoopConfig(
             epochs=cfg.epochs, batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
             weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_steps,
-            patience=cfg.patience, seed=cfg.seed, resume=cfg.resume,
+            patience=cfg.patience, keep=cfg.keep, seed=cfg.seed, resume=cfg.resume,
             max_steps_per_epoch=cfg.max_steps_per_epoch,
             checkpoint_dir=str(Path(cfg.data_root) / "training" / "checkpoints"))
         frames = {split: model_frame(examples_df.where(F.col("split") == split), contract)
@@ -183,7 +183,7 @@ def run_train(spark: SparkSession, cfg: TrainConfig) -> RunCounts:
                                       rows["train"], counts, categories)
             with stage.step("evaluate"):
                 model = SequenceModel(model_cfg)
-                model.load_state_dict(torch.load(result["best_path"], map_location="cpu",
+                model.load_state_dict(torch.load(result["weights_path"], map_location="cpu",
                                                  weights_only=False)["model"])
                 evaluation = _evaluate(model, train, test, contract, cfg.batch_size, cfg.seed)
         print(evaluation.table(), flush=True)
@@ -197,7 +197,7 @@ def run_train(spark: SparkSession, cfg: TrainConfig) -> RunCounts:
             "model_version": version, "promoted": promoted, "delta_version": delta_version,
             "vocab_version": model_cfg.vocab_version, "rows_by_split": rows,
             "device": result.get("device"), "world_size": result.get("world_size"),
-            "best_val_recall_all_at_20": result["best_metric"],
+            "val_recall_all_at_20": result["metric"], "weights_kept": result["kept"],
             "test": {m: v for m, v in evaluation.next_item.get("model", {}).items()}}))
 
 
@@ -231,7 +231,7 @@ def _register(cfg: TrainConfig, model: SequenceModel, model_cfg: ModelConfig,
         for record in result["history"]:
             mlflow.log_metrics({registry.metric_name(k): float(v) for k, v in record.items()
                                 if k != "epoch"}, step=record["epoch"])
-        mlflow.log_metric(registry.VALIDATION_METRIC, float(result["best_metric"]))
+        mlflow.log_metric(registry.VALIDATION_METRIC, float(result["metric"]))
         for block in (evaluation.next_item, evaluation.propensity):
             for method, values in block.items():
                 mlflow.log_metrics({registry.metric_name(f"test_{method}_{m}"): float(v)

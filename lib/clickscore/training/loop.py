@@ -37,6 +37,7 @@ class LoopConfig:
     warmup_steps: int = 50
     grad_clip: float = 1.0
     patience: int = 2
+    keep: str = "best"  # the weights returned: the best validation epoch's, or the last's
     seed: int = 42
     k: int = 20
     checkpoint_dir: str = ""
@@ -216,8 +217,14 @@ def train_function(model_cfg: ModelConfig, loop: LoopConfig, train_converter: An
                 flag = torch.tensor([1.0 if stop else 0.0], device=device)
                 dist.broadcast(flag, src=0)
                 stop = bool(flag.item())
-    result = {"history": state["history"], "best_path": str(best_path),
-              "best_metric": state["best"], "device": str(device), "world_size": world}
+    # the weights kept and their validation metric: the best epoch's, or the last's (with
+    # a small validation set the best epoch is mostly noise: see TrainConfig.keep)
+    last_metric = (state["history"][-1].get(f"val_{STOP_METRIC}@{loop.k}", 0.0)
+                   if state["history"] else -1.0)
+    result = {"history": state["history"], "weights_path": str(
+                  best_path if loop.keep == "best" else last),
+              "metric": state["best"] if loop.keep == "best" else last_metric,
+              "kept": loop.keep, "device": str(device), "world_size": world}
     if world > 1:
         # each rank's final weights, so anyone can check that DDP kept them identical
         _save(folder / f"final-rank{rank}.pt", model.state_dict())
