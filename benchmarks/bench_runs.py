@@ -59,7 +59,7 @@ def main() -> None:
         steps = {
             "abandoned-run scan": lambda r=run: runs.abandon_dead_runs(
                 spark, "parts", r.run_date, found_by="bench"),
-            "running row": lambda r=run: runs._start(spark, r, datetime.now(UTC)),
+            "running row": lambda r=run: runs._start(spark, r),
             "update": lambda r=run: runs._finish(spark, r, 0.0, "succeeded", None),
         }
         for name, step in steps.items():

@@ -69,7 +69,7 @@ class Run:
     run_date: str
     source: str | None
     counts: RunCounts = field(default_factory=RunCounts)
-    started_at: datetime | None = None
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 @contextmanager
@@ -83,10 +83,9 @@ def tracked_run(
     The run is checked for reconciliation before it is recorded as succeeded.
     """
     run = Run(run_id=str(uuid.uuid4()), job=job, run_date=run_date, source=source)
-    started = datetime.now(UTC)
     t0 = time.perf_counter()
-    abandon_dead_runs(spark, job, run_date, found_by=run.run_id)
-    _start(spark, run, started)
+    abandon_dead_runs(spark, job, run_date, found_by=run.run_id)  # creates the table first
+    _start(spark, run)
     try:
         yield run
         if not run.counts.reconciles():
@@ -121,22 +120,18 @@ def _runs_table(spark: SparkSession) -> None:
 _checked: set[str] = set()
 
 
-def _start(spark: SparkSession, run: Run, started: datetime) -> None:
-    _runs_table(spark)
+def _start(spark: SparkSession, run: Run) -> None:
     row = {"run_id": run.run_id, "job": run.job, "run_date": run.run_date,
-           "source": run.source, "status": "running", "started_at": started,
+           "source": run.source, "status": "running", "started_at": run.started_at,
            "host": socket.gethostname(), "pid": os.getpid()}
     # a plain append, without `core.delta.append`'s metrics: this runs for every stage run
     spark.createDataFrame([row], table_schema(RUNS_TABLE).struct).writeTo(RUNS_TABLE).append()
-    run.started_at = started
 
 
-def _this_run(run_id: str, job: str, run_date: str, started_at: datetime | None) -> F.Column:
+def _this_run(run_id: str, job: str, run_date: str, started_at: datetime) -> F.Column:
     # job, run_date and started_at: Delta skips files by their statistics (see the contract)
-    where = (F.col("job") == job) & (F.col("run_date") == run_date)
-    if started_at is not None:
-        where &= F.col("started_at") == F.lit(started_at)
-    return where & (F.col("run_id") == run_id)
+    return ((F.col("job") == job) & (F.col("run_date") == run_date)
+            & (F.col("started_at") == F.lit(started_at)) & (F.col("run_id") == run_id))
 
 
 def _finish(spark: SparkSession, run: Run, duration: float, status: str,
@@ -164,7 +159,7 @@ def _gone(host: str | None, pid: int | None) -> bool:
     except ProcessLookupError:
         return True
     except PermissionError:
-        return False
+        pass  # it exists, run by another user
     return False
 
 
@@ -178,12 +173,13 @@ def abandon_dead_runs(spark: SparkSession, job: str, run_date: str, *,
                     & (F.col("status") == "running"))
              .select("run_id", "host", "pid", "started_at").collect())
     now = datetime.now(UTC)
-    dead = [r for r in stale if _gone(r["host"], r["pid"])]
+    dead = []
     for r in stale:
-        if r not in dead:
+        if not _gone(r["host"], r["pid"]):
             log.info("%s %s: run %s (pid %s on %s) is still recorded running and may be alive",
                      job, run_date, r["run_id"], r["pid"], r["host"])
-    for r in dead:
+            continue
+        dead.append(r["run_id"])
         log.warning("%s %s: run %s (pid %s on %s, started %s) ended without an outcome; "
                     "recording it abandoned", job, run_date, r["run_id"], r["pid"], r["host"],
                     r["started_at"])
@@ -194,4 +190,4 @@ def abandon_dead_runs(spark: SparkSession, job: str, run_date: str, *,
                   "error": F.lit(f"abandoned: process {r['pid']} on {r['host']} ended without "
                                  f"recording an outcome; found at {now.isoformat()} by run "
                                  f"{found_by}")}))
-    return [r["run_id"] for r in dead]
+    return dead
