@@ -7,7 +7,7 @@ AIRFLOW_VENV := .venv-airflow
 AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed
 DATA_ROOT ?= .clickscore
 
-.PHONY: setup airflow airflow-lock browser postgres demo test lint dist bench bench-train bench-score clean
+.PHONY: setup airflow airflow-lock browser postgres demo notebooks test lint dist bench bench-train bench-score clean
 
 # Creates the venv, installs the locked dependencies (torch, petastorm, Spark, Delta, GX...)
 # with uv, fetches the Delta jars from Maven Central once into the Ivy cache, and the Data Docs
@@ -57,11 +57,16 @@ postgres:
 demo: $(STAMP)
 	$(VENV)/bin/clickscore demo --data-root $(DATA_ROOT)
 
+# The notebooks (notebooks/*.ipynb), run top to bottom against the demo's warehouse (make demo
+# first); the executed copies, plots included, land in $(DATA_ROOT)/notebooks/.
+notebooks: $(STAMP)
+	$(VENV)/bin/python notebooks/run.py --data-root $(DATA_ROOT)
+
 test: $(STAMP) $(AIRFLOW_STAMP) dist browser postgres
 	$(VENV)/bin/python -m pytest
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check lib jobs tests benchmarks airflow_dags
+	$(VENV)/bin/ruff check lib jobs tests benchmarks airflow_dags notebooks
 	$(VENV)/bin/mypy lib
 
 # For spark-submit: the wheel (clusters that pip-install it) and a zip of the package for

@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "clickscore.training.config",
     "clickscore.scoring.config",
     "clickscore.export.config",
+    "clickscore.report.config",
     "clickscore.core.sql",
 )
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import subprocess
 import tempfile
 from pathlib import Path
@@ -149,6 +150,16 @@ def test_every_stage_runs_on_a_standalone_cluster_and_the_daily_dag_through_airf
                               env=env, capture_output=True, text=True, timeout=600,
                               check=False)
     assert migrated.returncode == 0, migrated.stderr[-3000:]
+    # the README's backfill: the DAGs reach the metadata database, then the runs a backfill
+    # of two dates would create (a dry run: the scheduler is not running here)
+    for argv in (["dags", "reserialize"],
+                 ["backfill", "create", "--dag-id", "clickscore_daily", "--from-date",
+                  "2017-11-25", "--to-date", "2017-11-26", "--dry-run"]):
+        done = subprocess.run([str(AIRFLOW_PYTHON.parent / "airflow"), *argv], env=env,
+                              capture_output=True, text=True, timeout=300, check=False)
+        assert done.returncode == 0, (argv, done.stderr[-3000:])
+    planned = re.findall(r"\| (2017-11-\d\d) 00:00:00\+00:00 ", done.stdout + done.stderr)
+    assert planned == ["2017-11-25", "2017-11-26"], done.stdout[-3000:]
     first = dags_test(home, env, DAY)
     assert set(task_states(home, env).values()) == {"success"}, first.stdout[-5000:]
     users = spark.sql(f"SELECT count(DISTINCT user_id) FROM delta.`{root}/warehouse/silver.db/"

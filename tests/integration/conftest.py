@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -78,3 +81,16 @@ def postgres():
     server = pg.start(Path(tempfile.mkdtemp(prefix="clickscore-postgres-")))
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """`clickscore demo` (three generated days, 300 users, three epochs) run once, in its own
+    process and data root: its output, and a warehouse that the report and the notebooks read
+    after it ended (the embedded catalog admits one process at a time)."""
+    root = tmp_path_factory.mktemp("demo") / "demo"
+    env = {**os.environ, "CLICKSCORE_DRIVER_MEMORY": "1g", "CLICKSCORE_SPARK_MASTER": "local[1]"}
+    done = subprocess.run([sys.executable, "-m", "clickscore.cli", "demo", "--days", "3",
+                           "--users", "300", "--epochs", "3", "--data-root", str(root)],
+                          capture_output=True, text=True, env=env, timeout=900, check=False)
+    return root, done

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlparse
 
+import pytest
 from pyspark.sql import DataFrame, SparkSession
 
 from clickscore.core.config import RunDate
@@ -16,6 +19,10 @@ from clickscore.ingest.config import IngestConfig
 from clickscore.ingest.job import run_ingest
 from clickscore.sessionize.config import SessionizeConfig
 from clickscore.sessionize.job import run_sessionize
+
+# screenshots and other files a person may want to look at after a run (CI keeps them)
+ARTIFACTS = Path(os.environ.get("CLICKSCORE_TEST_ARTIFACTS",
+                                Path(__file__).resolve().parents[2] / ".test-artifacts"))
 
 
 def ingest(spark: SparkSession, data_root: str, source: str, path, run_date: str,
@@ -86,3 +93,24 @@ class WarehouseStates:
         return [(database, t.name) for database in DATABASES
                 for t in self.spark.catalog.listTables(database)
                 if t.tableType != "VIEW" and not t.isTemporary]  # a test's temp views too
+
+
+def render_in_chromium(page: Path, artifacts: Path, name: str,
+                       size: str = "1280,900") -> tuple[str, Path]:
+    """The page's DOM after its scripts ran, and a screenshot saved under `artifacts`."""
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.fail("Debian's chromium is not installed; `make test` installs it")
+    artifacts.mkdir(parents=True, exist_ok=True)
+    screenshot = artifacts / name
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={artifacts / 'chromium-profile'}"]
+    url = page.as_uri()
+    dom = subprocess.run([chromium, *flags, "--dump-dom", url], capture_output=True,
+                         text=True, timeout=120, check=True).stdout
+    subprocess.run([chromium, *flags, f"--screenshot={screenshot}", f"--window-size={size}",
+                    "--hide-scrollbars",
+                    url], capture_output=True, timeout=120, check=True)
+    shutil.rmtree(artifacts / "chromium-profile", ignore_errors=True)
+    return dom, screenshot

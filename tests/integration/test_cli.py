@@ -87,15 +87,15 @@ def test_a_job_under_spark_submit_keeps_the_submitters_master_and_conf(tmp_path,
     assert query.stdout.split() == ["n", "17434"]
 
 
-def test_the_demo_runs_every_stage_within_its_line_budget(tmp_path):
+def test_the_demo_runs_every_stage_within_its_line_budget(demo):
     """`clickscore demo` shows each stage's summary line, training's progress per epoch, the
     model next to its baselines and the summary tables, not the chatter of Spark, Ivy, the
-    metastore, GX or MLflow: at most 60 lines before training arrived, 85 with it."""
-    demo = run("demo", "--days", "3", "--users", "300", "--epochs", "3",
-               data_root=tmp_path / "demo")
+    metastore, GX or MLflow: at most 60 lines before training arrived, 85 with it, 88 with the
+    run report's line."""
+    root, demo = demo
     assert demo.returncode == 0, demo.stderr[-3000:]
     lines = (demo.stdout + demo.stderr).splitlines()
-    assert len(lines) <= 85, "\n".join(lines)
+    assert len(lines) <= 88, "\n".join(lines)
     summaries = [line for line in lines if re.search(
         r": [\d,]+ in -> [\d,]+ out.*; (gate passed|no gate); [\d.]+s$", line)]
     days = ("2019-10-01", "2019-10-02", "2019-10-03")
@@ -119,6 +119,8 @@ def test_the_demo_runs_every_stage_within_its_line_budget(tmp_path):
     assert len(rows) == 5 and all(" 2019-10-03 " in row for row in rows), scores
     propensities = [float(row.split()[2]) for row in rows]
     assert propensities == sorted(propensities, reverse=True)
+    # and the path of the last day's run report (tests/integration/test_report_and_notebooks.py)
+    assert f"Run report of 2019-10-03: {root}/reports/report-2019-10-03.html" in demo.stdout
 
 
 def test_a_second_process_on_a_busy_data_root_waits_then_fails_in_one_line(tmp_path):

@@ -3,11 +3,17 @@ its metrics must not be an earlier write's."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from pyspark.sql import functions as F
 
 from clickscore.core.contracts import table_schema
 from clickscore.core.delta import append, merge_insert_new, table_version
+from clickscore.core.display import run_sql
+from clickscore.core.sql import SqlConfig
 from tests.conftest import utc
+from tests.integration.helpers import same_rows
 
 pytestmark = pytest.mark.integration
 
@@ -27,3 +33,29 @@ def test_an_empty_append_and_a_merge_with_nothing_new_report_nothing_written(emp
     more = spark.createDataFrame([("v1", "brand9", 9, 1, *window, 1)], schema.struct)
     inserted = merge_insert_new(spark, df.unionByName(more), "ml.brand_vocab")
     assert (inserted["numSourceRows"], inserted["numTargetRowsInserted"]) == (4, 1)
+
+
+def test_the_runbooks_restore_through_clickscore_sql_brings_a_version_back(empty_warehouse,
+                                                                           capsys):
+    """README, runbook: DESCRIBE HISTORY, VERSION AS OF, RESTORE TABLE, as `clickscore sql`
+    runs them."""
+    spark = empty_warehouse
+    schema = table_schema("ml.brand_vocab")
+    window = (utc(2019, 10, 1), utc(2019, 10, 2))
+    good = spark.createDataFrame([("v1", f"brand{i}", i + 2, 5, *window, 1) for i in range(3)],
+                                 schema.struct)
+    append(spark, good, "ml.brand_vocab")
+    kept = table_version(spark, "ml.brand_vocab")
+    append(spark, good.withColumn("vocab_version", F.lit("bad")), "ml.brand_vocab")
+
+    def sql(query: str) -> str:
+        run_sql(spark, SqlConfig(query=query, format="json"))
+        return capsys.readouterr().out
+
+    history = [json.loads(line) for line in sql("DESCRIBE HISTORY ml.brand_vocab").splitlines()]
+    assert [h["version"] for h in history][:2] == [kept + 1, kept]
+    assert json.loads(sql(f"SELECT count(*) AS n FROM ml.brand_vocab VERSION AS OF {kept}"))[
+        "n"] == 3
+    sql(f"RESTORE TABLE ml.brand_vocab TO VERSION AS OF {kept}")
+    assert same_rows(spark.table("ml.brand_vocab"), good)
+    assert table_version(spark, "ml.brand_vocab") == kept + 2  # a restore is a new version

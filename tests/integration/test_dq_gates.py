@@ -6,12 +6,8 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
-import shutil
-import subprocess
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from pyspark.sql import functions as F
@@ -26,13 +22,16 @@ from clickscore.dq.context import data_docs_index
 from clickscore.dq.on_demand import run_dq
 from clickscore.dq.report import print_dq_report
 from clickscore.dq.results import RESULTS_TABLE
-from tests.integration.helpers import ingest, same_rows, sessionize, snapshot
+from tests.integration.helpers import (
+    ARTIFACTS,
+    ingest,
+    render_in_chromium,
+    same_rows,
+    sessionize,
+    snapshot,
+)
 
 pytestmark = pytest.mark.integration
-
-ARTIFACTS = Path(os.environ.get("CLICKSCORE_TEST_ARTIFACTS",
-                                Path(__file__).resolve().parents[2] / ".test-artifacts"))
-
 
 def dq_rows(spark, **where):
     df = read_table(spark, RESULTS_TABLE)
@@ -194,7 +193,8 @@ def test_dq_run_validates_a_published_partition_and_data_docs_list_the_suites(
     assert "revenue_non_negative" in report
     assert f"Data Docs: {data_docs_index(data_root)}" in report
 
-    dom, screenshot = render_in_chromium(data_docs_index(data_root), ARTIFACTS)
+    dom, screenshot = render_in_chromium(data_docs_index(data_root), ARTIFACTS,
+                                         "data_docs_index.png")
     # rows that bootstrap-table rendered (from the local copies of its scripts), not the
     # page source: a page whose scripts did not load lists nothing
     suites_panel = dom[dom.index('id="Expectation-Suites"'):]
@@ -204,22 +204,3 @@ def test_dq_run_validates_a_published_partition_and_data_docs_list_the_suites(
     assert "Showing 1 to" in suites_panel
     assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert screenshot.stat().st_size > 10_000
-
-
-def render_in_chromium(index: Path, artifacts: Path) -> tuple[str, Path]:
-    """The page's DOM after its scripts ran, and a screenshot saved under `artifacts`."""
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.fail("Debian's chromium is not installed; `make test` installs it")
-    artifacts.mkdir(parents=True, exist_ok=True)
-    screenshot = artifacts / "data_docs_index.png"
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={artifacts / 'chromium-profile'}"]
-    url = index.as_uri()
-    dom = subprocess.run([chromium, *flags, "--dump-dom", url], capture_output=True,
-                         text=True, timeout=120, check=True).stdout
-    subprocess.run([chromium, *flags, f"--screenshot={screenshot}", "--window-size=1280,900",
-                    url], capture_output=True, timeout=120, check=True)
-    shutil.rmtree(artifacts / "chromium-profile", ignore_errors=True)
-    return dom, screenshot

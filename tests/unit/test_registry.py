@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from clickscore.training import registry
+from clickscore.training.config import ModelsListConfig, PromoteConfig
 
 
 def register(data_root: str, validation: float) -> str:
@@ -23,7 +24,8 @@ def register(data_root: str, validation: float) -> str:
     return str(info.registered_model_version)
 
 
-def test_promotion_needs_a_champion_to_be_beaten_by_more_than_the_margin(tmp_path, monkeypatch):
+def test_promotion_needs_a_champion_to_be_beaten_by_more_than_the_margin(tmp_path, monkeypatch,
+                                                                      capsys):
     monkeypatch.delenv(registry.MLFLOW_URI_ENV, raising=False)
     root = str(tmp_path)
     assert registry.aliases(root) == {}
@@ -36,8 +38,20 @@ def test_promotion_needs_a_champion_to_be_beaten_by_more_than_the_margin(tmp_pat
     barely = register(root, 0.33)  # beats 0.30, but not by more than 0.05
     assert not registry.decide_promotion(root, barely, margin=0.05)
     assert registry.aliases(root) == {"champion": better}
-    registry.promote(root, worse)  # `clickscore models promote` overrides the rule
+    # `clickscore models promote 2` overrides the rule (the runbook's rollback) ...
+    registry.promote_command(PromoteConfig(version=worse, data_root=root))
     assert registry.aliases(root) == {"champion": worse}
+    # ... and `--if-better` is the rule: the best one beats it, the worse one does not
+    registry.promote_command(PromoteConfig(version=first, data_root=root, if_better=True))
+    assert registry.aliases(root) == {"champion": first}
+    registry.promote_command(PromoteConfig(version=worse, data_root=root, if_better=True,
+                                           margin=0.0))
+    assert registry.aliases(root) == {"champion": first}
+    registry.promote_command(PromoteConfig(version=worse, data_root=root))
     assert registry.validation_metric(root, "champion") == pytest.approx(0.10)
+    registry.print_models(ModelsListConfig(data_root=root))  # `clickscore models list`
+    listed = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in listed[1:]] == ["4", "3", "2", "1"]  # newest first
+    assert listed[3].split()[:3] == ["2", "champion", "0.1000"]
     with pytest.raises(registry.ModelRegistryError, match="no model version '9'"):
         registry.resolve_version(root, "9")

@@ -13,9 +13,11 @@ from clickscore.core.sql import SqlConfig
 
 def print_query(
     spark: SparkSession, query: str, *, fmt: str = "table", limit: int = 1_000,
-    out: TextIO = sys.stdout,
+    out: TextIO | None = None,
 ) -> None:
-    """Run Spark SQL and print at most `limit` rows as a table, CSV or JSON lines."""
+    """Run Spark SQL and print at most `limit` rows as a table, CSV or JSON lines (to
+    `out`, default the current sys.stdout)."""
+    out = out or sys.stdout
     result = cast(pd.DataFrame, spark.sql(query).limit(limit).toPandas())
     if fmt == "csv":
         result.to_csv(out, index=False)

@@ -17,6 +17,8 @@ from clickscore.features.config import TrainingExamplesConfig
 from clickscore.features.job import run_training_examples
 from clickscore.ingest.config import IngestConfig
 from clickscore.ingest.job import run_ingest
+from clickscore.report.config import ReportConfig
+from clickscore.report.job import run_report
 from clickscore.scoring.config import ScoreConfig
 from clickscore.scoring.job import run_score
 from clickscore.sessionize.config import SessionizeConfig
@@ -30,7 +32,7 @@ log = logging.getLogger(__name__)
 def run_demo(spark: SparkSession, cfg: DemoConfig) -> None:
     """Generate `cfg.days` daily files under the data root, run ingest and sessionize for
     each day, build training examples, train and register a model, score the last day, print
-    a summary."""
+    a summary and write the last day's run report."""
     data_root = cfg.data_root
     landing = Path(data_root) / "landing" / "demo"
     gen = GenerateConfig(output_dir=str(landing), days=cfg.days, users=cfg.users,
@@ -83,6 +85,8 @@ def run_demo(spark: SparkSession, cfg: DemoConfig) -> None:
                propensity_decile AS decile, model_version,
                transform(slice(top_items, 1, 3), x -> x.item_id) AS top_3_items
         FROM gold.user_scores_latest ORDER BY purchase_propensity DESC, user_id LIMIT 5""")
+    report = run_report(spark, ReportConfig(run_date=last_day, data_root=data_root))
+    print(f"Run report of {last_day}: {report}  (clickscore report --run-date {last_day})")
     print(f"Warehouse: {data_root}/warehouse  (try: clickscore sql \"SHOW TABLES IN silver\" "
           f"--data-root {data_root})")
 
