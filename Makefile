@@ -62,8 +62,10 @@ demo: $(STAMP)
 notebooks: $(STAMP)
 	$(VENV)/bin/python notebooks/run.py --data-root $(DATA_ROOT)
 
+# Two test processes: the subprocess-bound tests (cluster, Airflow, CLI, kills, notebooks)
+# beside the in-process Spark tests (tests/conftest.py: pytest_collection_modifyitems).
 test: $(STAMP) $(AIRFLOW_STAMP) dist browser postgres
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest -n 2 --dist loadgroup
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check lib jobs tests benchmarks airflow_dags notebooks

@@ -1,5 +1,10 @@
-"""One Spark session for the whole test run: local[2], UI off, UTC, Delta, Hive catalog in a
-temporary data root, few shuffle partitions; stopped at the end."""
+"""One Spark session per test process: local[2], UI off, UTC, Delta, Hive catalog in a
+temporary data root, few shuffle partitions; stopped at the end.
+
+`make test` runs two test processes (pytest-xdist, `-n 2 --dist loadgroup`): one runs the
+tests that spend their time waiting on processes of their own (a standalone cluster and
+Airflow, killed CLI runs, the demo, the report and notebooks read from it), the other runs
+the rest in its Spark session. Plain `pytest` runs everything in one process, as before."""
 
 from __future__ import annotations
 
@@ -14,6 +19,22 @@ from clickscore.core.spark import DATABASES, get_spark
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 REES46_FILE = SHARED_DATA / "rees46_multicategory_2019oct_head" / "2019-Oct_head17434.csv.gz"
 TAOBAO_FILE = SHARED_DATA / "taobao_userbehavior_subset" / "UserBehavior_subset110300.csv.gz"
+
+
+# modules whose tests mostly wait on subprocesses (spark-submit, Airflow, the CLI, kernels)
+SUBPROCESS_BOUND = ("tests/cluster/", "tests/dags/", "tests/integration/test_cli.py",
+                    "tests/integration/test_kills.py",
+                    "tests/integration/test_report_and_notebooks.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Two xdist groups (used by `--dist loadgroup`): subprocess-bound tests in one worker,
+    the in-process Spark tests in the other; a module's tests stay together, so each
+    worker builds a session-wide warehouse or server once."""
+    for item in items:
+        path = item.path.relative_to(Path(__file__).resolve().parents[1])
+        group = "subprocesses" if str(path).startswith(SUBPROCESS_BOUND) else "in-process"
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 def utc(*args: int) -> datetime:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlparse
@@ -103,14 +104,15 @@ def render_in_chromium(page: Path, artifacts: Path, name: str,
         pytest.fail("Debian's chromium is not installed; `make test` installs it")
     artifacts.mkdir(parents=True, exist_ok=True)
     screenshot = artifacts / name
+    # a profile of its own: two test processes may run Chromium at once
+    profile = tempfile.mkdtemp(prefix="chromium-profile-")
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={artifacts / 'chromium-profile'}"]
+             f"--user-data-dir={profile}"]
     url = page.as_uri()
     dom = subprocess.run([chromium, *flags, "--dump-dom", url], capture_output=True,
                          text=True, timeout=120, check=True).stdout
     subprocess.run([chromium, *flags, f"--screenshot={screenshot}", f"--window-size={size}",
-                    "--hide-scrollbars",
-                    url], capture_output=True, timeout=120, check=True)
-    shutil.rmtree(artifacts / "chromium-profile", ignore_errors=True)
+                    "--hide-scrollbars", url], capture_output=True, timeout=120, check=True)
+    shutil.rmtree(profile, ignore_errors=True)
     return dom, screenshot
