@@ -60,7 +60,10 @@ def test_data_root_comes_from_argument_then_environment_then_default(monkeypatch
 def test_table_ddl_comes_from_the_contract():
     ddl = table_schema("bronze.events").ddl()
     assert ddl.startswith("CREATE TABLE IF NOT EXISTS bronze.events (")
-    assert "`event_id` STRING NOT NULL" in ddl and "`price` DOUBLE COMMENT" not in ddl
+    assert "`event_id` STRING NOT NULL COMMENT 'MD5 of the source row\\'s fields'" in ddl
+    # every column carries its description (the README's table reference shows the same)
+    assert "`price` DOUBLE COMMENT 'unit price in the source" in ddl
+    assert ddl.count("COMMENT '") == len(table_schema("bronze.events").columns) + 1  # + table
     assert "PARTITIONED BY (event_date)" in ddl and "USING DELTA" in ddl
     assert ("'delta.dataSkippingStatsColumns' = 'event_ts,user_id,_source_file,"
             "_ingest_run_date'") in ddl
