@@ -44,19 +44,15 @@ def execute(path: Path, data_root: Path, timeout: int = 600) -> nbformat.Noteboo
     notebook = nbformat.read(path, as_version=4)
     out = data_root / "notebooks" / path.name
     out.parent.mkdir(parents=True, exist_ok=True)
-    previous = os.environ.get("CLICKSCORE_DATA_ROOT")
-    os.environ["CLICKSCORE_DATA_ROOT"] = str(data_root)  # the kernel inherits it
+    # the kernel gets the data root in its environment; its own stderr (the JVM's,
+    # Jupyter's) goes to a log beside the executed copy
     try:
-        # the kernel's own stderr (the JVM's, Jupyter's) goes to a log beside the copy
         with out.with_suffix(".kernel.log").open("w") as kernel_log:
             NotebookClient(notebook, timeout=timeout, kernel_name="python3",
                            resources={"metadata": {"path": str(HERE)}}).execute(
+                               env={**os.environ, "CLICKSCORE_DATA_ROOT": str(data_root)},
                                stdout=kernel_log, stderr=kernel_log)
     finally:
-        if previous is None:
-            os.environ.pop("CLICKSCORE_DATA_ROOT")
-        else:
-            os.environ["CLICKSCORE_DATA_ROOT"] = previous
         nbformat.write(notebook, out)
     return notebook
 

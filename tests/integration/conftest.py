@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,7 +14,7 @@ from clickscore.demo.config import GenerateConfig
 from clickscore.demo.generator import generate
 from clickscore.features.config import TrainingExamplesConfig
 from clickscore.features.job import run_training_examples
-from tests.integration.helpers import WarehouseStates, ingest, sessionize
+from tests.integration.helpers import WarehouseStates, ingest, run_cli, sessionize
 
 GENERATED_START = datetime(2019, 10, 1, tzinfo=UTC)
 # five training cutoffs (more examples per user history), one validation, one test
@@ -89,8 +87,5 @@ def demo(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     process and data root: its output, and a warehouse that the report and the notebooks read
     after it ended (the embedded catalog admits one process at a time)."""
     root = tmp_path_factory.mktemp("demo") / "demo"
-    env = {**os.environ, "CLICKSCORE_DRIVER_MEMORY": "1g", "CLICKSCORE_SPARK_MASTER": "local[1]"}
-    done = subprocess.run([sys.executable, "-m", "clickscore.cli", "demo", "--days", "3",
-                           "--users", "300", "--epochs", "3", "--data-root", str(root)],
-                          capture_output=True, text=True, env=env, timeout=900, check=False)
-    return root, done
+    return root, run_cli("demo", "--days", "3", "--users", "300", "--epochs", "3",
+                         data_root=root, timeout=900)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +21,17 @@ from clickscore.ingest.config import IngestConfig
 from clickscore.ingest.job import run_ingest
 from clickscore.sessionize.config import SessionizeConfig
 from clickscore.sessionize.job import run_sessionize
+
+# a CLI process of its own: one core and 1 GiB for its driver, beside the test session's
+CLI = [sys.executable, "-m", "clickscore.cli"]
+
+
+def run_cli(*args: str, data_root: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    """`clickscore ARGS --data-root DATA_ROOT` in a new process; its exit code, out and err."""
+    env = {**os.environ, "CLICKSCORE_DRIVER_MEMORY": "1g", "CLICKSCORE_SPARK_MASTER": "local[1]"}
+    return subprocess.run([*CLI, *args, "--data-root", str(data_root)], capture_output=True,
+                          text=True, env=env, timeout=timeout, check=False)
+
 
 # screenshots and other files a person may want to look at after a run (CI keeps them)
 ARTIFACTS = Path(os.environ.get("CLICKSCORE_TEST_ARTIFACTS",

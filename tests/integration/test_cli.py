@@ -12,15 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.helpers import CLI, run_cli
+
 pytestmark = pytest.mark.integration
 
-CLI = [sys.executable, "-m", "clickscore.cli"]
-
-
-def run(*args: str, data_root: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "CLICKSCORE_DRIVER_MEMORY": "1g", "CLICKSCORE_SPARK_MASTER": "local[1]"}
-    return subprocess.run([*CLI, *args, "--data-root", str(data_root)], capture_output=True,
-                          text=True, env=env, timeout=600, check=False)
+run = run_cli  # the CLI in a process of its own
 
 
 def test_tables_resolve_by_name_from_a_later_process(tmp_path, rees46_file):

@@ -5,7 +5,6 @@ the warehouse the demo left behind."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -17,7 +16,7 @@ import pytest
 
 from clickscore.report.config import ReportConfig
 from clickscore.report.job import ReportError, run_report
-from tests.integration.helpers import ARTIFACTS, render_in_chromium
+from tests.integration.helpers import ARTIFACTS, render_in_chromium, run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -36,10 +35,7 @@ def delta(spark, root: Path, table: str):
 def test_the_report_shows_a_days_runs_gates_model_and_scores_offline(spark, demo):
     root, ran = demo
     assert ran.returncode == 0, ran.stderr[-3000:]
-    env = {**os.environ, "CLICKSCORE_DRIVER_MEMORY": "1g", "CLICKSCORE_SPARK_MASTER": "local[1]"}
-    done = subprocess.run([sys.executable, "-m", "clickscore.cli", "report", "--run-date", DAY,
-                           "--data-root", str(root)], capture_output=True, text=True, env=env,
-                          timeout=600, check=False)
+    done = run_cli("report", "--run-date", DAY, data_root=root)
     assert done.returncode == 0, done.stderr[-3000:]
     page = Path(done.stdout.strip().splitlines()[-1])
     assert page == root / "reports" / f"report-{DAY}.html"

@@ -4,6 +4,7 @@ is documented, and every command it shows is one the tools accept and a test run
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import subprocess
@@ -149,8 +150,6 @@ def test_every_airflow_command_in_the_readme_is_one_airflow_accepts():
     assert any(argv[:2] == ["backfill", "create"] for argv in lines)
     probe = ("import sys, json\nfrom airflow.cli.cli_parser import get_parser\n"
              "for argv in json.loads(sys.argv[1]):\n    get_parser().parse_args(argv)\n")
-    import json
-
     done = subprocess.run([str(AIRFLOW_PYTHON), "-c", probe, json.dumps(lines)],
                           capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -40,6 +40,11 @@ def format_duration(delta: timedelta) -> str:
     return f"{micros}us"
 
 
+def end_of_day(day: date) -> datetime:
+    """The instant a UTC day ends (midnight after it): the nightly cutoff for that day."""
+    return datetime.combine(day + timedelta(days=1), time(0), tzinfo=UTC)
+
+
 def parse_timestamp(text: str) -> datetime:
     """ISO date or timestamp -> aware UTC datetime (naive input is taken as UTC)."""
     value = datetime.fromisoformat(text)

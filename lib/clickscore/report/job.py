@@ -107,10 +107,10 @@ def _quarantine_section(spark: SparkSession, cfg: ReportConfig) -> Section:
 
 
 def _model_and_scores_sections(spark: SparkSession, cfg: ReportConfig) -> list[Section]:
-    scored = queries.scores(spark, cfg.run_date)
-    if scored is None or scored.empty:
+    deciles = queries.score_deciles(spark, cfg.run_date)
+    if deciles is None or deciles.empty:
         return [Section("Scores", "No user was scored for this date.")]
-    versions = sorted(scored["model_version"].unique())
+    versions = sorted({v for vs in deciles.pop("model_versions") for v in vs.split(",")})
     model = Section("Model", f"Scored by version {', '.join(versions)} of the registered "
                              "model; its test-split metrics next to the baselines':")
     for version in versions:
@@ -128,15 +128,14 @@ def _model_and_scores_sections(spark: SparkSession, cfg: ReportConfig) -> list[S
                 one = wide[metric].dropna().rename("value").reset_index()
                 model.images.append((f"{metric}, model and baselines",
                                      plots.png_data_uri(plots.metrics_by_method(one, metric))))
-    deciles = scored.groupby("propensity_decile").agg(
-        users=("user_id", "count"), mean_propensity=("purchase_propensity", "mean"),
-        min_propensity=("purchase_propensity", "min")).reset_index()
-    quantiles = scored["purchase_propensity"].quantile([0.5, 0.9, 0.99])
+    histogram = queries.score_histogram(spark, cfg.run_date)
+    assert histogram is not None  # the table exists: the deciles came from it
     scores = Section("Scores", (
-        f"{len(scored):,} users scored; propensity median {quantiles[0.5]:.4f}, "
-        f"90th percentile {quantiles[0.9]:.4f}, 99th {quantiles[0.99]:.4f}."),
+        f"{int(deciles['users'].sum()):,} users scored; propensity from "
+        f"{deciles['min_propensity'].min():.4f} to {histogram['bin_end'].max():.4f}, "
+        f"{deciles['mean_propensity'].iloc[0]:.4f} on average in the top decile."),
         [_html(deciles)],
         [("distribution of purchase propensity",
-          plots.png_data_uri(plots.score_distribution(scored)))])
+          plots.png_data_uri(plots.score_distribution(histogram)))])
     return [model, scores]
 

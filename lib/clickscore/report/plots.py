@@ -94,12 +94,14 @@ def top_categories(frame: pd.DataFrame) -> Figure:
 
 
 def score_distribution(frame: pd.DataFrame) -> Figure:
-    """Histogram of `purchase_propensity` over the day's users."""
-    _require(frame, ("purchase_propensity",), "score distribution")
+    """Histogram of purchase propensity, binned by the query (`bin_start`, `bin_end`,
+    `users`; `queries.score_histogram`), so no user's row reaches the driver."""
+    _require(frame, ("bin_start", "bin_end", "users"), "score distribution")
     fig, ax = _figure()
-    ax.hist(frame["purchase_propensity"], bins=40, color="tab:purple")
-    ax.set(title=f"Purchase propensity over {len(frame):,} users", xlabel="purchase propensity",
-           ylabel="users")
+    ax.bar(frame["bin_start"], frame["users"], width=frame["bin_end"] - frame["bin_start"],
+           align="edge", color="tab:purple")
+    ax.set(title=f"Purchase propensity over {int(frame['users'].sum()):,} users",
+           xlabel="purchase propensity", ylabel="users")
     return fig
 
 

@@ -3,11 +3,13 @@ frames. A table that does not exist yet answers with no rows."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date
 from typing import cast
 
 import pandas as pd
 from pyspark.sql import SparkSession
+
+from clickscore.core.config import end_of_day
 
 # the methods training evaluates on the test split, the model first (training/evaluate.py)
 METHODS = ("model", "most_popular", "recently_viewed", "item_knn", "logistic_regression",
@@ -23,8 +25,7 @@ def _frame(spark: SparkSession, query: str, tables: tuple[str, ...]) -> pd.DataF
 def day_keys(day: date) -> tuple[str, str]:
     """The run_date values of a day's runs: the date, and the cutoff at its end (the
     features the nightly score reads are built as of that instant)."""
-    cutoff = datetime.combine(day + timedelta(days=1), time(0), tzinfo=UTC)
-    return day.isoformat(), cutoff.isoformat()
+    return day.isoformat(), end_of_day(day).isoformat()
 
 
 def stage_runs(spark: SparkSession, day: date) -> pd.DataFrame | None:
@@ -70,12 +71,31 @@ def quarantine_by_reason(spark: SparkSession, day: date) -> pd.DataFrame | None:
                   ("quarantine.events",))
 
 
-def scores(spark: SparkSession, day: date) -> pd.DataFrame | None:
-    """The day's predictions: one row per user scored."""
+def score_deciles(spark: SparkSession, day: date) -> pd.DataFrame | None:
+    """The day's scores per propensity decile (aggregated in Spark: a day may score millions
+    of users), with the model versions that scored them."""
     return _frame(spark, f"""
-        SELECT user_id, purchase_propensity, propensity_decile, model_version
-        FROM gold.user_scores WHERE score_date = DATE'{day.isoformat()}'""",
-                  ("gold.user_scores",))
+        SELECT propensity_decile, count(*) AS users,
+               avg(purchase_propensity) AS mean_propensity,
+               min(purchase_propensity) AS min_propensity,
+               array_join(array_sort(collect_set(model_version)), ',') AS model_versions
+        FROM gold.user_scores WHERE score_date = DATE'{day.isoformat()}'
+        GROUP BY propensity_decile ORDER BY propensity_decile""", ("gold.user_scores",))
+
+
+def score_histogram(spark: SparkSession, day: date, bins: int = 40) -> pd.DataFrame | None:
+    """The day's purchase propensities in `bins` equal bins over their range: `bin_start`,
+    `bin_end`, `users` (empty bins left out)."""
+    return _frame(spark, f"""
+        WITH s AS (SELECT purchase_propensity AS p FROM gold.user_scores
+                   WHERE score_date = DATE'{day.isoformat()}'),
+             r AS (SELECT min(p) AS lo, greatest(max(p) - min(p), 1e-9) / {bins} AS width
+                   FROM s),
+             b AS (SELECT least(floor((p - lo) / width), {bins - 1}) AS bin, lo, width
+                   FROM s CROSS JOIN r)
+        SELECT lo + bin * width AS bin_start, lo + (bin + 1) * width AS bin_end,
+               count(*) AS users
+        FROM b GROUP BY bin, lo, width ORDER BY bin_start""", ("gold.user_scores",))
 
 
 def model_metrics(data_root: str, version: str) -> pd.DataFrame:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 
 from clickscore.core.commands import Command, option
-from clickscore.core.config import parse_windows, positive
+from clickscore.core.config import end_of_day, parse_windows, positive
 
 Windows = tuple[tuple[str, timedelta], ...]
 
@@ -60,7 +60,7 @@ class ScoreConfig:
     @property
     def cutoff(self) -> datetime:
         """The end of the run date (UTC): features read events strictly before it."""
-        return datetime.combine(self.run_date + timedelta(days=1), time(0), tzinfo=UTC)
+        return end_of_day(self.run_date)
 
 
 COMMANDS = (
