@@ -34,6 +34,7 @@ from pyspark.sql import functions as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.integration.postgres
 
+from clickscore import registry  # noqa: E402
 from clickscore.core.config import RunDate, parse_windows  # noqa: E402
 from clickscore.core.spark import get_spark  # noqa: E402
 from clickscore.demo.config import GenerateConfig  # noqa: E402
@@ -51,7 +52,6 @@ from clickscore.scoring.inference import Scorer  # noqa: E402
 from clickscore.scoring.transforms import with_exclusions  # noqa: E402
 from clickscore.sessionize.config import SessionizeConfig  # noqa: E402
 from clickscore.sessionize.job import run_sessionize  # noqa: E402
-from clickscore.training import registry  # noqa: E402
 from clickscore.training.config import TrainConfig  # noqa: E402
 from clickscore.training.data import model_frame  # noqa: E402
 from clickscore.training.job import run_train  # noqa: E402

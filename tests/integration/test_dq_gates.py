@@ -13,14 +13,14 @@ import pytest
 from pyspark.sql import functions as F
 
 import clickscore.sessionize.job as sessionize_module
+from clickscore.audit.config import DqRunConfig
+from clickscore.audit.job import run_dq
+from clickscore.audit.report import print_dq_report
 from clickscore.core.config import RunDate
 from clickscore.core.contracts import table_schema
 from clickscore.core.delta import append, ensure_table, read_table, table_version
 from clickscore.core.errors import DataQualityError
-from clickscore.dq.config import DqRunConfig
 from clickscore.dq.context import data_docs_index
-from clickscore.dq.on_demand import run_dq
-from clickscore.dq.report import print_dq_report
 from clickscore.dq.results import RESULTS_TABLE
 from tests.integration.helpers import (
     ARTIFACTS,

@@ -13,6 +13,7 @@ from urllib.parse import urlparse
 import pytest
 from pyspark.sql import functions as F
 
+from clickscore import registry
 from clickscore.core.config import parse_windows
 from clickscore.core.errors import FeatureContractError
 from clickscore.export.config import PASSWORD_ENV, USER_ENV, ExportConfig
@@ -23,7 +24,6 @@ from clickscore.features.contract import feature_contract
 from clickscore.features.job import run_features, run_training_examples
 from clickscore.scoring.config import ScoreConfig
 from clickscore.scoring.job import USER_SCORES, _checked_users, run_score
-from clickscore.training import registry
 from clickscore.training.config import TrainConfig
 from clickscore.training.job import run_train
 from tests.conftest import utc

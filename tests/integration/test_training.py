@@ -11,11 +11,11 @@ import pytest
 import torch
 from pyspark.sql import functions as F
 
+from clickscore import registry
 from clickscore.core.errors import FeatureContractError
 from clickscore.features.contract import feature_contract
 from clickscore.model.metrics import first_target_hits
 from clickscore.model.network import FIRST_ITEM
-from clickscore.training import registry
 from clickscore.training.config import EvaluateConfig, TrainConfig
 from clickscore.training.data import batches, converted, model_frame
 from clickscore.training.evaluate import ItemStats

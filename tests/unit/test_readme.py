@@ -16,7 +16,7 @@ from clickscore.cli import GROUP_HELP, commands
 from clickscore.core.commands import build_parser
 from clickscore.core.contracts import table_schema
 from clickscore.core.paths import schemas_dir
-from clickscore.core.reference import ENVIRONMENT, rewrite
+from clickscore.reference import ENVIRONMENT, rewrite
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
@@ -76,7 +76,7 @@ def readme_commands(program: str) -> list[list[str]]:
 def test_the_reference_sections_are_what_the_code_generates():
     text = README.read_text()
     assert rewrite(text) == text, \
-        "README.md is stale: run `python -m clickscore.core.reference --write README.md`"
+        "README.md is stale: run `python -m clickscore.reference --write README.md`"
 
 
 def test_every_column_of_every_table_is_described():

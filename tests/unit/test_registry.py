@@ -9,8 +9,8 @@ import mlflow.pytorch
 import pytest
 import torch
 
-from clickscore.training import registry
-from clickscore.training.config import ModelsListConfig, PromoteConfig
+from clickscore import registry
+from clickscore.registry.config import ModelsListConfig, PromoteConfig
 
 
 def register(data_root: str, validation: float) -> str:

@@ -78,7 +78,7 @@ def tracked_run(
 ) -> Iterator[Run]:
     """Time a run and record it in ops.pipeline_runs: `running` at the start (after marking
     earlier runs of this job and date left `running` by a dead process `abandoned`), then
-    `succeeded` or `failed` (stages use it through `core.runner.stage_run`).
+    `succeeded` or `failed` (stages use it through `runner.stage_run`).
 
     The run is checked for reconciliation before it is recorded as succeeded.
     """

@@ -20,10 +20,10 @@ from pyspark.sql import functions as F
 
 from clickscore.core.delta import read_table, table_version
 from clickscore.core.errors import ClickscoreError
-from clickscore.core.runner import stage_run
 from clickscore.core.runs import RunCounts
 from clickscore.export.config import ExportConfig
 from clickscore.export.credentials import jdbc_properties
+from clickscore.runner import stage_run
 
 log = logging.getLogger(__name__)
 

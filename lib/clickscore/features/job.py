@@ -15,12 +15,12 @@ from clickscore.core.config import RunDate, parse_windows
 from clickscore.core.delta import replace_where, table_version
 from clickscore.core.errors import ClickscoreError, EmptyInputError
 from clickscore.core.frames import union_all
-from clickscore.core.runner import stage_run
 from clickscore.core.runs import RunCounts
 from clickscore.features.config import FeaturesConfig, TrainingExamplesConfig, VocabConfig
 from clickscore.features.contract import FeatureContract, feature_contract
 from clickscore.features.transforms import history, labels, user_features, with_codes, with_labels
 from clickscore.features.vocab_job import build_vocab, latest_vocab_version, non_bot_events, vocab
+from clickscore.runner import stage_run
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def run_features(spark: SparkSession, cfg: FeaturesConfig) -> RunCounts:
 
 def _as_model_reads(cfg: FeaturesConfig) -> FeaturesConfig:
     """The config with the registered model's vocabulary, lookback and windows."""
-    from clickscore.training import registry
+    from clickscore import registry
 
     model, found = registry.load_model(cfg.data_root, str(cfg.model_version))
     if not model.cfg.lookback_s or not model.cfg.windows:

@@ -17,7 +17,6 @@ from pyspark.sql import functions as F
 from clickscore.core.delta import append, has_rows_where, merge_insert_new
 from clickscore.core.errors import EmptyInputError, UnreadableInputError, java_cause
 from clickscore.core.faults import pause_point
-from clickscore.core.runner import stage_run
 from clickscore.core.runs import RunCounts
 from clickscore.core.staging import new_observation, observed
 from clickscore.ingest.config import IngestConfig
@@ -30,6 +29,7 @@ from clickscore.ingest.transforms import (
     quarantine_rows,
     staged_rows,
 )
+from clickscore.runner import stage_run
 
 log = logging.getLogger(__name__)
 

@@ -101,7 +101,7 @@ def score_histogram(spark: SparkSession, day: date, bins: int = 40) -> pd.DataFr
 def model_metrics(data_root: str, version: str) -> pd.DataFrame:
     """The test-split metrics a registered version logged for itself and every baseline, one
     row per (method, metric), from its MLflow run."""
-    from clickscore.training import registry
+    from clickscore import registry
 
     found = registry.resolve_version(data_root, version)
     logged = registry.client(data_root).get_run(found.run_id).data.metrics
@@ -121,7 +121,7 @@ def model_metrics(data_root: str, version: str) -> pd.DataFrame:
 
 def learning_history(data_root: str, version: str) -> pd.DataFrame:
     """Per epoch, every metric a registered version's training logged per step."""
-    from clickscore.training import registry
+    from clickscore import registry
 
     mlflow_client = registry.client(data_root)
     run_id = registry.resolve_version(data_root, version).run_id

@@ -32,10 +32,10 @@ import numpy as np
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from clickscore import registry
 from clickscore.core.config import RunDate, format_duration, parse_duration, parse_windows
 from clickscore.core.delta import read_table, replace_where, table_version
 from clickscore.core.errors import ClickscoreError, FeatureContractError
-from clickscore.core.runner import stage_run
 from clickscore.core.runs import RUNS_TABLE, RunCounts
 from clickscore.export.config import ExportConfig
 from clickscore.export.job import run_export
@@ -46,6 +46,7 @@ from clickscore.features.transforms import with_codes
 from clickscore.features.vocab_job import vocab
 from clickscore.model.config import IncompatibleFeaturesError, ModelConfig
 from clickscore.model.network import FIRST_ITEM
+from clickscore.runner import stage_run
 from clickscore.scoring.config import ScoreConfig
 from clickscore.scoring.inference import OUTPUT_SCHEMA, model_payload, score_batches
 from clickscore.scoring.transforms import (
@@ -56,7 +57,6 @@ from clickscore.scoring.transforms import (
     with_deciles,
     with_exclusions,
 )
-from clickscore.training import registry
 from clickscore.training.data import model_frame
 
 log = logging.getLogger(__name__)

@@ -24,9 +24,9 @@ from clickscore.core.delta import (
 )
 from clickscore.core.errors import EmptyInputError
 from clickscore.core.faults import pause_point
-from clickscore.core.runner import stage_run
 from clickscore.core.runs import RunCounts
 from clickscore.core.staging import new_observation, observed
+from clickscore.runner import stage_run
 from clickscore.sessionize.config import SessionizeConfig
 from clickscore.sessionize.transforms import (
     event_columns,

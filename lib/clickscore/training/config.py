@@ -1,4 +1,4 @@
-"""The training stage's typed configs (train, evaluate, the model registry) and commands."""
+"""The training stage's typed configs (train, evaluate) and commands."""
 
 from __future__ import annotations
 
@@ -93,34 +93,9 @@ class EvaluateConfig:
         "a registry version number, or an alias (champion, challenger)"))
 
 
-@dataclass(frozen=True)
-class ModelsListConfig:
-    """Registered model versions with their aliases and metrics."""
-
-    data_root: str
-
-
-@dataclass(frozen=True)
-class PromoteConfig:
-    """Move the champion alias to a version (an explicit override of the automatic rule)."""
-
-    version: str = field(metadata=option(
-        "the version to promote (a number, or an alias such as challenger)", positional=True))
-    data_root: str
-    if_better: bool = field(default=False, metadata=option(
-        "only when its validation recall@20 beats the champion's by more than --margin (or "
-        "there is no champion): the automatic rule, for a scheduled promote step"))
-    margin: float = field(default=0.0, metadata=option("with --if-better"))
-
-
 COMMANDS = (
     Command("train", "train the sequence model on gold.training_examples; register it",
             TrainConfig, "clickscore.training.job:run_train"),
     Command("evaluate", "a registered model vs the baselines on the test split",
             EvaluateConfig, "clickscore.training.job:run_evaluate"),
-    Command("models list", "registered model versions, aliases and metrics",
-            ModelsListConfig, "clickscore.training.registry:print_models", needs_spark=False),
-    Command("models promote", "move the champion alias to a version (or --if-better)",
-            PromoteConfig,
-            "clickscore.training.registry:promote_command", needs_spark=False),
 )

@@ -6,7 +6,7 @@ contract, materializes the splits through Petastorm, runs the training function 
 the best weights on the test split next to the baselines, and logs everything to MLflow: the
 parameters, per-epoch metrics, test metrics of the model and every baseline, the plots, the
 Delta version and vocabulary it read, and the model, registered as `challenger` (and promoted
-to `champion` when it earns it, see `training.registry`).
+to `champion` when it earns it, see `clickscore.registry`).
 """
 
 from __future__ import annotations
@@ -23,15 +23,15 @@ import torch
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from clickscore import registry
 from clickscore.core.delta import read_table, table_version
 from clickscore.core.errors import EmptyInputError, FeatureContractError
-from clickscore.core.runner import stage_run
 from clickscore.core.runs import RunCounts
 from clickscore.features.contract import FeatureContract, check_feature_frame, feature_contract
 from clickscore.features.vocab_job import vocab
 from clickscore.model.config import IncompatibleFeaturesError, ModelConfig
 from clickscore.model.network import SEQUENCES, SequenceModel
-from clickscore.training import registry
+from clickscore.runner import stage_run
 from clickscore.training.config import EvaluateConfig, TrainConfig
 from clickscore.training.data import batches, converted, dense_columns, model_frame
 from clickscore.training.evaluate import Evaluation, ItemStats, evaluate, save_plots

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from clickscore.core.errors import ClickscoreError
-from clickscore.training.config import ModelsListConfig, PromoteConfig
+from clickscore.registry.config import ModelsListConfig, PromoteConfig
 
 log = logging.getLogger(__name__)
 

@@ -2,8 +2,8 @@
 (from schemas/tables), every command and option (from the commands' configs) and every
 environment variable.
 
-    python -m clickscore.core.reference --write README.md   # rewrite the marked sections
-    python -m clickscore.core.reference --check README.md   # exit 1 if they are stale
+    python -m clickscore.reference --write README.md   # rewrite the marked sections
+    python -m clickscore.reference --check README.md   # exit 1 if they are stale
 
 A section sits between `<!-- reference:NAME -->` and `<!-- /reference:NAME -->`;
 tests/unit/test_readme.py runs the check."""
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         path.write_text(fresh)
     elif fresh != text:
         print(f"{path}: the reference sections are stale; run "
-              f"`python -m clickscore.core.reference --write {path}`", file=sys.stderr)
+              f"`python -m clickscore.reference --write {path}`", file=sys.stderr)
         return 1
     return 0
 

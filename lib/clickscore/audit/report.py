@@ -8,9 +8,9 @@ from typing import TextIO
 
 from pyspark.sql import SparkSession
 
+from clickscore.audit.config import DqReportConfig
 from clickscore.core.delta import ensure_table
 from clickscore.core.display import print_query
-from clickscore.dq.config import DqReportConfig
 from clickscore.dq.context import data_docs_index
 from clickscore.dq.results import RESULTS_TABLE
 

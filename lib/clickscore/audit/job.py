@@ -14,10 +14,10 @@ from datetime import UTC, datetime, timedelta
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from clickscore.audit.config import DqRunConfig
 from clickscore.core.contracts import table_schema
 from clickscore.core.delta import read_table
 from clickscore.core.errors import DataQualityError
-from clickscore.dq.config import DqRunConfig
 from clickscore.dq.gate import validate_batch
 from clickscore.dq.results import BatchValidation, record_results
 from clickscore.features.contract import feature_contract

@@ -42,7 +42,7 @@ class DqReportConfig:
 
 COMMANDS = (
     Command("dq report", "summary of ops.dq_results and the Data Docs path", DqReportConfig,
-            "clickscore.dq.report:run_dq_report"),
+            "clickscore.audit.report:run_dq_report"),
     Command("dq run", "validate a published table's partition now", DqRunConfig,
-            "clickscore.dq.on_demand:run_dq"),
+            "clickscore.audit.job:run_dq"),
 )

@@ -1,5 +1,8 @@
 """The stage runner: the choreography every stage shares, written once.
 
+It sits above the data-quality engine (`clickscore.dq`), which sits above `clickscore.core`:
+every stage that runs through it is gated by Great Expectations, and says so by importing it.
+
     with stage_run(spark, "features", run_date, data_root=root) as stage:
         batch_df = stage.stage("user_features", compute(...))       # computed once, held
         stage.validate(batch_df, "gold.user_features", parameters)   # its table's suite
@@ -29,6 +32,7 @@ from clickscore.core.config import RunDate
 from clickscore.core.faults import pause_point
 from clickscore.core.runs import Run, RunCounts, tracked_run
 from clickscore.core.staging import StagingArea, staging_area
+from clickscore.dq.gate import publishing, validate_batch
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +78,6 @@ class StageRun:
                  parameters: Mapping[str, Any] | None = None,
                  references: Mapping[str, DataFrame] | None = None) -> Any:
         """Run `table`'s suite on a staged batch; `publish` acts on every validation."""
-        from clickscore.dq.gate import validate_batch
-
         with self.step("validate"):
             validation = validate_batch(
                 self.spark, batch_df, table=table, run_id=self.run.run_id, job=self.run.job,
@@ -88,8 +90,6 @@ class StageRun:
     def publish(self) -> Iterator[None]:
         """Guard the writes: `DataQualityError` before them if a critical check failed;
         every result is recorded in ops.dq_results either way."""
-        from clickscore.dq.gate import publishing
-
         with self.step("publish"), publishing(self.spark, self.validations):
             yield
         pause_point(self.run.job, "published")
