@@ -24,6 +24,7 @@ from pyspark.sql import functions as F
 from tests.cluster.conftest import GPU_CONF, JARS, PY_FILES, ROOT, VENV_BIN, submit
 from tests.dags.conftest import AIRFLOW_PYTHON, airflow_env
 from tests.integration import postgres as pg
+from tests.integration.helpers import assert_same_rows
 from tests.integration.test_real_data import taobao_sessions_in_duckdb
 
 pytestmark = pytest.mark.integration
@@ -174,8 +175,7 @@ def test_every_stage_runs_on_a_standalone_cluster_and_the_daily_dag_through_airf
     # the DAG's ingest and sessionize ran the date again: those tables are unchanged
     after = contents(spark, root, TABLES[:4])
     for name, rows in upstream.items():
-        assert rows.exceptAll(after[name]).isEmpty() and after[name].exceptAll(rows).isEmpty(), \
-            name
+        assert_same_rows(after[name], rows, name)
 
     # a corrupted input: the run fails at ingest and nothing after it runs or moves
     corrupted = tmp_path / "corrupted.csv.gz"  # a transfer cut short: the gzip stream ends early

@@ -55,9 +55,33 @@ def snapshot(spark: SparkSession, table: str) -> DataFrame:
     return spark.sql(f"SELECT * FROM {table} VERSION AS OF {table_version(spark, table)}")
 
 
-def same_rows(a: DataFrame, b: DataFrame) -> bool:
-    """Equal as multisets of rows."""
-    return a.exceptAll(b).isEmpty() and b.exceptAll(a).isEmpty()
+SHOWN_ROWS = 10  # differing rows a failed comparison prints, of each side
+
+
+def assert_same_rows(actual: DataFrame, expected: DataFrame, what: str = "") -> None:
+    """Fail unless the two frames hold the same rows (as multisets, any order), showing the
+    differing rows side by side: those only in `actual` next to those only in `expected`,
+    sorted so that rows differing in one column line up. The difference is computed in Spark
+    (`exceptAll` both ways); only the differing rows reach the driver."""
+    assert actual.columns == expected.columns, (
+        f"{what}: columns differ\n  actual:   {actual.columns}\n  expected: {expected.columns}")
+    extra_df = actual.exceptAll(expected)
+    missing_df = expected.exceptAll(actual)
+    extra = extra_df.orderBy(*actual.columns).limit(SHOWN_ROWS).collect()
+    missing = missing_df.orderBy(*actual.columns).limit(SHOWN_ROWS).collect()
+    if not extra and not missing:
+        return
+    n_extra, n_missing = extra_df.count(), missing_df.count()
+    lines = [f"{what or 'frames'}: {n_extra:,} row(s) only in actual, {n_missing:,} only in "
+             f"expected (first {SHOWN_ROWS} of each, side by side)"]
+    for i in range(max(len(extra), len(missing))):
+        lines.append(f"  actual:   {_row(extra[i]) if i < len(extra) else '-'}")
+        lines.append(f"  expected: {_row(missing[i]) if i < len(missing) else '-'}")
+    raise AssertionError("\n".join(lines))
+
+
+def _row(row) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in row.asDict().items())
 
 
 def run_rows(spark: SparkSession, job: str) -> list[tuple]:

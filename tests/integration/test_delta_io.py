@@ -13,7 +13,7 @@ from clickscore.core.delta import append, merge_insert_new, table_version
 from clickscore.core.display import run_sql
 from clickscore.core.sql import SqlConfig
 from tests.conftest import utc
-from tests.integration.helpers import same_rows
+from tests.integration.helpers import assert_same_rows
 
 pytestmark = pytest.mark.integration
 
@@ -57,5 +57,5 @@ def test_the_runbooks_restore_through_clickscore_sql_brings_a_version_back(empty
     assert json.loads(sql(f"SELECT count(*) AS n FROM ml.brand_vocab VERSION AS OF {kept}"))[
         "n"] == 3
     sql(f"RESTORE TABLE ml.brand_vocab TO VERSION AS OF {kept}")
-    assert same_rows(spark.table("ml.brand_vocab"), good)
+    assert_same_rows(spark.table("ml.brand_vocab"), good)
     assert table_version(spark, "ml.brand_vocab") == kept + 2  # a restore is a new version

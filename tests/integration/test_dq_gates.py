@@ -24,9 +24,9 @@ from clickscore.dq.context import data_docs_index
 from clickscore.dq.results import RESULTS_TABLE
 from tests.integration.helpers import (
     ARTIFACTS,
+    assert_same_rows,
     ingest,
     render_in_chromium,
-    same_rows,
     sessionize,
     snapshot,
 )
@@ -119,7 +119,7 @@ def test_a_corrupted_sessionize_batch_is_refused_and_silver_is_unchanged(
 
     for table, version in versions.items():
         assert table_version(spark, table) == version
-        assert same_rows(read_table(spark, table), before[table])
+        assert_same_rows(read_table(spark, table), before[table])
     rejected = dq_rows(spark, table_name="silver.events", check_name="event_id_unique",
                        published=False)
     assert len(rejected) == 1 and rejected[0].unexpected_count == 6

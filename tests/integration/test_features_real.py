@@ -16,7 +16,7 @@ from clickscore.features import job as features_job
 from clickscore.features.config import FeaturesConfig, TrainingExamplesConfig
 from clickscore.features.job import run_features, run_training_examples
 from tests.conftest import utc
-from tests.integration.helpers import ingest, same_rows, sessionize, snapshot
+from tests.integration.helpers import assert_same_rows, ingest, sessionize, snapshot
 
 pytestmark = pytest.mark.integration
 
@@ -101,7 +101,7 @@ def test_taobao_training_examples_count_split_and_rebuild_identically(
     again = run_training_examples(spark, cfg)
     assert again.details["vocab_version"] == version
     assert again.output_rows == counts.output_rows
-    assert same_rows(read_table(spark, "gold.training_examples"), before)
+    assert_same_rows(read_table(spark, "gold.training_examples"), before)
 
 
 def test_rees46_features_in_minutes_count_users_rebuild_identically_and_are_gated(
@@ -131,7 +131,7 @@ def test_rees46_features_in_minutes_count_users_rebuild_identically_and_are_gate
 
     before = snapshot(spark, "gold.user_features")
     assert run_features(spark, cfg).output_rows == counts.output_rows
-    assert same_rows(read_table(spark, "gold.user_features"), before)
+    assert_same_rows(read_table(spark, "gold.user_features"), before)
 
     # a corrupted batch: short sequences, an index past the vocabulary, a duplicated user
     build = features_job.user_features
@@ -155,4 +155,4 @@ def test_rees46_features_in_minutes_count_users_rebuild_identically_and_are_gate
         "sequences_have_length_L", "item_indices_inside_vocab", "one_row_per_user_and_cutoff",
         "rows_reconcile_with_run")} <= raised.value.checks
     assert table_version(spark, "gold.user_features") == version
-    assert same_rows(read_table(spark, "gold.user_features"), before)
+    assert_same_rows(read_table(spark, "gold.user_features"), before)

@@ -11,7 +11,7 @@ from pyspark.sql import functions as F
 
 from clickscore.demo.config import GenerateConfig
 from clickscore.demo.generator import BOT_USER_ID, generate
-from tests.integration.helpers import ingest, run_rows, same_rows, sessionize, snapshot
+from tests.integration.helpers import assert_same_rows, ingest, run_rows, sessionize, snapshot
 
 pytestmark = pytest.mark.integration
 
@@ -70,7 +70,7 @@ def test_incremental_days_equal_a_rebuild_and_match_the_manifest(empty_warehouse
     assert overlapping.count() == 0
     rebuild = sessionize(spark, data_root, "all")
     for table, rows in incremental.items():
-        assert same_rows(rows, spark.table(table)), f"incremental {table} differs from rebuild"
+        assert_same_rows(rows, spark.table(table), f"incremental {table} differs from rebuild")
     # every run's figures are real counts: duplicates observed, events written from Delta
     assert (rebuild.input_rows, rebuild.output_rows, rebuild.duplicate_rows) == (
         manifest["clean_events"] + manifest["duplicate_rows"], manifest["distinct_events"],

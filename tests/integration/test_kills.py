@@ -26,7 +26,7 @@ import pytest
 
 from clickscore.demo.config import GenerateConfig
 from clickscore.demo.generator import generate
-from tests.integration.helpers import ingest, same_rows, sessionize
+from tests.integration.helpers import assert_same_rows, ingest, sessionize
 
 pytestmark = pytest.mark.integration
 
@@ -131,7 +131,7 @@ def test_a_run_killed_after_a_partial_commit_is_repaired_by_the_next_run_of_its_
         theirs = spark.read.format("delta").load(_path(root, table))
         columns = [c for c in ours.columns if c not in RUN_COLUMNS]
         assert ours.count() > 0, table
-        assert same_rows(ours.select(columns), theirs.select(columns)), table
+        assert_same_rows(ours.select(columns), theirs.select(columns), table)
 
     # between sessionize's two commits a reader finds the date's events and no sessions yet
     # (the README says so); the run that repaired them is the next one

@@ -9,7 +9,7 @@ import duckdb
 import pytest
 from pyspark.sql import functions as F
 
-from tests.integration.helpers import ingest, run_rows, same_rows, sessionize, snapshot
+from tests.integration.helpers import assert_same_rows, ingest, run_rows, sessionize, snapshot
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +37,7 @@ def test_rees46_reconciles_and_a_second_run_changes_nothing(spark, rees46_day, d
     ingest(spark, data_root, "rees46", rees46_file, "2019-10-01")
     sessionize(spark, data_root, "2019-10-01")
     for table, old in before.items():
-        assert same_rows(old, spark.table(table)), f"{table} changed on the second run"
+        assert_same_rows(old, spark.table(table), f"{table} changed on the second run")
     assert run_rows(spark, "ingest") == [
         ("2019-10-01", "succeeded", 17_434, 17_434, 0, 0)] * 2
     assert run_rows(spark, "sessionize") == [

@@ -28,7 +28,7 @@ from clickscore.training.config import TrainConfig
 from clickscore.training.job import run_train
 from tests.conftest import utc
 from tests.integration import postgres as pg
-from tests.integration.helpers import ingest, same_rows, sessionize, snapshot
+from tests.integration.helpers import assert_same_rows, ingest, sessionize, snapshot
 
 pytestmark = pytest.mark.integration
 
@@ -89,7 +89,7 @@ def test_scores_every_active_user_reruns_identically_and_reproduces_by_time_trav
         WHERE e.event_ts >= TIMESTAMP '2019-10-03 12:00:00'
           AND e.event_ts < TIMESTAMP '2019-10-04 00:00:00'""")
     assert got.count() == active.count() == counts.input_rows == counts.output_rows > 200
-    assert same_rows(got.select("user_id"), active)
+    assert_same_rows(got.select("user_id"), active)
     summary = got.agg(F.min("purchase_propensity"), F.max("purchase_propensity"),
                       F.collect_set("model_version"), F.collect_set("feature_as_of"),
                       F.min(F.size("top_items")), F.max(F.size("top_items"))).first()
@@ -165,7 +165,7 @@ def test_scores_every_active_user_reruns_identically_and_reproduces_by_time_trav
         SELECT * FROM gold.user_scores s WHERE score_date =
             (SELECT max(score_date) FROM gold.user_scores t WHERE t.user_id = s.user_id)""")
     latest = spark.table("gold.user_scores_latest")
-    assert same_rows(latest, expected)
+    assert_same_rows(latest, expected)
     assert latest.where("score_date = DATE '2019-10-02'").count() > 0
     assert latest.count() == spark.table(USER_SCORES).select("user_id").distinct().count()
 
@@ -185,12 +185,12 @@ def test_export_copies_a_date_and_its_top_items_to_postgresql_replacing_it(
     items = spark.read.jdbc(postgres.url, "user_score_items", properties=properties)
     published = snapshot(spark, USER_SCORES)
     assert again.output_rows == exported.count() == published.count() > 200
-    assert same_rows(exported.drop("scored_at"),
+    assert_same_rows(exported.drop("scored_at"),
                 published.select(*[c for c in exported.columns if c != "scored_at"]))
     expected_items = published.select("score_date", "user_id", F.posexplode("top_items")) \
         .select("score_date", "user_id", (F.col("pos") + 1).alias("rank"),
                 F.col("col.item_id").alias("item_id"), F.col("col.score").alias("score"))
-    assert same_rows(items, expected_items)
+    assert_same_rows(items, expected_items)
     # no staging table is left, and the password is in no run record
     tables = spark.read.jdbc(postgres.url, "(SELECT table_name FROM information_schema.tables "
                                            "WHERE table_schema = 'public') t",

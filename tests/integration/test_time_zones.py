@@ -15,7 +15,7 @@ import pytest
 
 from clickscore.demo.config import GenerateConfig
 from clickscore.demo.generator import generate
-from tests.integration.helpers import same_rows
+from tests.integration.helpers import assert_same_rows
 from tests.integration.tz_pipeline import DAYS, TABLES, pipeline
 
 pytestmark = pytest.mark.integration
@@ -52,4 +52,4 @@ def test_every_stage_gives_the_tables_of_a_utc_run_whatever_the_drivers_time_zon
             ours = spark.table(table)
             columns = [c for c in ours.columns if c not in RUN_COLUMNS]
             assert ours.count() > 0, table
-            assert same_rows(ours.select(columns), theirs.select(columns)), (zone, table)
+            assert_same_rows(ours.select(columns), theirs.select(columns), str((zone, table)))
