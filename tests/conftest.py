@@ -8,6 +8,7 @@ the rest in its Spark session. Plain `pytest` runs everything in one process, as
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,6 +16,10 @@ import pytest
 from pyspark.sql import SparkSession
 
 from clickscore.core.spark import DATABASES, get_spark
+
+# The suite renders Data Docs only in the tests that look at them (they set it back on);
+# processes the tests start inherit it.
+os.environ["CLICKSCORE_DATA_DOCS"] = "off"
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 REES46_FILE = SHARED_DATA / "rees46_multicategory_2019oct_head" / "2019-Oct_head17434.csv.gz"

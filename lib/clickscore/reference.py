@@ -42,6 +42,9 @@ ENVIRONMENT = (
     ("CLICKSCORE_JDBC_PASSWORD_FILE", "a file holding its password"),
     ("CLICKSCORE_DQ_DIR", "where the GX project lives: suites, validation results, Data Docs "
                           "(default `<data root>/dq`)"),
+    ("CLICKSCORE_DATA_DOCS", "`off`: validation results are kept but no Data Docs HTML is "
+                             "rendered (default `on`: each run renders its pages and the "
+                             "index of the newest 200 validations)"),
     ("CLICKSCORE_ASSETS", "where setup put the Data Docs front-end files (default "
                           "`<venv>/share/clickscore`)"),
     ("CLICKSCORE_PAUSE_AT", "`job:point`: the run stops and waits there (fault-injection "

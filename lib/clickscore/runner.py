@@ -90,7 +90,8 @@ class StageRun:
     def publish(self) -> Iterator[None]:
         """Guard the writes: `DataQualityError` before them if a critical check failed;
         every result is recorded in ops.dq_results either way."""
-        with self.step("publish"), publishing(self.spark, self.validations):
+        with self.step("publish"), publishing(self.spark, self.validations,
+                                                  self.data_root):
             yield
         pause_point(self.run.job, "published")
 

@@ -44,7 +44,22 @@ def rees46_all(warehouse_states, spark, data_root, rees46_file):
 
 
 @pytest.fixture
+def taobao_all(warehouse_states, spark, data_root, taobao_file):
+    """The whole Taobao sample ingested and sessionized with run date `all`; the runs'
+    counts."""
+    return warehouse_states.start_from("taobao-all", lambda: {
+        "ingest": ingest(spark, data_root, "taobao", taobao_file, "all"),
+        "sessionize": sessionize(spark, data_root, "all")})
+
+
+@pytest.fixture
 def generated_examples(warehouse_states, spark, data_root, tmp_path_factory):
+    """Three generated days (2019-10-01..03) up to gold.training_examples; see
+    `start_from_generated_examples`."""
+    return start_from_generated_examples(warehouse_states, spark, data_root, tmp_path_factory)
+
+
+def start_from_generated_examples(warehouse_states, spark, data_root, tmp_path_factory):
     """Three generated days (2019-10-01..03) through every stage up to
     gold.training_examples (five training cutoffs, then validation and test; 6 h labels, 12 h
     lookback); the generator's manifest."""
@@ -66,6 +81,26 @@ def generated_examples(warehouse_states, spark, data_root, tmp_path_factory):
             windows=parse_windows("1h,6h,12h"))), "manifest": manifest}
 
     return warehouse_states.start_from("generated-examples", build)
+
+
+@pytest.fixture
+def generated_model(warehouse_states, spark, data_root, tmp_path_factory):
+    """`generated_examples` and a small model trained on them (a few steps, not promoted):
+    the state's counts with the model's registry version under "model_version". The model
+    stays registered in the session's MLflow store; a test that damages its artifacts puts
+    them back."""
+    from clickscore.training.config import TrainConfig
+    from clickscore.training.job import run_train
+
+    def build():
+        counts = dict(start_from_generated_examples(warehouse_states, spark, data_root,
+                                                    tmp_path_factory))
+        trained = run_train(spark, TrainConfig(
+            data_root=data_root, epochs=1, max_steps_per_epoch=5, batch_size=128, d_model=32,
+            n_layers=1, auto_promote=False))
+        return {**counts, "model_version": trained.details["model_version"]}
+
+    return warehouse_states.start_from("generated-model", build)
 
 
 @pytest.fixture(scope="session")

@@ -169,7 +169,8 @@ def test_a_warning_only_deviation_publishes_and_is_recorded(empty_warehouse, dat
 
 
 def test_dq_run_validates_a_published_partition_and_data_docs_list_the_suites(
-        spark, rees46_day, data_root):
+        spark, rees46_day, data_root, monkeypatch):
+    monkeypatch.setenv("CLICKSCORE_DATA_DOCS", "on")
     cfg = DqRunConfig(table="silver.sessions", run_date=RunDate.parse("2019-10-01"),
                       data_root=data_root)
     validation = run_dq(spark, cfg)
@@ -193,6 +194,10 @@ def test_dq_run_validates_a_published_partition_and_data_docs_list_the_suites(
     assert "revenue_non_negative" in report
     assert f"Data Docs: {data_docs_index(data_root)}" in report
 
+    # the state's runs rendered no pages (the suite keeps Data Docs off): these runs do
+    for table in ("bronze.events", "silver.events"):
+        run_dq(spark, DqRunConfig(table=table, run_date=RunDate.parse("2019-10-01"),
+                                  data_root=data_root))
     dom, screenshot = render_in_chromium(data_docs_index(data_root), ARTIFACTS,
                                          "data_docs_index.png")
     # rows that bootstrap-table rendered (from the local copies of its scripts), not the

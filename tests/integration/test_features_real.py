@@ -16,7 +16,7 @@ from clickscore.features import job as features_job
 from clickscore.features.config import FeaturesConfig, TrainingExamplesConfig
 from clickscore.features.job import run_features, run_training_examples
 from tests.conftest import utc
-from tests.integration.helpers import assert_same_rows, ingest, sessionize, snapshot
+from tests.integration.helpers import assert_same_rows, snapshot
 
 pytestmark = pytest.mark.integration
 
@@ -53,10 +53,7 @@ def assert_petastorm_ready(df, vocab_version: str) -> None:
 
 
 def test_taobao_training_examples_count_split_and_rebuild_identically(
-        empty_warehouse, data_root, taobao_file):
-    spark = empty_warehouse
-    ingest(spark, data_root, "taobao", taobao_file, "all")
-    sessionize(spark, data_root, "all")
+        spark, taobao_all, data_root):
     # the sample spans 2017-11-26 01:00-03:10 UTC: windows in minutes
     cutoffs = (utc(2017, 11, 26, 1, 40), utc(2017, 11, 26, 2, 10), utc(2017, 11, 26, 2, 40))
     lookback, horizon = timedelta(minutes=40), timedelta(minutes=20)

@@ -85,12 +85,11 @@ def taobao_sessions_in_duckdb(path, gap_s: int = 1800, max_len_s: int = 86_400) 
     return duckdb.sql(query).fetchall()[0][0]
 
 
-def test_taobao_sessions_match_an_independent_duckdb_implementation(empty_warehouse, data_root,
-                                                                    taobao_file):
-    spark = empty_warehouse
-    counts = ingest(spark, data_root, "taobao", taobao_file, "2017-11-26")
+def test_taobao_sessions_match_an_independent_duckdb_implementation(spark, taobao_all,
+                                                                    data_root, taobao_file):
+    counts = taobao_all["ingest"]
     assert (counts.input_rows, counts.quarantined_rows) == (110_300, 0)
-    run = sessionize(spark, data_root, "2017-11-26")
+    run = taobao_all["sessionize"]
     assert run.input_rows == run.output_rows + run.duplicate_rows
     assert spark.table("silver.events").count() == run.output_rows
     sessions = spark.table("silver.sessions")

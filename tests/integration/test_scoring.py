@@ -36,7 +36,7 @@ LAST_DAY = date(2019, 10, 3)
 
 
 def trained(spark, data_root) -> str:
-    """A small model on the generated examples (a few steps); its registry version."""
+    """A small model on the examples in the warehouse (a few steps); its registry version."""
     counts = run_train(spark, TrainConfig(
         data_root=data_root, epochs=1, max_steps_per_epoch=5, batch_size=128, d_model=32,
         n_layers=1, auto_promote=False))
@@ -75,8 +75,8 @@ def same_scores(a, b) -> None:
 
 
 def test_scores_every_active_user_reruns_identically_and_reproduces_by_time_travel(
-        spark, generated_examples, data_root):
-    version = trained(spark, data_root)
+        spark, generated_model, data_root):
+    version = generated_model["model_version"]
     counts = run_score(spark, ScoreConfig(run_date=LAST_DAY, data_root=data_root,
                                           model_version=version))
     got = scores(spark, LAST_DAY).cache()
@@ -171,8 +171,8 @@ def test_scores_every_active_user_reruns_identically_and_reproduces_by_time_trav
 
 
 def test_export_copies_a_date_and_its_top_items_to_postgresql_replacing_it(
-        spark, generated_examples, data_root, postgres, monkeypatch):
-    version = trained(spark, data_root)
+        spark, generated_model, data_root, postgres, monkeypatch):
+    version = generated_model["model_version"]
     monkeypatch.setenv(USER_ENV, pg.USER)
     monkeypatch.setenv(PASSWORD_ENV, pg.PASSWORD)
     # scoring exports when given a URL (credentials from the environment only)
@@ -213,8 +213,8 @@ def test_export_copies_a_date_and_its_top_items_to_postgresql_replacing_it(
 
 
 def test_a_missing_or_corrupted_model_or_other_features_fail_before_anything_is_written(
-        spark, generated_examples, data_root, tmp_path, monkeypatch):
-    version = trained(spark, data_root)
+        spark, generated_model, data_root, tmp_path, monkeypatch):
+    version = generated_model["model_version"]
     config = ScoreConfig(run_date=LAST_DAY, data_root=data_root, model_version=version)
 
     with monkeypatch.context() as patch:  # a registry with no model at all
@@ -268,17 +268,18 @@ REAL_SAMPLES = {  # the day, training cutoffs (train, validation, test), horizon
 
 @pytest.mark.parametrize("source", sorted(REAL_SAMPLES))
 def test_real_samples_score_every_user_of_the_day_and_rerun_identically(
-        empty_warehouse, data_root, source, taobao_file, rees46_file, tmp_path):
-    spark = empty_warehouse
+        spark, data_root, source, taobao_file, tmp_path, request):
     day, cutoffs, horizon, lookback, windows = REAL_SAMPLES[source]
-    path = rees46_file
-    if source == "taobao":  # one user in five with all their events (the suite's time)
+    if source == "rees46":
+        request.getfixturevalue("rees46_all")  # the sample ingested and sessionized, `all`
+    else:  # one user in five with all their events (the suite's time)
+        request.getfixturevalue("empty_warehouse")
         path = tmp_path / "taobao-fifth.csv.gz"
         with gzip.open(taobao_file, "rt") as whole:
             path.write_bytes(gzip.compress("".join(
                 line for line in whole if int(line.split(",", 1)[0]) % 5 == 0).encode()))
-    ingest(spark, data_root, source, path, "all")
-    sessionize(spark, data_root, "all")
+        ingest(spark, data_root, source, path, "all")
+        sessionize(spark, data_root, "all")
     run_training_examples(spark, TrainingExamplesConfig(
         cutoffs=cutoffs, validation_from=cutoffs[1], test_from=cutoffs[2], data_root=data_root,
         horizon=horizon, lookback=lookback, windows=parse_windows(windows)))

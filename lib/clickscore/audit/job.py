@@ -18,7 +18,7 @@ from clickscore.audit.config import DqRunConfig
 from clickscore.core.contracts import table_schema
 from clickscore.core.delta import read_table
 from clickscore.core.errors import DataQualityError
-from clickscore.dq.gate import validate_batch
+from clickscore.dq.gate import render_data_docs, validate_batch
 from clickscore.dq.results import BatchValidation, record_results
 from clickscore.features.contract import feature_contract
 from clickscore.ingest.config import IngestConfig
@@ -53,6 +53,7 @@ def run_dq(spark: SparkSession, cfg: DqRunConfig) -> BatchValidation:
                                 job="dq_run", run_date=cfg.run_date, data_root=cfg.data_root,
                                 parameters=parameters)
     record_results(spark, [validation], published=None)
+    render_data_docs(cfg.data_root, [validation])
     if validation.critical_failures:
         raise DataQualityError(str(cfg.run_date),
                                [(cfg.table, r.check, r.describe())

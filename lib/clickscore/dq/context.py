@@ -21,6 +21,12 @@ from great_expectations.data_context.types.base import ProgressBarsConfig
 from great_expectations.datasource.fluent import SparkDatasource
 
 DQ_DIR_ENV = "CLICKSCORE_DQ_DIR"
+# `off` keeps every validation result but renders no Data Docs HTML (test sessions that do
+# not look at the pages, a cluster that renders them elsewhere); anything else renders them.
+DATA_DOCS_ENV = "CLICKSCORE_DATA_DOCS"
+# The Data Docs index lists the newest validations only: building it loads each listed
+# result, so an unbounded index costs O(validations so far) on every run.
+INDEX_LIMIT = 200
 DATASOURCE = "clickscore_spark"
 BATCH_DEFINITION = "published_batch"
 
@@ -45,10 +51,23 @@ def gx_context(project_dir: Path) -> FileDataContext:
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
     project_dir.mkdir(parents=True, exist_ok=True)
     context = gx.get_context(mode="file", project_root_dir=str(project_dir))
+    changed = False
     if context.variables.progress_bars != ProgressBarsConfig(globally=False):
         context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        changed = True
+    for site in (context.variables.data_docs_sites or {}).values():
+        index = site.setdefault("site_index_builder", {"class_name": "DefaultSiteIndexBuilder"})
+        if index.get("validation_results_limit") != INDEX_LIMIT:
+            index["validation_results_limit"] = INDEX_LIMIT
+            changed = True
+    if changed:
         context.variables.save()
+        context = gx.get_context(mode="file", project_root_dir=str(project_dir))
     return context
+
+
+def data_docs_enabled() -> bool:
+    return os.environ.get(DATA_DOCS_ENV, "on").strip().lower() != "off"
 
 
 def batch_definition(context: FileDataContext, table: str) -> BatchDefinition:

@@ -11,17 +11,25 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import great_expectations as gx
-from great_expectations.checkpoint import UpdateDataDocsAction
 from great_expectations.core.expectation_validation_result import ExpectationValidationResult
 from great_expectations.core.run_identifier import RunIdentifier
 from great_expectations.data_context import FileDataContext
+from great_expectations.data_context.types.resource_identifiers import (
+    ExpectationSuiteIdentifier,
+)
 from great_expectations.expectations.expectation import Expectation
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from clickscore.core.config import RunDate
 from clickscore.core.errors import DataQualityError
-from clickscore.dq.context import batch_definition, data_docs_index, dq_dir, gx_context
+from clickscore.dq.context import (
+    batch_definition,
+    data_docs_enabled,
+    data_docs_index,
+    dq_dir,
+    gx_context,
+)
 from clickscore.dq.docs_assets import localize_pages
 from clickscore.dq.results import (
     SAMPLE_SIZE,
@@ -67,13 +75,12 @@ def validate_batch(
     for reason in skipped:
         log.info("%s check not evaluated: %s", table, reason)
     validated_df = _with_references(spark, batch_df, spec, references or {})
-    docs_built_after = time.time()
-    results = _run_suite(spark, validated_df, spec, planned, data_root,
-                         run_name=f"{job}-{run_date}-{run_id}")
-    localize_pages(data_docs_index(data_root).parent, since=docs_built_after - 1)
+    results, stored = _run_suite(spark, validated_df, spec, planned, data_root,
+                                 run_name=f"{job}-{run_date}-{run_id}")
     validation = BatchValidation(
         run_id=run_id, job=job, table=table, run_date=str(run_date), batch_rows=batch_rows,
-        results=tuple(results), skipped=skipped, validated_at=datetime.now(UTC))
+        results=tuple(results), skipped=skipped, validated_at=datetime.now(UTC),
+        stored_results=tuple(stored))
     log.debug("validated %s batch of %d rows for %s in %.1fs: %d checks, %d critical "
              "failure(s), %d warning(s)", table, batch_rows, run_date,
              time.perf_counter() - started, len(results), len(validation.critical_failures),
@@ -85,10 +92,11 @@ def validate_batch(
 
 @contextmanager
 def publishing(
-    spark: SparkSession, validations: Sequence[BatchValidation]
+    spark: SparkSession, validations: Sequence[BatchValidation], data_root: str
 ) -> Iterator[None]:
     """Guard a publish: raise `DataQualityError` before it if any critical check failed,
-    and record every result in ops.dq_results, marked published or not, either way."""
+    and record every result in ops.dq_results, marked published or not, either way; then
+    render the run's Data Docs pages, once for all its batches."""
     published = False
     try:
         failures = [(v.table, r) for v in validations for r in v.critical_failures]
@@ -99,6 +107,27 @@ def publishing(
         published = True
     finally:
         record_results(spark, validations, published)
+        render_data_docs(data_root, validations)
+
+
+def render_data_docs(data_root: str, validations: Sequence[BatchValidation]) -> None:
+    """Build the Data Docs pages of these validations and the index (the newest
+    `context.INDEX_LIMIT` validations), pointing them at local copies of their front-end
+    files; nothing when `$CLICKSCORE_DATA_DOCS` is `off`."""
+    stored = [key for v in validations for key in v.stored_results]
+    if not stored or not data_docs_enabled():
+        return
+    started = time.time()
+    try:
+        context = gx_context(dq_dir(data_root))
+        context.build_data_docs(resource_identifiers=stored)
+        localize_pages(data_docs_index(data_root).parent, since=started - 1)
+    except Exception as exc:  # the pages are a view: the results are stored and recorded
+        log.warning("Data Docs were not rendered (%s: %s); the validation results are kept "
+                    "in ops.dq_results and the GX store", type(exc).__name__, exc)
+        return
+    log.debug("Data Docs: %d validation page(s) and the index in %.1fs", len(stored),
+              time.time() - started)
 
 
 def _history(
@@ -134,8 +163,9 @@ def _run_suite(
     data_root: str,
     *,
     run_name: str,
-) -> list[CheckResult]:
-    """Validate through GX checkpoints, so results are stored and rendered in Data Docs.
+) -> tuple[list[CheckResult], list[Any]]:
+    """Validate through GX checkpoints, so results are stored (and rendered in Data Docs by
+    `render_data_docs`); the results and the stored results' keys.
 
     Two passes: every check counts its unexpected rows without sampling them (sampling
     costs a full extra scan per check even when nothing is found), then the checks that
@@ -143,20 +173,21 @@ def _run_suite(
     """
     context = gx_context(dq_dir(data_root))
     expectations = [p.expectation for p in planned if p.expectation is not None]
-    results = _checkpoint(context, spec.table, expectations, batch_df, run_name,
-                          {"result_format": "BASIC", "partial_unexpected_count": 0})
+    results, stored = _checkpoint(context, spec.table, expectations, batch_df, run_name,
+                                  {"result_format": "BASIC", "partial_unexpected_count": 0})
     failed = {r.expectation_config.meta["check"] for r in results
               if not r.success and r.expectation_config is not None
               and (r.result or {}).get("unexpected_count")}
     if failed:
-        sampled = _checkpoint(
+        sampled, stored_samples = _checkpoint(
             context, f"{spec.table}.unexpected_samples",
             [e for e in expectations if e.meta and e.meta["check"] in failed], batch_df,
             run_name, {"result_format": "SUMMARY", "partial_unexpected_count": SAMPLE_SIZE})
+        stored += stored_samples
         by_check = {r.expectation_config.meta["check"]: r for r in sampled
                     if r.expectation_config is not None}
         results = [by_check.get(_name(r), r) for r in results]
-    return [_check_result(r) for r in results]
+    return [_check_result(r) for r in results], stored
 
 
 def _checkpoint(
@@ -166,7 +197,9 @@ def _checkpoint(
     batch_df: DataFrame,
     run_name: str,
     result_format: dict[str, Any],
-) -> list[ExpectationValidationResult]:
+) -> tuple[list[ExpectationValidationResult], list[Any]]:
+    """Run one checkpoint (no actions: the pages are built once per run); its results and
+    the keys of the stored result and its suite."""
     suite = gx.ExpectationSuite(name=name)
     for expectation in expectations:
         suite.add_expectation(expectation.copy())
@@ -175,12 +208,12 @@ def _checkpoint(
     definition = context.validation_definitions.add_or_update(gx.ValidationDefinition(
         name=name, data=batch_definition(context, table), suite=suite))
     checkpoint = context.checkpoints.add_or_update(gx.Checkpoint(
-        name=name, validation_definitions=[definition],
-        actions=[UpdateDataDocsAction(name="update_data_docs")], result_format=result_format))
+        name=name, validation_definitions=[definition], actions=[],
+        result_format=result_format))
     outcome = checkpoint.run(batch_parameters={"dataframe": batch_df},
                              run_id=RunIdentifier(run_name=run_name))
-    (suite_result,) = outcome.run_results.values()
-    return list(suite_result.results)
+    ((key, suite_result),) = outcome.run_results.items()
+    return list(suite_result.results), [key, ExpectationSuiteIdentifier(name=name)]
 
 
 def _name(result: ExpectationValidationResult) -> str:

@@ -63,6 +63,9 @@ class BatchValidation:
     results: tuple[CheckResult, ...]
     skipped: tuple[str, ...]
     validated_at: datetime
+    # the GX validation results stored for this batch (their Data Docs pages are built once
+    # per run, see `gate.publishing`)
+    stored_results: tuple[Any, ...] = ()
 
     @property
     def critical_failures(self) -> list[CheckResult]:
