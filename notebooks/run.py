@@ -2,10 +2,13 @@
 
     python notebooks/run.py --data-root .clickscore [01_sessions_and_funnel ...]
 
-Each notebook runs in its own kernel (the venv's ipykernel) with $CLICKSCORE_DATA_ROOT set,
-from this folder, as Jupyter would; the executed copy, outputs and plots included, is written
-to <data root>/notebooks/. Exits 1 naming the notebook and the error of the first failing
-cell. The notebooks in git carry no outputs (`--strip` removes them after editing)."""
+The notebooks run in one kernel (the venv's ipykernel) with $CLICKSCORE_DATA_ROOT set, from
+this folder, as Jupyter would, its namespace cleared (`%reset -f`) before each, so each must
+import and build what it uses while the Spark session (and its JVM) starts once;
+`--kernel-per-notebook` gives each its own kernel instead. The executed copy, outputs and
+plots included, is written to <data root>/notebooks/, the kernel's own stderr to
+kernel.log beside them. Exits 1 naming the notebook and the error of the first failing cell.
+The notebooks in git carry no outputs (`--strip` removes them after editing)."""
 
 from __future__ import annotations
 
@@ -13,9 +16,14 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import TextIO
 
 import nbformat
+from jupyter_client.manager import AsyncKernelManager as KernelManager
+from jupyter_core.utils import run_sync
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
@@ -39,22 +47,56 @@ def images(notebook: nbformat.NotebookNode) -> int:
                for output in cell.get("outputs", []))
 
 
-def execute(path: Path, data_root: Path, timeout: int = 600) -> nbformat.NotebookNode:
-    """Execute one notebook against `data_root`; its executed copy is written under it."""
+def execute(path: Path, data_root: Path, kernel: KernelManager | None = None,
+            timeout: int = 600) -> nbformat.NotebookNode:
+    """Execute one notebook against `data_root` in `kernel` (a new one when None); its
+    executed copy is written under the data root."""
     notebook = nbformat.read(path, as_version=4)
     out = data_root / "notebooks" / path.name
     out.parent.mkdir(parents=True, exist_ok=True)
-    # the kernel gets the data root in its environment; its own stderr (the JVM's,
-    # Jupyter's) goes to a log beside the executed copy
     try:
-        with out.with_suffix(".kernel.log").open("w") as kernel_log:
-            NotebookClient(notebook, timeout=timeout, kernel_name="python3",
-                           resources={"metadata": {"path": str(HERE)}}).execute(
-                               env={**os.environ, "CLICKSCORE_DATA_ROOT": str(data_root)},
-                               stdout=kernel_log, stderr=kernel_log)
+        if kernel is None:
+            with out.with_suffix(".kernel.log").open("w") as kernel_log:
+                _client(notebook).execute(**_kernel_args(data_root, kernel_log))
+        else:
+            _client(notebook, kernel).execute()
     finally:
         nbformat.write(notebook, out)
     return notebook
+
+
+def _client(notebook: nbformat.NotebookNode, kernel: KernelManager | None = None,
+            timeout: int = 600) -> NotebookClient:
+    return NotebookClient(notebook, km=kernel, timeout=timeout, kernel_name="python3",
+                          resources={"metadata": {"path": str(HERE)}})
+
+
+def _kernel_args(data_root: Path, log: TextIO) -> dict:
+    # the kernel gets the data root in its environment; its own stderr (the JVM's,
+    # Jupyter's) goes to a log
+    return {"env": {**os.environ, "CLICKSCORE_DATA_ROOT": str(data_root)}, "cwd": str(HERE),
+            "stdout": log, "stderr": log}
+
+
+@contextmanager
+def shared_kernel(data_root: Path) -> Iterator[KernelManager]:
+    """One kernel for several notebooks, shut down at the end."""
+    log_path = data_root / "notebooks" / "kernel.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    kernel = KernelManager(kernel_name="python3")
+    with log_path.open("w") as log:
+        run_sync(kernel.start_kernel)(**_kernel_args(data_root, log))
+        try:
+            yield kernel
+        finally:
+            run_sync(kernel.shutdown_kernel)(now=True)
+
+
+def reset(kernel: KernelManager) -> None:
+    """Clear the kernel's namespace (`%reset -f`): the next notebook starts from nothing it
+    did not import or build itself."""
+    blank = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("%reset -f")])
+    _client(blank, kernel).execute()
 
 
 def strip(path: Path) -> None:
@@ -74,22 +116,35 @@ def main(argv: list[str] | None = None) -> int:
                         default=Path(os.environ.get("CLICKSCORE_DATA_ROOT", ".clickscore")))
     parser.add_argument("--strip", action="store_true",
                         help="strip the outputs of the notebooks in git instead")
+    parser.add_argument("--kernel-per-notebook", action="store_true",
+                        help="a new kernel (and Spark session) for each notebook")
     args = parser.parse_args(argv)
-    for path in notebooks(args.names):
-        if args.strip:
+    paths = notebooks(args.names)
+    if args.strip:
+        for path in paths:
             strip(path)
-            continue
-        started = time.monotonic()
-        try:
-            executed = execute(path, args.data_root.resolve())
-        except CellExecutionError as exc:
-            last = [line for line in str(exc).splitlines() if line.strip()][-1]
-            out = args.data_root / "notebooks" / path.name
-            print(f"{path.name}: a cell failed: {last} (executed copy: {out}; kernel log: "
-                  f"{out.with_suffix('.kernel.log')})", file=sys.stderr)
-            return 1
-        print(f"{path.name}: {images(executed)} plots in {time.monotonic() - started:.1f}s -> "
-              f"{args.data_root / 'notebooks' / path.name}")
+        return 0
+    data_root = args.data_root.resolve()
+    with ExitStack() as stack:
+        kernel = None if args.kernel_per_notebook else stack.enter_context(
+            shared_kernel(data_root))
+        for path in paths:
+            started = time.monotonic()
+            try:
+                if kernel is not None:
+                    reset(kernel)
+                executed = execute(path, data_root, kernel)
+            except CellExecutionError as exc:
+                last = [line for line in str(exc).splitlines() if line.strip()][-1]
+                out = args.data_root / "notebooks" / path.name
+                log = out.with_suffix(".kernel.log") if kernel is None else (
+                    out.parent / "kernel.log")
+                print(f"{path.name}: a cell failed: {last} (executed copy: {out}; kernel log: "
+                      f"{log})", file=sys.stderr)
+                return 1
+            print(f"{path.name}: {images(executed)} plots in "
+                  f"{time.monotonic() - started:.1f}s -> "
+                  f"{args.data_root / 'notebooks' / path.name}")
     return 0
 
 

@@ -14,6 +14,7 @@ from urllib.parse import urlparse
 import pytest
 from pyspark.sql import DataFrame, SparkSession
 
+from clickscore.cli import Result, invoke
 from clickscore.core.config import RunDate
 from clickscore.core.delta import table_version
 from clickscore.core.runs import RunCounts
@@ -31,6 +32,12 @@ def run_cli(*args: str, data_root: Path, timeout: int = 600) -> subprocess.Compl
     env = {**os.environ, "CLICKSCORE_DRIVER_MEMORY": "1g", "CLICKSCORE_SPARK_MASTER": "local[1]"}
     return subprocess.run([*CLI, *args, "--data-root", str(data_root)], capture_output=True,
                           text=True, env=env, timeout=timeout, check=False)
+
+
+def invoke_cli(*args: str, data_root: str | Path) -> Result:
+    """`clickscore ARGS --data-root DATA_ROOT` in this process and its Spark session (which
+    must be on that data root): exit code, output, failure line, the run's counts."""
+    return invoke([*args, "--data-root", str(data_root)])
 
 
 # screenshots and other files a person may want to look at after a run (CI keeps them)

@@ -1,6 +1,7 @@
 """Two generated days through every stage up to gold.training_examples, for
 test_time_zones: run in this process by the test (the UTC reference) and as a script under
-another `TZ` (`python -m tests.integration.tz_pipeline DATA_ROOT LANDING`)."""
+another `TZ` (`python -m tests.integration.tz_pipeline DATA_ROOT LANDING`); and a probe of
+every clock a run reads (`python -m tests.integration.tz_pipeline --probe DATA_ROOT`)."""
 
 from __future__ import annotations
 
@@ -37,10 +38,34 @@ def pipeline(spark: SparkSession, data_root: str, landing: Path) -> dict:
         windows=parse_windows("1h,6h")))}
 
 
+def probe(spark: SparkSession) -> dict:
+    """What each clock says once a session is up: the driver's Python, the JVM, the Spark
+    session, the executors' Python workers, and a naive local datetime's round trip through
+    Spark (PySpark converts those in the process's local zone)."""
+    from pyspark.sql import functions as F
+
+    jvm_zone = spark.sparkContext._jvm.java.util.TimeZone.getDefault().getID()
+    workers = spark.sparkContext.parallelize([0], 1).map(
+        lambda _: __import__("time").strftime("%z")).collect()
+    sent = datetime(2019, 10, 1, 23, 30)
+    row = spark.createDataFrame([(sent,)], "ts TIMESTAMP").select(
+        "ts", F.date_format("ts", "yyyy-MM-dd HH:mm").alias("shown"),
+        F.to_date("ts").cast("string").alias("day")).first()
+    return {"driver": time.strftime("%z"), "jvm": jvm_zone,
+            "session": spark.conf.get("spark.sql.session.timeZone"), "workers": workers,
+            "round_trip": row.ts == sent, "shown": row.shown, "day": row.day}
+
+
 if __name__ == "__main__":
     from clickscore.core.spark import get_spark
 
-    root, landing = sys.argv[1:]
     print(f"driver started at UTC offset {time.strftime('%z')}", flush=True)
-    pipeline(get_spark(root, app_name="clickscore-tz", conf={
-        "spark.master": "local[2]", "spark.sql.shuffle.partitions": "4"}), root, Path(landing))
+    if sys.argv[1] == "--probe":
+        session = get_spark(sys.argv[2], app_name="clickscore-tz-probe",
+                            conf={"spark.master": "local[1]"})
+        print("probe " + json.dumps(probe(session)), flush=True)
+    else:
+        root, landing = sys.argv[1:]
+        pipeline(get_spark(root, app_name="clickscore-tz", conf={
+            "spark.master": "local[2]", "spark.sql.shuffle.partitions": "4"}), root,
+            Path(landing))
