@@ -16,8 +16,10 @@ Variables (`airflow variables set NAME VALUE`):
   clickscore_packages   Maven coordinates for --packages (default: Delta + PostgreSQL JDBC);
                         empty when clickscore_jars lists the jar files instead
   clickscore_jars       comma-separated jar files for --jars (none by default)
-  clickscore_train_properties  a spark-submit properties file for training (GPU executors:
-                        see deploy/spark-gpu.conf); none by default
+  clickscore_properties a spark-submit properties file for every stage (executor sizes,
+                        spark.cores.max on a shared standalone cluster); none by default
+  clickscore_train_properties  a spark-submit properties file for training instead (GPU
+                        executors: see deploy/spark-gpu.conf); none by default
 """
 
 from __future__ import annotations
@@ -84,6 +86,7 @@ def stage(task_id: str, job: str, args: list[str], **kwargs: Any) -> SparkSubmit
     """`spark-submit jobs/<job>.py ARGS --data-root ROOT` with the packaged code."""
     home = var("clickscore_home")
     python = var("clickscore_python", "python3")
+    kwargs.setdefault("properties_file", var("clickscore_properties", ""))
     return SparkSubmitOperator(
         task_id=task_id,
         conn_id=SPARK_CONN,

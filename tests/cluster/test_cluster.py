@@ -30,6 +30,9 @@ from tests.integration.test_real_data import taobao_sessions_in_duckdb
 pytestmark = pytest.mark.integration
 
 DAY = "2017-11-26"  # the Taobao sample's day (about two hours of it)
+# one executor where training is not in play: the stages are Spark jobs like any other, and a
+# second executor JVM per submit only competes for this machine's two cores
+ONE_EXECUTOR = {"spark.cores.max": "1"}
 TABLES = ("bronze.events", "quarantine.events", "silver.events", "silver.sessions",
           "gold.user_features", "gold.user_scores", "ops.pipeline_runs")
 
@@ -105,10 +108,11 @@ def test_every_stage_runs_on_a_standalone_cluster_and_the_daily_dag_through_airf
 
     # ingest and sessionize the sample on the cluster
     ingested = submit(cluster, "ingest", ["--source", "taobao", "--input", str(sample),
-                                          "--run-date", "all", "--verbose"], root)
+                                          "--run-date", "all", "--verbose"], root,
+                      conf=ONE_EXECUTOR)
     # the packaged code ran (the zip comes first on the path), not the source tree
     assert f"code={PY_FILES}/clickscore" in ingested.stdout + ingested.stderr
-    submit(cluster, "sessionize", ["--run-date", "all"], root)
+    submit(cluster, "sessionize", ["--run-date", "all"], root, conf=ONE_EXECUTOR)
     assert table(spark, root, "bronze.events").count() == len(lines) > 15_000
     assert table(spark, root, "silver.sessions").count() == taobao_sessions_in_duckdb(sample)
 
@@ -116,7 +120,8 @@ def test_every_stage_runs_on_a_standalone_cluster_and_the_daily_dag_through_airf
     submit(cluster, "training_examples", [
         "--cutoffs", "2017-11-26T01:40,2017-11-26T02:10,2017-11-26T02:40",
         "--validation-from", "2017-11-26T02:10", "--test-from", "2017-11-26T02:40",
-        "--horizon", "20m", "--lookback", "1d", "--windows", "5m,15m,40m"], root)
+        "--horizon", "20m", "--lookback", "1d", "--windows", "5m,15m,40m"], root,
+        conf=ONE_EXECUTOR)
     trained = submit(cluster, "train", [
         "--no-local-mode", "--num-processes", "2", "--epochs", "1",
         "--max-steps-per-epoch", "3", "--batch-size", "64", "--d-model", "32",
@@ -130,6 +135,8 @@ def test_every_stage_runs_on_a_standalone_cluster_and_the_daily_dag_through_airf
 
     # the daily DAG through Airflow against the cluster: ingest -> ... -> export
     home = tmp_path / "airflow"
+    properties = tmp_path / "spark-stages.conf"  # the daily stages' properties file
+    properties.write_text("".join(f"{k} {v}\n" for k, v in ONE_EXECUTOR.items()))
     env = airflow_env(home, **{
         "PATH": f"{VENV_BIN}:{AIRFLOW_PYTHON.parent}:/usr/bin:/bin",
         "AIRFLOW_CONN_CLICKSCORE_SPARK": cluster.master_url,
@@ -142,6 +149,7 @@ def test_every_stage_runs_on_a_standalone_cluster_and_the_daily_dag_through_airf
         "AIRFLOW_VAR_CLICKSCORE_JARS": JARS,
         "AIRFLOW_VAR_CLICKSCORE_SOURCE": "taobao",
         "AIRFLOW_VAR_CLICKSCORE_PYTHON": str(VENV_BIN / "python"),
+        "AIRFLOW_VAR_CLICKSCORE_PROPERTIES": str(properties),
         "CLICKSCORE_DAG_RETRIES": "0",
         "CLICKSCORE_START_DATE": "2017-11-01",  # no task is created for a run before it
         "CLICKSCORE_DAG_DEADLINE": "off",  # see airflow_dags/clickscore_common.deadlines
