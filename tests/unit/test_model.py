@@ -210,3 +210,22 @@ def test_the_model_package_imports_no_spark():
     assert out.strip() == "False"
     assert set(SEQUENCES) == {"item_seq", "event_type_seq", "category_seq", "time_gap_seq",
                               "price_seq"}
+
+
+def test_one_device_choice_for_training_and_scoring(monkeypatch, capsys):
+    from clickscore.model.device import pick_device
+
+    if torch.cuda.is_available():
+        pytest.skip("the CPU fallback is what this machine can show")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert pick_device("score", "scoring") == torch.device("cpu")
+    assert capsys.readouterr().out == ""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    assert pick_device("train rank 1", "training") == torch.device("cpu")
+    assert capsys.readouterr().out.endswith(
+        "train rank 1: Spark assigned GPU 0 but CUDA sees no device here; training on the "
+        "CPU\n")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert pick_device("score", "scoring", gpu_address="3") == torch.device("cpu")
+    assert "score: Spark assigned GPU 3 but CUDA sees no device here; scoring on the CPU" in \
+        capsys.readouterr().out

@@ -8,8 +8,8 @@ from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from clickscore.sessionize.transforms import (
-    drop_duplicate_events,
     event_columns,
+    flag_duplicate_events,
     recompute_scope,
     summarize_sessions,
     with_session_id,
@@ -135,16 +135,20 @@ def test_session_id_is_a_function_of_user_and_start_only(spark):
         events(spark, [("a", 2, t0, "view", 1, None, None)]), GAP, MAX_LEN).first().session_id
 
 
-def test_duplicates_are_dropped_by_event_id_and_null_attributes_survive(spark):
+def test_every_repeat_of_an_event_id_but_the_first_is_flagged_and_nulls_survive(spark):
     t0 = utc(2019, 10, 1, 12, 0)
     df = events(spark, [
         ("a", 1, t0, "view", 1, None, None),
         ("a", 1, t0, "view", 1, None, None),
+        ("a", 1, t0, "view", 1, None, None),
         ("b", 1, t0 + timedelta(seconds=1), "view", 2, None, None),
+        ("c", 2, t0, "view", 2, 3.5, "s"),  # another user at the same time: not a repeat
     ])
-    out = drop_duplicate_events(df)
-    assert sorted(r.event_id for r in out.collect()) == ["a", "b"]
-    assert out.where("price IS NULL AND brand IS NULL AND category_id IS NULL").count() == 2
+    out = flag_duplicate_events(df).select("event_id", "user_id", "price", "is_duplicate")
+    assertDataFrameEqual(out, spark.createDataFrame(
+        [("a", 1, None, False), ("a", 1, None, True), ("a", 1, None, True),
+         ("b", 1, None, False), ("c", 2, 3.5, False)],
+        "event_id string, user_id bigint, price double, is_duplicate boolean"))
 
 
 def test_summary_counts_types_items_revenue_and_flags_bursts_as_bots(spark):

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from clickscore.model.config import ModelConfig
+from clickscore.model.device import pick_device
 from clickscore.model.network import FIRST_ITEM, SEQUENCES, SequenceModel
 
 EXCLUDE = "exclude_idx"  # input column: item indices to leave out of a user's top items
@@ -43,20 +44,19 @@ def model_payload(model: SequenceModel, item_ids: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def pick_device() -> torch.device:
-    """The GPU Spark assigned to this task, else any visible GPU, else the CPU."""
-    if not torch.cuda.is_available():
-        return torch.device("cpu")
+def task_device() -> torch.device:
+    """The device of this Spark task: the GPU Spark assigned it, else as `pick_device`."""
+    address = None
     try:
         from pyspark import TaskContext
 
         context = TaskContext.get()
         gpus = context.resources().get("gpu") if context else None
         if gpus and gpus.addresses:
-            return torch.device(f"cuda:{gpus.addresses[0]}")
+            address = gpus.addresses[0]
     except ImportError:  # outside Spark
         pass
-    return torch.device("cuda")
+    return pick_device("score", "scoring", address)
 
 
 class Scorer:
@@ -65,7 +65,7 @@ class Scorer:
         if len(item_ids) != model.cfg.item_vocab_size:
             raise ValueError(f"{len(item_ids)} item ids for a vocabulary of "
                              f"{model.cfg.item_vocab_size} indices")
-        self.device = device or pick_device()
+        self.device = device or task_device()
         self.model = model.to(self.device).eval()
         self.item_ids = np.asarray(item_ids, dtype=np.int64)
         self.top_k = min(top_k, model.cfg.item_vocab_size - FIRST_ITEM)

@@ -48,12 +48,6 @@ def flag_duplicate_events(events_df: DataFrame) -> DataFrame:
     return events_df.withColumn("is_duplicate", F.coalesce(is_repeat, F.lit(False)))
 
 
-def drop_duplicate_events(events_df: DataFrame) -> DataFrame:
-    """One row per event_id (see `flag_duplicate_events`)."""
-    return (events_df.transform(flag_duplicate_events)
-            .where(~F.col("is_duplicate")).drop("is_duplicate"))
-
-
 def with_session_id(events_df: DataFrame, gap: timedelta, max_length: timedelta) -> DataFrame:
     """Add `session_id`, `session_seq` (1-based), `activity_start` and `minute_count` (the
     user's events so far in the event's clock minute) to deduplicated events."""

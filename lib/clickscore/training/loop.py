@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from clickscore.model.config import ModelConfig
+from clickscore.model.device import pick_device
 from clickscore.model.metrics import all_targets_hits, first_target_hits
 from clickscore.model.network import SEQUENCES, SequenceModel
 
@@ -66,19 +67,6 @@ class _Losses(nn.Module):
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         return self.model.losses(batch)
-
-
-def pick_device() -> torch.device:
-    """CUDA when this process sees a GPU, else the CPU; a process Spark gave a GPU
-    (CUDA_VISIBLE_DEVICES set by TorchDistributor) that CUDA cannot use says so."""
-    if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    assigned = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if assigned:
-        print(f"{time.strftime('%H:%M:%S')} train rank {os.environ.get('RANK', 0)}: Spark "
-              f"assigned GPU {assigned} but CUDA sees no device here; training on the CPU",
-              flush=True)
-    return torch.device("cpu")
 
 
 @torch.no_grad()
@@ -133,7 +121,7 @@ def train_function(model_cfg: ModelConfig, loop: LoopConfig, train_converter: An
     from clickscore.training.data import batches
 
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    device = pick_device()
+    device = pick_device(f"train rank {os.environ.get('RANK', 0)}", "training")
     if world > 1:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     torch.manual_seed(loop.seed)
