@@ -55,3 +55,24 @@ def test_failures_are_one_line_and_wrong_arguments_exit_2(spark, data_root, tmp_
     elsewhere = invoke_cli("sql", "SELECT 1", data_root=tmp_path / "another-root")
     assert elsewhere.exit_code == 1
     assert "run the command in a process of its own" in elsewhere.error
+
+
+def test_vocab_prints_its_version_and_a_rebuild_of_the_window_gives_the_same(
+        spark, rees46_day, data_root):
+    argv = ("vocab", "--window-start", "2019-10-01", "--window-end", "2019-10-01T02:00",
+            "--min-support", "2")
+    built = invoke_cli(*argv, data_root=data_root)
+    assert built.exit_code == 0, built.output[-3000:]
+    version = built.value
+    assert built.output.strip().splitlines()[-1] == version and version.startswith("v")
+    # every item with 2+ non-bot events before 02:00 gets its own index, from 2 up
+    expected = spark.sql("""
+        SELECT count(*) FROM (SELECT e.item_id FROM silver.events e
+          JOIN silver.sessions s ON e.session_id = s.session_id
+          WHERE NOT s.is_bot AND e.event_ts < TIMESTAMP '2019-10-01 02:00:00'
+          GROUP BY e.item_id HAVING count(*) >= 2)""").first()[0]
+    items = spark.table("ml.item_vocab").where(f"vocab_version = '{version}'")
+    assert items.count() == expected > 100
+    assert items.agg({"idx": "min"}).first()[0] == 2
+    again = invoke_cli(*argv, data_root=data_root)
+    assert again.value == version and items.count() == expected

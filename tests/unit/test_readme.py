@@ -4,6 +4,7 @@ is documented, and every command it shows is one the tools accept and a test run
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import shlex
@@ -96,13 +97,50 @@ def test_every_environment_variable_the_code_reads_is_documented():
     assert used - {"CLICKSCORE_TEST_ARTIFACTS"} == documented
 
 
+# the helpers that run a clickscore command line, in a process or in this one
+CLI_CALLERS = {"run_cli", "invoke_cli", "invoke", "run", "cli", "_cli", "main"}
+
+
+def invocations_in_tests() -> tuple[set[str], list[tuple[str, ...]]]:
+    """What the tests call, read from their syntax trees (not their text): every function
+    name called, and the leading words of every command line they run (`run_cli("dq",
+    "run", ...)`, `invoke([...])`, `[*CLI, "sql", ...]`)."""
+    called: set[str] = set()
+    argvs: list[tuple[str, ...]] = []
+
+    def words(nodes: list[ast.expr]) -> tuple[str, ...]:
+        out = []
+        for node in nodes:
+            if not (isinstance(node, ast.Constant) and isinstance(node.value, str)):
+                break
+            out.append(node.value)
+        return tuple(out)
+
+    for path in (ROOT / "tests").rglob("*.py"):
+        if path.name == "test_readme.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                func = node.func
+                name = func.id if isinstance(func, ast.Name) else (
+                    func.attr if isinstance(func, ast.Attribute) else "")
+                called.add(name)
+                if name in CLI_CALLERS and node.args:
+                    first = node.args[0]
+                    argvs.append(words(first.elts) if isinstance(first, ast.List | ast.Tuple)
+                                 else words(node.args))
+            elif isinstance(node, ast.List) and node.elts and isinstance(
+                    node.elts[0], ast.Starred) and getattr(node.elts[0].value, "id", "") == "CLI":
+                argvs.append(words(node.elts[1:]))
+    return called, argvs
+
+
 def test_every_clickscore_command_in_the_readme_parses_and_a_test_runs_it():
     by_name = {c.name: c for c in commands()}
     parser, _ = build_parser("clickscore", "", by_name.values(), GROUP_HELP)
     invocations = readme_commands("clickscore")
     assert len(invocations) > 20
-    tests = "\n".join(p.read_text() for p in (ROOT / "tests").rglob("*.py")
-                      if p.name != "test_readme.py")
+    called, argvs = invocations_in_tests()
     used = set()
     for argv in invocations:
         if argv in (["--help"], []):
@@ -113,12 +151,20 @@ def test_every_clickscore_command_in_the_readme_parses_and_a_test_runs_it():
             pytest.fail(f"README: `clickscore {shlex.join(argv)}` does not parse ({exc})")
         used.add(args.command_name)
     for name in sorted(used):
-        command = by_name[name]
-        function = command.entry.partition(":")[2]
-        words = name.split()
-        as_cli = ", ".join(f'"{w}"' for w in words)
-        tested = f"{function}(" in tests or as_cli in tests or f'"{name}"' in tests
+        function = by_name[name].entry.partition(":")[2]
+        words = tuple(name.split())
+        tested = function in called or any(argv[:len(words)] == words for argv in argvs)
         assert tested, f"no test runs `clickscore {name}` (neither {function}() nor the CLI)"
+
+
+def test_the_invocation_check_reads_calls_not_text():
+    called, argvs = invocations_in_tests()
+    assert ("dq", "run") in {a[:2] for a in argvs}  # invoke_cli("dq", "run", ...)
+    assert ("sql",) in {a[:1] for a in argvs}  # [*CLI, "sql", ...]
+    assert "run_ingest" in called
+    # a mention in a string or comment is no call
+    tree = ast.parse('x = "run_report(spark)"  # run_report(\n')
+    assert not [n for n in ast.walk(tree) if isinstance(n, ast.Call)]
 
 
 def test_every_make_target_in_the_readme_exists():
