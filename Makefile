@@ -7,7 +7,7 @@ AIRFLOW_VENV := .venv-airflow
 AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed
 DATA_ROOT ?= .clickscore
 
-.PHONY: setup airflow airflow-lock browser postgres demo notebooks test lint dist bench bench-train bench-score clean
+.PHONY: setup airflow airflow-lock browser postgres demo notebooks test test-fast lint dist bench bench-train bench-score clean
 
 # Creates the venv, installs the locked dependencies (torch, petastorm, Spark, Delta, GX...)
 # with uv, fetches the Delta jars from Maven Central once into the Ivy cache, and the Data Docs
@@ -65,7 +65,11 @@ notebooks: $(STAMP)
 # Two test processes: the subprocess-bound tests (cluster, Airflow, CLI, kills, notebooks)
 # beside the in-process Spark tests (tests/conftest.py: pytest_collection_modifyitems).
 test: $(STAMP) $(AIRFLOW_STAMP) dist browser postgres
-	$(VENV)/bin/python -m pytest -n 2 --dist loadgroup
+	$(VENV)/bin/python -m pytest -n 2 --dist loadgroup --durations=30
+
+# The inner loop: unit and DAG-integrity tests, one Spark session, no subprocess JVM.
+test-fast: $(STAMP) $(AIRFLOW_STAMP)
+	$(VENV)/bin/python -m pytest tests/unit tests/dags
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check lib jobs tests benchmarks airflow_dags notebooks

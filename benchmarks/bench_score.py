@@ -75,7 +75,7 @@ def build(spark, root: str, users: int, days: int) -> str:
         cutoffs=cutoffs, validation_from=cutoffs[1], test_from=cutoffs[2], data_root=root,
         horizon=timedelta(hours=5), lookback=timedelta(days=1),
         windows=parse_windows("1h,6h,1d"), min_support=2))
-    counts = run_train(spark, TrainConfig(data_root=root, epochs=1, max_steps_per_epoch=20,
+    counts = run_train(spark, TrainConfig.of(data_root=root, epochs=1, max_steps_per_epoch=20,
                                           batch_size=256))
     return str(counts.details["model_version"])
 
@@ -86,7 +86,7 @@ def inference_alone(spark, root: str, cfg: ScoreConfig, version: str) -> dict[st
     model, found = registry.load_model(root, version)
     item_ids = score_job._item_ids(spark, model.cfg)
     features_df = spark.table(USER_FEATURES).where(F.col("cutoff") == F.lit(cfg.cutoff))
-    lookback = cfg.lookback or timedelta(seconds=model.cfg.lookback_s)
+    lookback = score_job._feature_spec(cfg, model.cfg).lookback
     silver = score_job._version(spark, score_job.SILVER_EVENTS)
     inputs_df = with_exclusions(
         model_frame(features_df, contract, with_labels=False, keep=("user_id",)),

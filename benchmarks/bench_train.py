@@ -94,20 +94,20 @@ def build_examples(spark, root: str, name: str, users: int) -> None:
 def throughput(spark, root: str, cfg: TrainConfig, steps: int = 30) -> dict[str, float]:
     """The in-memory ceiling (training steps on resident tensors) and the loader alone."""
     contract = feature_contract()
-    examples_df, _ = pinned_examples(spark)
-    model_cfg = model_config(spark, cfg, contract, describe_examples(examples_df))
+    examples_df, _, chosen = pinned_examples(spark)
+    model_cfg = model_config(spark, cfg, contract, describe_examples(examples_df), chosen)
     frame_df = model_frame(examples_df.where(F.col("split") == "train"), contract)
     with (converted(spark, frame_df, root, partitions=4) as converter,
-          batches(converter, batch_size=cfg.batch_size, num_epochs=None) as loader):
+          batches(converter, batch_size=cfg.loop.batch_size, num_epochs=None) as loader):
         stream = iter(loader)
         resident = [to_device(next(stream), torch.device("cpu")) for _ in range(4)]
         rows, started = 0, time.perf_counter()
         for batch in itertools.islice(stream, steps * 2):
             rows += batch["item_seq"].shape[0]
         loader_rows_s = rows / (time.perf_counter() - started)
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.loop.seed)
     model = SequenceModel(model_cfg)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.loop.learning_rate)
     model.train()
     seen, started = 0, time.perf_counter()
     for step in range(steps):
@@ -141,7 +141,7 @@ def main() -> None:
         root = str(work / name)
         spark = get_spark(root, app_name=f"clickscore-bench-train-{name}")
         build_examples(spark, root, name, args.users)
-        cfg = TrainConfig(data_root=root, epochs=args.epochs, patience=3, batch_size=128,
+        cfg = TrainConfig.of(data_root=root, epochs=args.epochs, patience=3, batch_size=128,
                           repeat=args.repeat, popularity_prior=args.prior,
                           category_output=args.category_output)
         speed = throughput(spark, root, cfg)

@@ -57,11 +57,15 @@ def spark(data_root: str) -> SparkSession:
     session = get_spark(
         data_root,
         app_name="clickscore-tests",
+        # tuned for tiny data, as Delta's own test base is (python/delta/testing/utils.py)
         conf={
             "spark.master": "local[2]",
             "spark.driver.memory": "3g",
             "spark.sql.shuffle.partitions": "4",
             "spark.default.parallelism": "4",
+            "spark.databricks.delta.snapshotPartitions": "2",
+            "spark.sql.sources.parallelPartitionDiscovery.parallelism": "4",
+            "spark.ui.enabled": "false",
         },
     )
     yield session

@@ -95,7 +95,7 @@ def generated_model(warehouse_states, spark, data_root, tmp_path_factory):
     def build():
         counts = dict(start_from_generated_examples(warehouse_states, spark, data_root,
                                                     tmp_path_factory))
-        trained = run_train(spark, TrainConfig(
+        trained = run_train(spark, TrainConfig.of(
             data_root=data_root, epochs=1, max_steps_per_epoch=5, batch_size=128, d_model=32,
             n_layers=1, auto_promote=False))
         return {**counts, "model_version": trained.details["model_version"]}

@@ -59,9 +59,9 @@ def test_failures_are_one_line_and_wrong_arguments_exit_2(spark, data_root, tmp_
 
 def test_vocab_prints_its_version_and_a_rebuild_of_the_window_gives_the_same(
         spark, rees46_day, data_root):
-    argv = ("vocab", "--window-start", "2019-10-01", "--window-end", "2019-10-01T02:00",
-            "--min-support", "2")
-    built = invoke_cli(*argv, data_root=data_root)
+    window = ("--window-start", "2019-10-01", "--window-end", "2019-10-01T02:00",
+              "--min-support", "2")
+    built = invoke_cli("vocab", *window, data_root=data_root)
     assert built.exit_code == 0, built.output[-3000:]
     version = built.value
     assert built.output.strip().splitlines()[-1] == version and version.startswith("v")
@@ -74,5 +74,5 @@ def test_vocab_prints_its_version_and_a_rebuild_of_the_window_gives_the_same(
     items = spark.table("ml.item_vocab").where(f"vocab_version = '{version}'")
     assert items.count() == expected > 100
     assert items.agg({"idx": "min"}).first()[0] == 2
-    again = invoke_cli(*argv, data_root=data_root)
+    again = invoke_cli("vocab", *window, data_root=data_root)
     assert again.value == version and items.count() == expected

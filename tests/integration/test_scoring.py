@@ -37,7 +37,7 @@ LAST_DAY = date(2019, 10, 3)
 
 def trained(spark, data_root) -> str:
     """A small model on the examples in the warehouse (a few steps); its registry version."""
-    counts = run_train(spark, TrainConfig(
+    counts = run_train(spark, TrainConfig.of(
         data_root=data_root, epochs=1, max_steps_per_epoch=5, batch_size=128, d_model=32,
         n_layers=1, auto_promote=False))
     return counts.details["model_version"]
@@ -139,7 +139,8 @@ def test_scores_every_active_user_reruns_identically_and_reproduces_by_time_trav
     # the DAG's way: a features run for the model, then scoring reuses its rows
     built = run_features(spark, FeaturesConfig(as_of=utc(2019, 10, 4), data_root=data_root,
                                                model_version=version))
-    assert built.details["lookback_s"] == 12 * 3600 and built.details["model_version"] == version
+    assert built.details["feature_spec"]["lookback_s"] == 12 * 3600
+    assert built.details["model_version"] == version
     reused = run_score(spark, ScoreConfig(run_date=LAST_DAY, data_root=data_root,
                                           model_version=version, reuse_features=True))
     assert reused.details["user_features_version"] == built.details["user_features_version"]

@@ -5,6 +5,7 @@ MLflow registration and promotion, and refusing features of another vocabulary."
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -12,11 +13,14 @@ import torch
 from pyspark.sql import functions as F
 
 from clickscore import registry
+from clickscore.core.config import parse_windows
 from clickscore.core.errors import FeatureContractError
+from clickscore.features.config import TrainingExamplesConfig
 from clickscore.features.contract import feature_contract
+from clickscore.features.job import TrainingSetError, run_training_examples
 from clickscore.model.metrics import first_target_hits
 from clickscore.model.network import FIRST_ITEM
-from clickscore.training.config import EvaluateConfig, TrainConfig
+from clickscore.training.config import EvaluateConfig, LoopConfig, TrainConfig
 from clickscore.training.data import batches, converted, model_frame
 from clickscore.training.evaluate import ItemStats
 from clickscore.training.job import (
@@ -27,7 +31,8 @@ from clickscore.training.job import (
     session_bucket,
     target_counts,
 )
-from clickscore.training.loop import LoopConfig, to_device, train_function
+from clickscore.training.loop import to_device, train_function
+from tests.integration.conftest import GENERATED_CUTOFFS
 
 pytestmark = pytest.mark.integration
 
@@ -37,13 +42,13 @@ VIEW = 1  # event type code of a view
 def small(data_root, **overrides) -> TrainConfig:
     values = dict(data_root=data_root, epochs=2, batch_size=128, d_model=32, n_heads=2,
                   n_layers=1, dropout=0.1, warmup_steps=5, patience=2)
-    return TrainConfig(**{**values, **overrides})
+    return TrainConfig.of(**{**values, **overrides})
 
 
 def test_the_petastorm_loader_round_trips_rows_and_two_shards_cover_every_row_once(
         spark, generated_examples, data_root):
     contract = feature_contract()
-    examples_df, _ = pinned_examples(spark)
+    examples_df, _, _ = pinned_examples(spark)
     frame_df = model_frame(examples_df.where("split = 'train'"), contract, keep=("user_id",))
     expected = {(r.user_id, tuple(r.item_seq), tuple(r.target_seq), tuple(r.dense),
                  r.purchased_within_horizon) for r in frame_df.collect()}
@@ -100,10 +105,11 @@ def test_two_processes_with_torch_distributor_end_with_identical_weights_and_los
 def test_a_seed_gives_the_same_weights_and_resume_continues_from_the_checkpoint(
         spark, generated_examples, data_root, tmp_path):
     contract = feature_contract()
-    examples_df, _ = pinned_examples(spark)
+    examples_df, _, chosen = pinned_examples(spark)
     from clickscore.training.job import describe_examples, model_config
 
-    model_cfg = model_config(spark, small(data_root), contract, describe_examples(examples_df))
+    model_cfg = model_config(spark, small(data_root), contract, describe_examples(examples_df),
+                             chosen)
     loop = LoopConfig(epochs=1, batch_size=128, warmup_steps=5, checkpoint_dir=str(tmp_path),
                       max_steps_per_epoch=3)
     frames = {s: model_frame(examples_df.where(F.col("split") == s), contract)
@@ -154,7 +160,7 @@ def test_the_model_learns_the_planted_pairs_and_registers_as_champion(
     triggers = torch.tensor([vocab[a] for a, _ in manifest["planted_pairs"] if a in vocab])
     contract = feature_contract()
     same_session = session_bucket(contract)
-    examples_df, _ = pinned_examples(spark)
+    examples_df, _, _ = pinned_examples(spark)
     hits, popular_hits, positions = 0.0, 0.0, 0
     with (converted(spark, model_frame(examples_df.where("split = 'train'"), contract),
                     data_root, partitions=2) as train,
@@ -208,3 +214,53 @@ def test_evaluate_refuses_features_of_another_vocabulary_naming_both(
     with pytest.raises(FeatureContractError, match="vocabulary v[0-9a-f]{12}; these features "
                                                    "are contract v1 with vocabulary vother"):
         run_evaluate(spark, EvaluateConfig(data_root=data_root, model_version="champion"))
+
+
+def test_next_weeks_build_sits_beside_this_ones_and_train_reads_exactly_one(
+        spark, generated_examples, data_root):
+    """The weekly retraining: a second build with other cutoffs and another vocabulary
+    leaves the first set intact; train reads the newest by default, or the one named, and
+    never a mix of the two."""
+    first = generated_examples["examples"].details
+    later = GENERATED_CUTOFFS[2:]
+    second = run_training_examples(spark, TrainingExamplesConfig(
+        cutoffs=later, validation_from=later[-2], test_from=later[-1], data_root=data_root,
+        horizon=timedelta(hours=6), lookback=timedelta(hours=12),
+        windows=parse_windows("1h,6h,12h"), min_support=2)).details
+    assert second["training_set"] != first["training_set"]
+    assert second["vocab_version"] != first["vocab_version"]
+    per_set = {r.training_set: (r["count"], r.vocabs) for r in spark.table(
+        "gold.training_examples").groupBy("training_set").agg(
+        F.count(F.lit(1)).alias("count"), F.collect_set("vocab_version").alias("vocabs"))
+        .collect()}
+    assert per_set == {
+        first["training_set"]: (sum(first["rows_by_split"].values()),
+                                [first["vocab_version"]]),
+        second["training_set"]: (sum(second["rows_by_split"].values()),
+                                 [second["vocab_version"]])}
+
+    newest = run_train(spark, small(data_root, epochs=1, max_steps_per_epoch=1))
+    assert newest.details["training_set"] == second["training_set"]
+    assert newest.input_rows == sum(second["rows_by_split"].values())
+    assert newest.details["feature_spec"] == second["feature_spec"]
+    model, _ = registry.load_model(data_root, newest.details["model_version"])
+    assert model.cfg.training_set == second["training_set"]
+    assert model.cfg.features.to_dict() == second["feature_spec"]
+
+    named = run_train(spark, small(data_root, epochs=1, max_steps_per_epoch=1,
+                                   training_set=first["training_set"]))
+    assert named.details["training_set"] == first["training_set"]
+    assert named.details["vocab_version"] == first["vocab_version"]
+    assert named.input_rows == sum(first["rows_by_split"].values())
+
+    with pytest.raises(TrainingSetError, match="no training set 'tsnope' in ml.training_sets"):
+        run_train(spark, small(data_root, training_set="tsnope"))
+    # a rebuild of the same settings is the same set, replaced in place
+    again = run_training_examples(spark, TrainingExamplesConfig(
+        cutoffs=later, validation_from=later[-2], test_from=later[-1], data_root=data_root,
+        horizon=timedelta(hours=6), lookback=timedelta(hours=12),
+        windows=parse_windows("1h,6h,12h"), min_support=2)).details
+    assert again["training_set"] == second["training_set"]
+    assert spark.table("gold.training_examples").count() == sum(
+        n for n, _ in per_set.values())
+    assert spark.table("ml.training_sets").count() == 2

@@ -102,9 +102,7 @@ def test_registered_commands_parse_with_their_configs_defaults():
      "2019-10-06T00:00:00+00:00,2019-10-03T00:00:00+00:00"),
 ])
 def test_user_errors_from_the_real_cli_exit_2_with_one_line(argv, expected, capsys):
-    with pytest.raises(SystemExit) as exited:
-        main(argv)
-    assert exited.value.code == 2
+    assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and expected in err, err
 
@@ -128,3 +126,30 @@ def test_listing_the_commands_imports_no_spark():
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_config_made_of_groups_takes_their_fields_as_flat_options():
+    """`train` is composed of the model's hyper-parameters, the loop's settings and the
+    distribution's: each option lands in its part, each default comes from that part."""
+    from clickscore.model.config import ModelHyper
+    from clickscore.training.config import DistributionConfig, LoopConfig, TrainConfig
+
+    parser, _ = build_parser("clickscore", "", list(commands()))
+    args = parser.parse_args(["train", "--d-model", "32", "--epochs", "1", "--no-local-mode",
+                              "--loss", "sampled", "--training-set", "ts1"])
+    cfg = config_from_arguments(TrainConfig, args, "/data")
+    assert cfg == TrainConfig(
+        data_root="/data", training_set="ts1", model=ModelHyper(d_model=32, loss="sampled"),
+        loop=LoopConfig(epochs=1), distribution=DistributionConfig(local_mode=False))
+    assert cfg == TrainConfig.of("/data", d_model=32, loss="sampled", epochs=1,
+                                 local_mode=False, training_set="ts1")
+    # defaults are the parts' own, written once
+    default = config_from_arguments(TrainConfig, parser.parse_args(["train"]), "/data")
+    assert default == TrainConfig(data_root="/data")
+    assert default.model.d_model == ModelHyper().d_model and default.loop.epochs == 5
+    with pytest.raises(ValueError, match=r"d_model \(30\) must be a multiple of n_heads"):
+        config_from_arguments(TrainConfig, parser.parse_args(
+            ["train", "--d-model", "30", "--n-heads", "4"]), "/data")
+    hidden = {"--checkpoint-dir", "--k", "--grad-clip"}
+    assert not hidden & set(parser._subparsers._group_actions[0].choices["train"]
+                            ._option_string_actions)

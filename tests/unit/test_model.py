@@ -3,6 +3,7 @@ loss only at positions with a target, overfitting a tiny set, and version refusa
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from clickscore.model.config import IncompatibleFeaturesError, ModelConfig
+from clickscore.model.config import IncompatibleFeaturesError, ModelConfig, ModelHyper
 from clickscore.model.metrics import (
     all_targets_hits,
     expected_calibration_error,
@@ -55,11 +56,16 @@ def test_calibration_error_and_gains_on_hand_computed_cases():
 
 
 def tiny_config(**overrides) -> ModelConfig:
+    """Sizes and versions of a toy vocabulary; hyper-parameter overrides go to ModelHyper."""
+    choices = {f.name for f in dataclasses.fields(ModelHyper)}
+    hyper = dict(d_model=32, n_heads=2, n_layers=2, dropout=0.0,
+                 repeat=True)  # the bonus path too
     values = dict(item_vocab_size=40, category_vocab_size=6, sequence_length=8,
                   n_event_types=5, n_time_gap_buckets=9, n_price_buckets=10, n_dense=4,
-                  feature_version=1, vocab_version="vtest", d_model=32, n_heads=2,
-                  n_layers=2, dropout=0.0, repeat=True)  # the bonus path too
-    return ModelConfig(**{**values, **overrides})
+                  feature_version=1, vocab_version="vtest")
+    hyper |= {k: v for k, v in overrides.items() if k in choices}
+    values |= {k: v for k, v in overrides.items() if k not in choices}
+    return ModelConfig(**values, hyper=ModelHyper(**hyper))
 
 
 def tiny_batch(items: torch.Tensor, cfg: ModelConfig) -> dict[str, torch.Tensor]:
@@ -145,7 +151,7 @@ def test_the_popularity_prior_ranks_like_most_popular_and_travels_with_the_weigh
     assert prior[2:].mean().item() == pytest.approx(0.0, abs=1e-6)
     assert prior[5] - prior[6] == pytest.approx(math.log((counts[5] + 1) / (counts[6] + 1)),
                                                 abs=1e-5)
-    flat = torch.zeros(3, cfg.d_model)  # a state that says nothing: popularity decides
+    flat = torch.zeros(3, cfg.hyper.d_model)  # a state that says nothing: popularity decides
     ranked = model.item_scores(flat).argsort(dim=1, descending=True)[:, :38]
     assert (ranked == (counts[2:].argsort(descending=True) + 2)).all()
     restored = SequenceModel(cfg)
@@ -177,7 +183,7 @@ def test_items_of_a_category_share_its_output_embedding():
     # what a category learns reaches each of its items: one gradient step on item 2 as the
     # target raises item 19 (same category, never a target) and lowers item 25
     model.train()
-    state = torch.randn(1, cfg.d_model) * 0.1  # no category dominates yet
+    state = torch.randn(1, cfg.hyper.d_model) * 0.1  # no category dominates yet
     before = model.item_scores(state)[0].detach().clone()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
     F.cross_entropy(model.item_scores(state), torch.tensor([2])).backward()
@@ -229,3 +235,23 @@ def test_one_device_choice_for_training_and_scoring(monkeypatch, capsys):
     assert pick_device("score", "scoring", gpu_address="3") == torch.device("cpu")
     assert "score: Spark assigned GPU 3 but CUDA sees no device here; scoring on the CPU" in \
         capsys.readouterr().out
+
+
+def test_one_accumulator_averages_each_metric_over_its_own_users():
+    from clickscore.model.metrics import NextItemMetrics
+
+    metrics = NextItemMetrics(k=2)
+    scores = torch.tensor([[-9.0, -9.0, 0.1, 0.9, 0.5, 0.2],    # ranks: 3, 4, 2, 5
+                           [-9.0, -9.0, 0.9, 0.1, 0.5, 0.2],
+                           [-9.0, -9.0, 0.3, 0.2, 0.1, 0.0]])
+    next_items = torch.tensor([[3, 4, 0],   # first at rank 1; both in the top 2
+                               [1, 5, 0],   # first is out of vocabulary; 5 ranked 3rd
+                               [0, 0, 0]])  # nothing after the cutoff: left out
+    metrics.add(scores[:2], next_items[:2])
+    metrics.add(scores[2:], next_items[2:])
+    assert metrics.users == {"first": 1, "all": 2}
+    got = metrics.means()
+    assert list(got) == ["mrr@2", "ndcg@2", "recall@2", "ndcg_all@2", "recall_all@2"]
+    assert got["recall@2"] == got["mrr@2"] == got["ndcg@2"] == 1.0
+    assert got["recall_all@2"] == pytest.approx((1.0 + 0.0) / 2)
+    assert got["ndcg_all@2"] == pytest.approx((1.0 + 0.0) / 2)

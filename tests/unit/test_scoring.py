@@ -13,7 +13,7 @@ import torch
 from pyspark.sql import Row
 from pyspark.testing import assertDataFrameEqual
 
-from clickscore.model.config import ModelConfig
+from clickscore.model.config import ModelConfig, ModelHyper
 from clickscore.model.network import FIRST_ITEM, SEQUENCES, SequenceModel
 from clickscore.scoring.inference import ARROW_OUTPUT, EXCLUDE, Scorer, model_payload
 from clickscore.scoring.transforms import (
@@ -31,7 +31,8 @@ def tiny_model(items: int) -> SequenceModel:
     cfg = ModelConfig(item_vocab_size=items + FIRST_ITEM, category_vocab_size=5,
                       sequence_length=L, n_event_types=5, n_time_gap_buckets=9,
                       n_price_buckets=10, n_dense=N_DENSE, feature_version=1,
-                      vocab_version="vtest", d_model=16, n_heads=2, n_layers=1, repeat=True)
+                      vocab_version="vtest",
+                      hyper=ModelHyper(d_model=16, n_heads=2, n_layers=1, repeat=True))
     return SequenceModel(cfg).eval()
 
 

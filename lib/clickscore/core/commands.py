@@ -8,9 +8,14 @@ arguments come from the config's fields, so a default is written once, in the da
 
 A field becomes `--field-name` (required when it has no default); its annotation picks the
 parser (`int`, `float`, `str`, `date`, `datetime`, `timedelta`, `RunDate`, `bool` as
-`--x/--no-x`) unless `option(parse=...)` gives one. `data_root` comes from the common
-`--data-root`. Entry points are imported only when their command runs, so `--help` stays fast
-and a stage's heavy imports (Spark, GX, torch) load only where needed.
+`--x/--no-x`) unless `option(parse=...)` gives one. A field whose type is a dataclass made
+by its `default_factory` is a group: its fields become options of the command (flat, as if
+they were the config's own), and the group is built from them; a class that cannot import
+this module (the model's hyper-parameters) gives its help and choices as plain field
+metadata (`{"help": ...}`).
+`data_root` comes from the common `--data-root`. Entry points are imported only when their
+command runs, so `--help` stays fast and a stage's heavy imports (Spark, GX, torch) load only
+where needed.
 """
 
 from __future__ import annotations
@@ -58,11 +63,34 @@ class Command:
         return typing.cast(Callable[..., Any], getattr(imported, function))
 
 
+def _meta(f: dataclasses.Field) -> dict[str, Any]:
+    """The field's command-line metadata: `option(...)`, or plain `help`/`choices`."""
+    plain = {k: f.metadata[k] for k in ("help", "hidden") if k in f.metadata}
+    if "choices" in f.metadata:
+        values = tuple(f.metadata["choices"])
+        plain["choices"] = lambda: values
+    return {**plain, **f.metadata.get(_CLI, {})}
+
+
+def _is_group(f: dataclasses.Field, annotation: Any) -> bool:
+    """A group of options: a field of a dataclass type made by its `default_factory` (a
+    value type such as RunDate is one option)."""
+    return (isinstance(annotation, type) and dataclasses.is_dataclass(annotation)
+            and f.default_factory is not dataclasses.MISSING)
+
+
 def _user_fields(config: type) -> list[tuple[dataclasses.Field, Any]]:
+    """The options of a config, a group's fields in place of the group."""
     hints = typing.get_type_hints(config)
-    return [(f, hints[f.name]) for f in dataclasses.fields(config)
-            if f.init and f.name != "data_root"
-            and not f.metadata.get(_CLI, {}).get("hidden")]
+    out: list[tuple[dataclasses.Field, Any]] = []
+    for f in dataclasses.fields(config):
+        if not f.init or f.name == "data_root" or _meta(f).get("hidden"):
+            continue
+        if _is_group(f, hints[f.name]):
+            out += _user_fields(hints[f.name])
+        else:
+            out.append((f, hints[f.name]))
+    return out
 
 
 def _base_type(annotation: Any) -> Any:
@@ -96,7 +124,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, config: type) -> None:
     """One argument per user-facing field of the `config` dataclass."""
     for f, annotation in _user_fields(config):
         meta = {"help": "", "flag": None, "parse": None, "choices": None,
-                "positional": False, "show": None, **f.metadata.get(_CLI, {})}
+                "positional": False, "show": None, **_meta(f)}
         base = _base_type(annotation)
         has_default = f.default is not dataclasses.MISSING
         default = f.default if has_default else None
@@ -125,10 +153,19 @@ def add_config_arguments(parser: argparse.ArgumentParser, config: type) -> None:
 
 
 def config_from_arguments(config: type, args: argparse.Namespace, data_root: str) -> Any:
-    """The typed config from parsed arguments (its __post_init__ validates it)."""
-    values = {f.name: getattr(args, f.name) for f, _ in _user_fields(config)}
-    if any(f.name == "data_root" for f in dataclasses.fields(config)):
-        values["data_root"] = data_root
+    """The typed config from parsed arguments, its groups built from theirs (each
+    __post_init__ validates its part)."""
+    hints = typing.get_type_hints(config)
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(config):
+        if not f.init or (_meta(f).get("hidden") and f.name != "data_root"):
+            continue
+        if f.name == "data_root":
+            values["data_root"] = data_root
+        elif _is_group(f, hints[f.name]):
+            values[f.name] = config_from_arguments(hints[f.name], args, data_root)
+        else:
+            values[f.name] = getattr(args, f.name)
     return config(**values)
 
 

@@ -46,7 +46,7 @@ def run_demo(spark: SparkSession, cfg: DemoConfig) -> None:
     _training_examples(spark, data_root, gen)
     # a small model on the demo's training examples: per-epoch progress, then the model
     # next to the baselines on the test split
-    run_train(spark, TrainConfig(data_root=data_root, epochs=cfg.epochs, patience=3))
+    run_train(spark, TrainConfig.of(data_root, epochs=cfg.epochs, patience=3))
     # the nightly job on the last day: features at its end, scored by the champion
     last_day = gen.start_date + timedelta(days=gen.days - 1)
     run_score(spark, ScoreConfig(run_date=last_day, data_root=data_root))

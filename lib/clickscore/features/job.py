@@ -1,18 +1,33 @@
 """Feature jobs: vocabularies, gold.user_features for one cutoff, gold.training_examples
 over several cutoffs. Each batch is staged, validated with its suite and only then published
-(replacing exactly its cutoffs), and the run is recorded in ops.pipeline_runs."""
+(user features replace exactly their cutoff; a training-examples build replaces exactly its
+own training set), and the run is recorded in ops.pipeline_runs.
+
+A training-examples build is one identified training set: its id digests the `FeatureSpec`
+(how its features were built), the cutoffs and the split boundaries, and `ml.training_sets`
+records it. Builds with other cutoffs or another vocabulary (next week's) sit beside it;
+`train` reads exactly one."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from clickscore.core.config import RunDate, parse_windows
-from clickscore.core.delta import replace_where, table_version
+from clickscore.core.config import RunDate
+from clickscore.core.contracts import table_schema
+from clickscore.core.delta import (
+    merge_upsert,
+    read_table,
+    replace_where,
+    table_version,
+    with_op,
+)
 from clickscore.core.errors import ClickscoreError, EmptyInputError
 from clickscore.core.frames import union_all
 from clickscore.core.runs import RunCounts
@@ -20,13 +35,19 @@ from clickscore.features.config import FeaturesConfig, TrainingExamplesConfig, V
 from clickscore.features.contract import FeatureContract, feature_contract
 from clickscore.features.transforms import history, labels, user_features, with_codes, with_labels
 from clickscore.features.vocab_job import build_vocab, latest_vocab_version, non_bot_events, vocab
+from clickscore.model.spec import FeatureSpec
 from clickscore.runner import stage_run
 
 log = logging.getLogger(__name__)
 
 USER_FEATURES = "gold.user_features"
 TRAINING_EXAMPLES = "gold.training_examples"
+TRAINING_SETS = "ml.training_sets"
 SILVER_EVENTS = "silver.events"
+
+
+class TrainingSetError(ClickscoreError):
+    """No training set to read, or not the one asked for."""
 
 
 def coded_events(spark: SparkSession, vocab_version: str) -> tuple[DataFrame, dict[str, int]]:
@@ -74,12 +95,11 @@ def run_features(spark: SparkSession, cfg: FeaturesConfig) -> RunCounts:
         with stage.publish():
             metrics = replace_where(spark, batch_df, USER_FEATURES,
                                     F.col("cutoff") == F.lit(cfg.as_of))
+        spec = FeatureSpec.of(contract.version, version, cfg.lookback, cfg.windows)
         return stage.finish(RunCounts(
             input_rows=active, output_rows=metrics.get("numOutputRows", 0),
             details={"vocab_version": version, "vocab_sizes": sizes,
-                     "lookback_s": cfg.lookback.total_seconds(),
-                     "windows": [w for w, _ in cfg.windows],
-                     "feature_version": contract.version,
+                     "feature_spec": spec.to_dict(),
                      "model_version": cfg.model_version,
                      # what scoring checks before it reuses these rows
                      "silver_events_version": silver_version,
@@ -87,20 +107,50 @@ def run_features(spark: SparkSession, cfg: FeaturesConfig) -> RunCounts:
 
 
 def _as_model_reads(cfg: FeaturesConfig) -> FeaturesConfig:
-    """The config with the registered model's vocabulary, lookback and windows."""
+    """The config with the registered model's feature spec (vocabulary, lookback, windows)."""
     from clickscore import registry
 
     model, found = registry.load_model(cfg.data_root, str(cfg.model_version))
-    if not model.cfg.lookback_s or not model.cfg.windows:
-        raise ClickscoreError(f"model version {found.version} records no feature lookback or "
-                              f"windows; give --lookback and --windows instead")
+    spec = model.cfg.features
+    if spec is None:
+        raise ClickscoreError(f"model version {found.version} records no feature spec; give "
+                              f"--lookback and --windows instead")
     log.info("features as model version %s reads them: vocabulary %s, lookback %s, windows %s",
-             found.version, model.cfg.vocab_version, timedelta(seconds=model.cfg.lookback_s),
-             ",".join(model.cfg.windows))
-    return replace(cfg, model_version=str(found.version),
-                   vocab_version=model.cfg.vocab_version,
-                   lookback=timedelta(seconds=model.cfg.lookback_s),
-                   windows=parse_windows(",".join(model.cfg.windows)))
+             found.version, spec.vocab_version, spec.lookback, ",".join(spec.labels))
+    return replace(cfg, model_version=str(found.version), vocab_version=spec.vocab_version,
+                   lookback=spec.lookback, windows=spec.window_spans)
+
+
+def training_set_id(spec: FeatureSpec, cfg: TrainingExamplesConfig) -> str:
+    """`ts` + a digest of how the set is built: the same settings give the same id (a
+    rebuild replaces itself), any other cutoff, boundary or feature setting another."""
+    identity = json.dumps({"spec": spec.to_dict(),
+                           "cutoffs": [c.isoformat() for c in cfg.cutoffs],
+                           "validation_from": cfg.validation_from.isoformat(),
+                           "test_from": cfg.test_from.isoformat()}, sort_keys=True)
+    return "ts" + hashlib.sha256(identity.encode()).hexdigest()[:12]
+
+
+def training_set(spark: SparkSession, wanted: str | None = None) -> dict[str, object]:
+    """A recorded training set (the newest when `wanted` is None): its id, feature spec,
+    cutoffs, boundaries and rows per split."""
+    sets_df = read_table(spark, TRAINING_SETS)
+    if wanted is not None:
+        row = sets_df.where(F.col("training_set") == wanted).first()
+        if row is None:
+            known = [r.training_set for r in sets_df.orderBy(F.col("built_at").desc())
+                     .limit(10).collect()]
+            raise TrainingSetError(f"no training set {wanted!r} in {TRAINING_SETS} (newest "
+                                   f"first: {', '.join(known) or 'none'})")
+    else:
+        row = sets_df.orderBy(F.col("built_at").desc(), F.col("training_set")).first()
+        if row is None:
+            raise TrainingSetError(f"{TRAINING_SETS} records no training set: run "
+                                   "`clickscore training-examples` first")
+    return {"training_set": row.training_set, "built_at": row.built_at,
+            "spec": FeatureSpec.from_json(row.feature_spec), "cutoffs": list(row.cutoffs),
+            "validation_from": row.validation_from, "test_from": row.test_from,
+            "rows_by_split": json.loads(row.rows_by_split)}
 
 
 def run_training_examples(spark: SparkSession, cfg: TrainingExamplesConfig) -> RunCounts:
@@ -116,6 +166,8 @@ def run_training_examples(spark: SparkSession, cfg: TrainingExamplesConfig) -> R
             min_support=cfg.min_support, data_root=cfg.data_root))
         coded_df, sizes = coded_events(spark, version)
         cutoffs = list(cfg.cutoffs)
+        spec = FeatureSpec.of(contract.version, version, cfg.lookback, cfg.windows, cfg.horizon)
+        set_id = training_set_id(spec, cfg)
         active = _active_users(coded_df, cutoffs, cfg.lookback)
         if active == 0:
             raise EmptyInputError("silver.events before the cutoffs", run_date)
@@ -125,17 +177,28 @@ def run_training_examples(spark: SparkSession, cfg: TrainingExamplesConfig) -> R
             .withColumn("horizon_s", F.lit(int(cfg.horizon.total_seconds())).cast("bigint"))
             .withColumn("lookback_s", F.lit(int(cfg.lookback.total_seconds())).cast("bigint"))
             .withColumn("split", F.lit(cfg.split_of(c)))
+            .withColumn("training_set", F.lit(set_id))
             for c in cutoffs
         ])
         batch_df = stage.stage("training_examples", examples_df)
         stage.validate(batch_df, TRAINING_EXAMPLES,
                        parameters=_parameters(contract, version, sizes, active))
+        by_split = {r["split"]: r["count"] for r in batch_df.groupBy("split").count().collect()}
         with stage.publish():
             metrics = replace_where(spark, batch_df, TRAINING_EXAMPLES,
-                                    F.col("cutoff").isin([F.lit(c) for c in cutoffs]))
-        by_split = {r["split"]: r["count"] for r in batch_df.groupBy("split").count().collect()}
+                                    F.col("training_set") == F.lit(set_id))
+            record = spark.createDataFrame([{
+                "training_set": set_id, "built_at": datetime.now(UTC), "cutoffs": cutoffs,
+                "validation_from": cfg.validation_from, "test_from": cfg.test_from,
+                "vocab_version": version, "feature_spec": spec.to_json(),
+                "rows_by_split": json.dumps(by_split, sort_keys=True),
+                "run_id": stage.run.run_id}], table_schema(TRAINING_SETS).struct)
+            merge_upsert(spark, with_op(record, "upsert"), TRAINING_SETS,
+                         compare=["built_at", "rows_by_split", "run_id"])
+        log.info("training_examples: training set %s (%s)", set_id,
+                 ", ".join(f"{k} {v:,}" for k, v in sorted(by_split.items())))
         return stage.finish(RunCounts(
             input_rows=active, output_rows=metrics.get("numOutputRows", 0),
-            details={"vocab_version": version, "vocab_sizes": sizes, "cutoffs": cutoffs,
-                     "rows_by_split": by_split, "horizon_s": cfg.horizon.total_seconds(),
-                     "feature_version": contract.version}))
+            details={"training_set": set_id, "vocab_version": version, "vocab_sizes": sizes,
+                     "cutoffs": cutoffs, "rows_by_split": by_split,
+                     "feature_spec": spec.to_dict()}))

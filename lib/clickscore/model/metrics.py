@@ -12,6 +12,43 @@ import numpy as np
 import torch
 from torch import Tensor
 
+FIRST_TARGET = 2  # item indices below this are padding (0) and out-of-vocabulary (1)
+
+
+class NextItemMetrics:
+    """Next-item metrics summed over batches, the one accumulator training's validation and
+    evaluation share: the first-item metrics (recall/ndcg/mrr@k) over the users whose first
+    next item is in the vocabulary, the all-items ones (recall_all/ndcg_all@k) over the
+    users with any; `means()` at the end."""
+
+    def __init__(self, k: int = 20) -> None:
+        self.k = k
+        self.sums: dict[str, float] = {}
+        self.users = {"first": 0, "all": 0}
+
+    def add(self, scores: Tensor, next_items: Tensor) -> None:
+        """Scores (B, V) of a batch's users and their next items (B, K), 0-padded."""
+        next_items = next_items.long()
+        first = next_items[:, 0]
+        has_first = first >= FIRST_TARGET
+        has_any = (next_items >= FIRST_TARGET).any(dim=1)
+        self.users["first"] += int(has_first.sum())
+        self.users["all"] += int(has_any.sum())
+        parts: dict[str, Tensor] = {}
+        if has_first.any():
+            parts |= first_target_hits(scores[has_first], first[has_first], self.k)
+        if has_any.any():
+            parts |= all_targets_hits(scores[has_any].topk(self.k, dim=1).indices,
+                                      next_items[has_any], self.k)
+        for name, values in parts.items():
+            self.sums[name] = self.sums.get(name, 0.0) + float(values.sum())
+
+    def means(self) -> dict[str, float]:
+        """Each metric's mean over its users (first-item metrics first)."""
+        return {name: total / max(self.users["all" if "_all" in name else "first"], 1)
+                for name, total in sorted(self.sums.items(),
+                                          key=lambda kv: ("_all" in kv[0], kv[0]))}
+
 
 def first_target_hits(scores: Tensor, targets: Tensor, k: int = 20) -> dict[str, Tensor]:
     """Per row: recall@k, ndcg@k and mrr@k of one target item (B,), each (B,) in [0, 1]."""

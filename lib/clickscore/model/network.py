@@ -50,31 +50,32 @@ class SequenceModel(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        d = cfg.d_model
+        d = cfg.hyper.d_model
         self.item = nn.Embedding(cfg.item_vocab_size, d, padding_idx=0)
         self.event_type = nn.Embedding(cfg.n_event_types + 1, d, padding_idx=0)
         self.category = nn.Embedding(cfg.category_vocab_size, d, padding_idx=0)
         self.time_gap = nn.Embedding(cfg.n_time_gap_buckets + 1, d, padding_idx=0)
         self.price = nn.Embedding(cfg.n_price_buckets + 1, d, padding_idx=0)
         self.position = nn.Embedding(cfg.sequence_length, d)
-        self.dropout = nn.Dropout(cfg.dropout)
-        layer = nn.TransformerEncoderLayer(d, cfg.n_heads, 4 * d, cfg.dropout, activation="gelu",
-                                           batch_first=True, norm_first=True)
-        self.encoder = nn.TransformerEncoder(layer, cfg.n_layers, enable_nested_tensor=False)
+        self.dropout = nn.Dropout(cfg.hyper.dropout)
+        layer = nn.TransformerEncoderLayer(d, cfg.hyper.n_heads, 4 * d, cfg.hyper.dropout,
+                                           activation="gelu", batch_first=True,
+                                           norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, cfg.hyper.n_layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(d)
         self.dense_norm = nn.LayerNorm(cfg.n_dense)
         self.propensity = nn.Sequential(nn.Linear(d + cfg.n_dense, d), nn.GELU(),
-                                        nn.Dropout(cfg.dropout), nn.Linear(d, 1))
+                                        nn.Dropout(cfg.hyper.dropout), nn.Linear(d, 1))
         # saved with the weights; zeros (no prior) until set_item_prior
         self.register_buffer("item_prior", torch.zeros(cfg.item_vocab_size))
         self.register_buffer("item_category", torch.zeros(cfg.item_vocab_size, dtype=torch.long))
-        if cfg.category_output:  # starts at zero: the model starts from its item embeddings
+        if cfg.hyper.category_output:  # starts at zero: the model starts from its item embeddings
             self.category_out = nn.Embedding(cfg.category_vocab_size, d)
             nn.init.zeros_(self.category_out.weight)
         nn.init.normal_(self.item.weight, std=d ** -0.5)
         with torch.no_grad():
             self.item.weight[0].zero_()
-        if cfg.repeat:
+        if cfg.hyper.repeat:
             self.repeat_age = nn.Embedding(cfg.sequence_length, 1)
             self.repeat_gate = nn.Linear(d, 1)
             with torch.no_grad():  # start at a bonus of about 1 / (1 + age) logits
@@ -114,7 +115,7 @@ class SequenceModel(nn.Module):
         of one category share that part, so it learns from every event of the category: on
         small data the item embeddings alone learn slowly which items go together."""
         weights = self.item.weight if index is None else F.embedding(index, self.item.weight)
-        if self.cfg.category_output and hasattr(self, "category_out"):
+        if self.cfg.hyper.category_output and hasattr(self, "category_out"):
             categories = self.item_category if index is None else self.item_category[index]
             # F.embedding, not indexing: its backward is deterministic on CPU, while an
             # indexed read's (index_put with accumulate) varied in the last bits between
@@ -124,7 +125,7 @@ class SequenceModel(nn.Module):
 
     def _prior(self) -> Tensor | None:
         """The offset per item, or None without the prior (or a model saved before it)."""
-        if not self.cfg.popularity_prior or not hasattr(self, "item_prior"):
+        if not self.cfg.hyper.popularity_prior or not hasattr(self, "item_prior"):
             return None
         return self.item_prior
 
@@ -149,13 +150,13 @@ class SequenceModel(nn.Module):
         future = torch.ones(length, length, dtype=torch.bool, device=device).triu(1)
         blocked = future.unsqueeze(0) | is_pad.unsqueeze(1)
         blocked &= ~torch.eye(length, dtype=torch.bool, device=device).unsqueeze(0)
-        return blocked.repeat_interleave(self.cfg.n_heads, dim=0)
+        return blocked.repeat_interleave(self.cfg.hyper.n_heads, dim=0)
 
     def encode(self, batch: dict[str, Tensor]) -> Tensor:
         """Hidden states (B, L, d) of every position."""
         items = batch["item_seq"]
         positions = torch.arange(items.shape[1], device=items.device)
-        x = (self.item(items) * math.sqrt(self.cfg.d_model)
+        x = (self.item(items) * math.sqrt(self.cfg.hyper.d_model)
              + self.event_type(batch["event_type_seq"]) + self.category(batch["category_seq"])
              + self.time_gap(batch["time_gap_seq"]) + self.price(batch["price_seq"])
              + self.position(positions).unsqueeze(0))
@@ -171,7 +172,7 @@ class SequenceModel(nn.Module):
         prior = self._prior()
         if prior is not None:
             scores = scores + prior.to(scores.dtype)
-        if self.cfg.repeat and history is not None:
+        if self.cfg.hyper.repeat and history is not None:
             weights, gate = self._repeat_weights(states, history, positions)
             scores = scores + gate * torch.zeros_like(scores).scatter_add_(
                 1, history, weights.to(scores.dtype))
@@ -211,7 +212,7 @@ class SequenceModel(nn.Module):
         history = batch["item_seq"][rows]
         if wanted.numel() == 0:
             next_item = hidden.sum() * 0.0
-        elif self.cfg.loss == "full":
+        elif self.cfg.hyper.loss == "full":
             next_item = F.cross_entropy(
                 self.item_scores(states, history, positions).float(), wanted)
         else:
@@ -219,7 +220,7 @@ class SequenceModel(nn.Module):
         label = batch["purchased_within_horizon"].float()
         propensity = F.binary_cross_entropy_with_logits(
             self.propensity_logit(hidden, batch["dense"]).float(), label)
-        total = next_item + self.cfg.propensity_weight * propensity
+        total = next_item + self.cfg.hyper.propensity_weight * propensity
         return {"next_item": next_item, "propensity": propensity, "total": total}
 
     def _sampled_softmax(self, states: Tensor, wanted: Tensor, history: Tensor,
@@ -227,14 +228,14 @@ class SequenceModel(nn.Module):
         """Sampled softmax over shared log-uniform negatives with logQ correction. Vocabulary
         indices run by descending support, so log-uniform over them follows popularity."""
         n_items = self.cfg.item_vocab_size - FIRST_ITEM
-        u = torch.rand(self.cfg.negatives, device=states.device)
+        u = torch.rand(self.cfg.hyper.negatives, device=states.device)
         ranks = (torch.exp(u * math.log(n_items + 1)) - 1).long().clamp_(0, n_items - 1)
         negatives = ranks + FIRST_ITEM
 
         def log_q(index: Tensor) -> Tensor:
             rank = (index - FIRST_ITEM).float()
             q = torch.log((rank + 2) / (rank + 1)) / math.log(n_items + 1)
-            return torch.log(q * self.cfg.negatives)
+            return torch.log(q * self.cfg.hyper.negatives)
 
         positive = (states * self.output_weights(wanted)).sum(-1) - log_q(wanted)
         negative = states @ self.output_weights(negatives).T - log_q(negatives).unsqueeze(0)
@@ -242,7 +243,7 @@ class SequenceModel(nn.Module):
         if prior is not None:
             positive = positive + prior[wanted]
             negative = negative + prior[negatives].unsqueeze(0)
-        if self.cfg.repeat:  # the bonus of the positive and of each negative, slot by slot
+        if self.cfg.hyper.repeat:  # the bonus of the positive and of each negative, slot by slot
             weights, gate = self._repeat_weights(states, history, positions)
             positive = positive + gate.squeeze(1) * (
                 (history == wanted.unsqueeze(1)) * weights).sum(1)

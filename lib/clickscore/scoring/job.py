@@ -33,7 +33,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from clickscore import registry
-from clickscore.core.config import RunDate, format_duration, parse_duration, parse_windows
+from clickscore.core.config import RunDate
 from clickscore.core.delta import read_table, replace_where, table_version
 from clickscore.core.errors import ClickscoreError, FeatureContractError
 from clickscore.core.runs import RUNS_TABLE, RunCounts
@@ -46,6 +46,7 @@ from clickscore.features.transforms import with_codes
 from clickscore.features.vocab_job import vocab
 from clickscore.model.config import IncompatibleFeaturesError, ModelConfig
 from clickscore.model.network import FIRST_ITEM
+from clickscore.model.spec import FeatureSpec
 from clickscore.runner import stage_run
 from clickscore.scoring.config import ScoreConfig
 from clickscore.scoring.inference import OUTPUT_SCHEMA, model_payload, score_batches
@@ -76,19 +77,19 @@ def run_score(spark: SparkSession, cfg: ScoreConfig) -> RunCounts:
     contract = feature_contract()
     pinned = _reproduced(spark, cfg) if cfg.reproduce else {}
     if pinned:
+        reproduced = FeatureSpec.from_dict(pinned["feature_spec"])
         cfg = replace(cfg, model_version=pinned["model_version"], top_k=pinned["top_k"],
                       exclude_purchased=pinned["exclude_purchased"],
-                      lookback=parse_duration(pinned["lookback"]),
-                      windows=parse_windows(",".join(pinned["windows"])))
+                      lookback=reproduced.lookback, windows=reproduced.window_spans)
     with stage_run(spark, "score", str(cfg.run_date), data_root=cfg.data_root,
                    dq_run_date=RunDate(cfg.run_date)) as stage:
         with stage.step("load model"):
             model, found = registry.load_model(cfg.data_root, cfg.model_version)
             version = str(found.version)
             item_ids = _item_ids(spark, model.cfg)
-        lookback, windows = _feature_settings(cfg, model.cfg)
+        spec = _feature_spec(cfg, model.cfg)
         silver_version = pinned.get("silver_events_version") or _version(spark, SILVER_EVENTS)
-        reusable = (_reusable_features(spark, cfg, model.cfg, lookback, windows, silver_version)
+        reusable = (_reusable_features(spark, cfg, spec, silver_version)
                     if cfg.reuse_features and not pinned else None)
         if pinned:
             features_version = pinned["user_features_version"]
@@ -97,14 +98,14 @@ def run_score(spark: SparkSession, cfg: ScoreConfig) -> RunCounts:
         else:
             with stage.step("features"):
                 run_features(spark, FeaturesConfig(
-                    as_of=cfg.cutoff, data_root=cfg.data_root, lookback=lookback,
-                    windows=windows, vocab_version=model.cfg.vocab_version))
+                    as_of=cfg.cutoff, data_root=cfg.data_root, lookback=spec.lookback,
+                    windows=spec.window_spans, vocab_version=spec.vocab_version))
             features_version = table_version(spark, USER_FEATURES)
         features_df = (spark.read.option("versionAsOf", features_version).table(USER_FEATURES)
                        .where(F.col("cutoff") == F.lit(cfg.cutoff)))
         users = _checked_users(features_df, contract, model.cfg)
 
-        exclusions_df = _exclusions(spark, cfg, model.cfg, silver_version, lookback)
+        exclusions_df = _exclusions(spark, cfg, model.cfg, silver_version, spec.lookback)
         inputs_df = with_exclusions(
             model_frame(features_df, contract, with_labels=False, keep=("user_id",)),
             exclusions_df).repartition(_partitions(spark, users), "user_id")
@@ -140,8 +141,7 @@ def run_score(spark: SparkSession, cfg: ScoreConfig) -> RunCounts:
                 "silver_events_version": silver_version,
                 "user_scores_version": table_version(spark, USER_SCORES),
                 "feature_as_of": cfg.cutoff.isoformat(),
-                "lookback": format_duration(lookback),
-                "windows": [label for label, _ in windows], "top_k": cfg.top_k,
+                "feature_spec": spec.to_dict(), "top_k": cfg.top_k,
                 "exclude_purchased": cfg.exclude_purchased,
                 "reproduces": cfg.reproduce}))
     if cfg.export_jdbc_url:  # its own run: a failed export leaves the scores published
@@ -182,15 +182,14 @@ def _reproduced(spark: SparkSession, cfg: ScoreConfig) -> dict[str, Any]:
     details = json.loads(row["details"])
     return {k: details[k] for k in ("model_version", "user_features_version",
                                     "silver_events_version", "top_k", "exclude_purchased",
-                                    "lookback", "windows")}
+                                    "feature_spec")}
 
 
-def _reusable_features(spark: SparkSession, cfg: ScoreConfig, model_cfg: ModelConfig,
-                       lookback: timedelta, windows: tuple[tuple[str, timedelta], ...],
+def _reusable_features(spark: SparkSession, cfg: ScoreConfig, spec: FeatureSpec,
                        silver_version: int) -> int | None:
     """The gold.user_features version the last succeeded `features` run of this cutoff
-    published, when it read the current silver.events with the model's vocabulary, lookback
-    and windows; None (rebuild) otherwise, with the reason logged."""
+    published, when it read the current silver.events and built them by `spec`; None
+    (rebuild) otherwise, with the reason logged."""
     read_table(spark, RUNS_TABLE)
     row = (spark.table(RUNS_TABLE)
            .where((F.col("job") == "features") & (F.col("status") == "succeeded")
@@ -200,13 +199,11 @@ def _reusable_features(spark: SparkSession, cfg: ScoreConfig, model_cfg: ModelCo
         log.info("score: no features run of %s to reuse; rebuilding", cfg.cutoff.isoformat())
         return None
     details = json.loads(row["details"] or "{}")
-    wanted = {"vocab_version": model_cfg.vocab_version,
-              "lookback_s": lookback.total_seconds(),
-              "windows": [label for label, _ in windows],
-              "feature_version": feature_contract().version,
-              "silver_events_version": silver_version}
-    differs = [f"{k} {details.get(k)!r} (wanted {v!r})" for k, v in wanted.items()
-               if details.get(k) != v]
+    built = details.get("feature_spec")
+    differs = spec.differences(FeatureSpec.from_dict(built) if built else None)
+    if details.get("silver_events_version") != silver_version:
+        differs.append(f"silver_events_version {details.get('silver_events_version')!r}, "
+                       f"wanted {silver_version!r}")
     if differs or "user_features_version" not in details:
         log.info("score: features run %s does not fit (%s); rebuilding", row["run_id"],
                  "; ".join(differs) or "no recorded table version")
@@ -216,18 +213,13 @@ def _reusable_features(spark: SparkSession, cfg: ScoreConfig, model_cfg: ModelCo
     return int(details["user_features_version"])
 
 
-def _feature_settings(cfg: ScoreConfig, model_cfg: ModelConfig
-                      ) -> tuple[timedelta, tuple[tuple[str, timedelta], ...]]:
-    """The lookback and windows to rebuild features with: the model's, unless given (and a
-    model that recorded none needs them given)."""
-    lookback = cfg.lookback or (timedelta(seconds=model_cfg.lookback_s)
-                                if model_cfg.lookback_s else None)
-    windows = cfg.windows or (parse_windows(",".join(model_cfg.windows))
-                              if model_cfg.windows else None)
-    if lookback is None or windows is None:
-        raise ScoringError("the model records no feature lookback or windows; give "
-                           "--lookback and --windows as its training examples used")
-    return lookback, windows
+def _feature_spec(cfg: ScoreConfig, model_cfg: ModelConfig) -> FeatureSpec:
+    """How to build the features to score: the model's spec at a cutoff, with the lookback or
+    windows given on the command line instead where they are."""
+    if model_cfg.features is None:
+        raise ScoringError("the model records no feature spec; retrain it on a training set "
+                           "(clickscore training-examples, then train)")
+    return model_cfg.features.at_cutoff(lookback=cfg.lookback, windows=cfg.windows)
 
 
 def _item_ids(spark: SparkSession, model_cfg: ModelConfig) -> np.ndarray:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 from clickscore.core.commands import Command, option
+from clickscore.model.config import ModelHyper
 
 USE_GPU = ("auto", "yes", "no")
-
-
-def _losses() -> tuple[str, ...]:
-    return ("full", "sampled")
 
 
 def _use_gpu() -> tuple[str, ...]:
@@ -22,17 +20,10 @@ def _keep() -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """Train the sequence model on gold.training_examples (train and validation splits),
-    evaluate it on the test split next to the baselines, register it as the challenger."""
+class LoopConfig:
+    """How to train: steps, optimizer, stopping, checkpoints. Picklable, sent to each rank;
+    each default is written here once."""
 
-    data_root: str
-    num_processes: int = field(default=1, metadata=option(
-        "training processes (TorchDistributor); one per GPU on GPU executors"))
-    local_mode: bool = field(default=True, metadata=option(
-        "run the processes on the driver (local) or as Spark tasks on executors"))
-    use_gpu: str = field(default="auto", metadata=option(
-        "auto: GPUs when Spark or CUDA offers them", choices=_use_gpu))
     epochs: int = field(default=5, metadata=option("at most this many epochs"))
     batch_size: int = field(default=256, metadata=option("sequences per step and process"))
     learning_rate: float = field(default=1e-3, metadata=option("AdamW's peak learning rate"))
@@ -46,42 +37,64 @@ class TrainConfig:
         choices=_keep))
     max_steps_per_epoch: int | None = field(default=None, metadata=option(
         "cap the steps of an epoch (smoke runs)"))
-    d_model: int = field(default=64, metadata=option("embedding and hidden size"))
-    n_heads: int = field(default=2, metadata=option("attention heads"))
-    n_layers: int = field(default=2, metadata=option("Transformer layers"))
-    dropout: float = field(default=0.1, metadata=option("dropout"))
-    loss: str = field(default="full", metadata=option(
-        "next-item loss: full softmax, or sampled (shared log-uniform negatives, logQ)",
-        choices=_losses))
-    negatives: int = field(default=256, metadata=option("negatives for --loss sampled"))
-    propensity_weight: float = field(default=1.0, metadata=option(
-        "weight of the propensity loss in the total"))
-    repeat: bool = field(default=False, metadata=option(
-        "a learned bonus for items already in the user's history (where users revisit "
-        "items: it won on the real samples, and cost the generated planted pairs)"))
-    popularity_prior: bool = field(default=False, metadata=option(
-        "item scores start from the log of each item's frequency as a training target, so "
-        "the model learns what a user's history adds to popularity"))
-    category_output: bool = field(default=False, metadata=option(
-        "an item's output embedding adds its category's, shared by the items of a category"))
     seed: int = field(default=42, metadata=option("same seed, same model on CPU"))
     resume: bool = field(default=False, metadata=option(
         "continue from the last checkpoint of the previous run"))
+    grad_clip: float = field(default=1.0, metadata=option(hidden=True))
+    k: int = field(default=20, metadata=option(hidden=True))  # recall@k for early stopping
+    checkpoint_dir: str = field(default="", metadata=option(hidden=True))  # set by the job
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "patience"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class DistributionConfig:
+    """Where the training processes run."""
+
+    num_processes: int = field(default=1, metadata=option(
+        "training processes (TorchDistributor); one per GPU on GPU executors"))
+    local_mode: bool = field(default=True, metadata=option(
+        "run the processes on the driver (local) or as Spark tasks on executors"))
+    use_gpu: str = field(default="auto", metadata=option(
+        "auto: GPUs when Spark or CUDA offers them", choices=_use_gpu))
+
+    def __post_init__(self) -> None:
+        if self.num_processes < 1:
+            raise ValueError(f"num_processes must be at least 1, got {self.num_processes}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Train the sequence model on one training set of gold.training_examples (train and
+    validation splits), evaluate it on the test split next to the baselines, register it as
+    the challenger. Composed of the model's hyper-parameters, the loop's settings and the
+    distribution's; the command line shows their fields as one flat set of options."""
+
+    data_root: str
+    training_set: str | None = field(default=None, metadata=option(
+        "the training set (ml.training_sets) to train on; default: the newest build"))
+    model: ModelHyper = field(default_factory=ModelHyper)
+    loop: LoopConfig = field(default_factory=LoopConfig)
+    distribution: DistributionConfig = field(default_factory=DistributionConfig)
     promotion_margin: float = field(default=0.0, metadata=option(
         "promote the new model to champion when its validation recall@20 (all next items) "
         "beats the champion's by more than this"))
     auto_promote: bool = field(default=True, metadata=option(
         "promote automatically when the margin is met (or no champion exists yet)"))
 
-    def __post_init__(self) -> None:
-        for name in ("num_processes", "epochs", "batch_size", "n_heads", "n_layers", "d_model"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.d_model % self.n_heads:
-            raise ValueError(f"d_model ({self.d_model}) must be a multiple of n_heads "
-                             f"({self.n_heads})")
-        if self.patience < 1:
-            raise ValueError(f"patience must be at least 1, got {self.patience}")
+    @classmethod
+    def of(cls, data_root: str, **settings: Any) -> TrainConfig:
+        """A config from flat settings, as the command line gives them (`epochs=1,
+        d_model=32`): each goes to the part that declares it."""
+        parts: dict[str, Any] = {}
+        for name, part in (("model", ModelHyper), ("loop", LoopConfig),
+                           ("distribution", DistributionConfig)):
+            own = {f.name for f in fields(part)}
+            parts[name] = part(**{k: settings.pop(k) for k in list(settings) if k in own})
+        return cls(data_root=data_root, **parts, **settings)
 
 
 @dataclass(frozen=True)
@@ -91,6 +104,8 @@ class EvaluateConfig:
     data_root: str
     model_version: str = field(default="champion", metadata=option(
         "a registry version number, or an alias (champion, challenger)"))
+    training_set: str | None = field(default=None, metadata=option(
+        "the training set whose test split to use; default: the one it was trained on"))
 
 
 COMMANDS = (

@@ -33,12 +33,11 @@ from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from torch import Tensor
 
 from clickscore.model.metrics import (
-    all_targets_hits,
+    NextItemMetrics,
     expected_calibration_error,
     gains_by_decile,
     reliability_curve,
 )
-from clickscore.model.metrics import first_target_hits as first_hits
 from clickscore.model.network import FIRST_ITEM, SequenceModel
 from clickscore.training.loop import to_device
 
@@ -171,40 +170,24 @@ def evaluate(model: SequenceModel, test_batches: Iterable[dict[str, Tensor]], st
         "recently_viewed": lambda b: stats.recent_scores(b["item_seq"].long()),
         "item_knn": lambda b: stats.knn_scores(b["item_seq"].long()),
     }
-    sums: dict[str, dict[str, float]] = {}
-    counts = {"first": 0, "all": 0}
+    metrics = {name: NextItemMetrics(k) for name in ("model", *methods)}
     probabilities: dict[str, list[np.ndarray]] = {"model": [], **{n: [] for n in fitted}}
     labels = []
     for raw in test_batches:
         batch = {n: v for n, v in raw.items() if isinstance(v, Tensor)}
         scores, propensity = model(to_device(batch, device))
         every = {"model": scores.float().cpu(), **{n: f(batch) for n, f in methods.items()}}
-        next_items = batch["next_items"].long()
-        first = next_items[:, 0]
-        has_first = first >= FIRST_ITEM
-        has_any = (next_items >= FIRST_ITEM).any(dim=1)
-        counts["first"] += int(has_first.sum())
-        counts["all"] += int(has_any.sum())
         for name, method_scores in every.items():
-            total = sums.setdefault(name, {})
-            if has_first.any():
-                for metric, values in first_hits(method_scores[has_first], first[has_first],
-                                                 k).items():
-                    total[metric] = total.get(metric, 0.0) + float(values.sum())
-            if has_any.any():
-                top = method_scores[has_any].topk(k, dim=1).indices
-                for metric, values in all_targets_hits(top, next_items[has_any], k).items():
-                    total[metric] = total.get(metric, 0.0) + float(values.sum())
+            metrics[name].add(method_scores, batch["next_items"])
         probabilities["model"].append(propensity.float().cpu().numpy())
         dense = batch["dense"].numpy()
         for name, fitted_model in fitted.items():
             probabilities[name].append(fitted_model.predict_proba(dense)[:, 1])
         labels.append(batch["purchased_within_horizon"].numpy())
     result = Evaluation(labels=np.concatenate(labels) if labels else np.zeros(0))
-    for name, total in sums.items():
-        result.next_item[name] = {
-            metric: value / max(counts["all" if "_all" in metric else "first"], 1)
-            for metric, value in sorted(total.items(), key=lambda kv: ("_all" in kv[0], kv[0]))}
+    for name, accumulated in metrics.items():
+        if accumulated.sums:
+            result.next_item[name] = accumulated.means()
     for name, parts in probabilities.items():
         p = np.clip(np.concatenate(parts), 1e-7, 1 - 1e-7) if parts else np.zeros(0)
         result.probabilities[name] = p

@@ -15,7 +15,7 @@ import contextlib
 import io
 import logging
 import tempfile
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +28,16 @@ from clickscore.core.delta import read_table, table_version
 from clickscore.core.errors import EmptyInputError, FeatureContractError
 from clickscore.core.runs import RunCounts
 from clickscore.features.contract import FeatureContract, check_feature_frame, feature_contract
+from clickscore.features.job import training_set
 from clickscore.features.vocab_job import vocab
 from clickscore.model.config import IncompatibleFeaturesError, ModelConfig
 from clickscore.model.network import SEQUENCES, SequenceModel
+from clickscore.model.spec import FeatureSpec
 from clickscore.runner import stage_run
 from clickscore.training.config import EvaluateConfig, TrainConfig
 from clickscore.training.data import batches, converted, dense_columns, model_frame
 from clickscore.training.evaluate import Evaluation, ItemStats, evaluate, save_plots
-from clickscore.training.loop import LoopConfig, train_function
+from clickscore.training.loop import train_function
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +46,17 @@ SPLITS = ("train", "validation", "test")
 SESSION_GAP_S = 1800.0  # item-kNN's sessions: the time-gap bucket of 30 minutes starts one
 
 
-def pinned_examples(spark: SparkSession) -> tuple[DataFrame, int]:
-    """gold.training_examples as of its current Delta version, and that version."""
+def pinned_examples(spark: SparkSession, wanted: str | None = None
+                    ) -> tuple[DataFrame, int, dict[str, Any]]:
+    """One training set's rows of gold.training_examples as of the table's current Delta
+    version (the newest set unless `wanted` names one), that version, and the set's record
+    (id, feature spec, cutoffs) from ml.training_sets."""
+    chosen = training_set(spark, wanted)
     read_table(spark, TRAINING_EXAMPLES)  # created empty when missing
     version = table_version(spark, TRAINING_EXAMPLES)
-    return spark.read.option("versionAsOf", version).table(TRAINING_EXAMPLES), version
+    rows_df = (spark.read.option("versionAsOf", version).table(TRAINING_EXAMPLES)
+               .where(F.col("training_set") == F.lit(chosen["training_set"])))
+    return rows_df, version, chosen
 
 
 def describe_examples(examples_df: DataFrame) -> dict[str, Any]:
@@ -79,22 +87,25 @@ def describe_examples(examples_df: DataFrame) -> dict[str, Any]:
 
 
 def model_config(spark: SparkSession, cfg: TrainConfig, contract: FeatureContract,
-                 described: dict[str, Any]) -> ModelConfig:
-    _, item_max = vocab(spark, "ml.item_vocab", described["vocab_version"])
-    _, category_max = vocab(spark, "ml.category_vocab", described["vocab_version"])
-    n_dense = len(contract.window_arrays) * len(described["windows"]) + len(contract.scalars)
+                 described: dict[str, Any], chosen: dict[str, Any]) -> ModelConfig:
+    spec: FeatureSpec = chosen["spec"]
+    if (spec.vocab_version, spec.labels) != (described["vocab_version"],
+                                              list(described["windows"])):
+        raise FeatureContractError(contract.version, [
+            f"training set {chosen['training_set']} records vocabulary {spec.vocab_version} "
+            f"and windows {spec.labels}; its rows hold {described['vocab_version']} and "
+            f"{list(described['windows'])}"])
+    _, item_max = vocab(spark, "ml.item_vocab", spec.vocab_version)
+    _, category_max = vocab(spark, "ml.category_vocab", spec.vocab_version)
+    n_dense = len(contract.window_arrays) * len(spec.windows) + len(contract.scalars)
     return ModelConfig(
         item_vocab_size=item_max + 1, category_vocab_size=category_max + 1,
         sequence_length=contract.sequence_length, n_event_types=len(contract.event_types),
         n_time_gap_buckets=len(contract.time_gap_edges_s) + 1,
         n_price_buckets=len(contract.price_edges) + 1, n_dense=n_dense,
-        feature_version=contract.version, vocab_version=described["vocab_version"],
-        d_model=cfg.d_model, n_heads=cfg.n_heads, n_layers=cfg.n_layers, dropout=cfg.dropout,
-        loss=cfg.loss, negatives=cfg.negatives, propensity_weight=cfg.propensity_weight,
-        repeat=cfg.repeat, popularity_prior=cfg.popularity_prior,
-        category_output=cfg.category_output,
-        windows=tuple(described["windows"]), lookback_s=float(described["lookback_s"]),
-        horizon_s=float(described["horizon_s"]))
+        feature_version=spec.feature_version, vocab_version=spec.vocab_version,
+        hyper=cfg.model, features=spec,
+        training_set=str(chosen["training_set"]))
 
 
 def target_counts(train_df: DataFrame, vocab_size: int) -> list[int]:
@@ -130,62 +141,62 @@ def session_bucket(contract: FeatureContract) -> int:
 def use_gpu(spark: SparkSession, cfg: TrainConfig) -> bool:
     """GPUs for the training processes: on executors when Spark schedules them per task,
     on the driver when CUDA sees one."""
-    if cfg.use_gpu != "auto":
-        return cfg.use_gpu == "yes"
-    if cfg.local_mode:
+    if cfg.distribution.use_gpu != "auto":
+        return cfg.distribution.use_gpu == "yes"
+    if cfg.distribution.local_mode:
         return torch.cuda.is_available()
     return float(spark.conf.get("spark.task.resource.gpu.amount", "0") or 0) > 0
 
 
 def _distributed(spark: SparkSession, cfg: TrainConfig, *args: Any) -> dict[str, Any]:
-    if cfg.num_processes == 1 and cfg.local_mode:
+    if cfg.distribution.num_processes == 1 and cfg.distribution.local_mode:
         return train_function(*args)  # one local process: no launcher needed
     from pyspark.ml.torch.distributor import TorchDistributor
 
-    distributor = TorchDistributor(num_processes=cfg.num_processes,
-                                   local_mode=cfg.local_mode, use_gpu=use_gpu(spark, cfg))
+    distributor = TorchDistributor(num_processes=cfg.distribution.num_processes,
+                                   local_mode=cfg.distribution.local_mode,
+                                   use_gpu=use_gpu(spark, cfg))
     return dict(distributor.run(train_function, *args) or {})
 
 
 def run_train(spark: SparkSession, cfg: TrainConfig) -> RunCounts:
     """Train, evaluate, register; returns the counts recorded in ops.pipeline_runs."""
     contract = feature_contract()
-    examples_df, delta_version = pinned_examples(spark)
+    examples_df, delta_version, chosen = pinned_examples(spark, cfg.training_set)
     with stage_run(spark, "train", f"{TRAINING_EXAMPLES}@v{delta_version}",
                    data_root=cfg.data_root) as stage:
+        log.info("train: training set %s (cutoffs %s)", chosen["training_set"],
+                 ", ".join(c.isoformat() for c in chosen["cutoffs"]))
         check_feature_frame(examples_df, contract, with_labels=True)
         described = describe_examples(examples_df)
         rows = described["rows"]
         missing = [s for s in ("train", "validation") if not rows.get(s)]
         if missing:
-            raise EmptyInputError(f"{TRAINING_EXAMPLES} split(s) {missing}",
-                                  f"v{delta_version}")
-        model_cfg = model_config(spark, cfg, contract, described)
-        loop = LoopConfig(
-            epochs=cfg.epochs, batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
-            weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_steps,
-            patience=cfg.patience, keep=cfg.keep, seed=cfg.seed, resume=cfg.resume,
-            max_steps_per_epoch=cfg.max_steps_per_epoch,
-            checkpoint_dir=str(Path(cfg.data_root) / "training" / "checkpoints"))
+            raise EmptyInputError(f"{TRAINING_EXAMPLES} split(s) {missing} of training set "
+                                  f"{chosen['training_set']}", f"v{delta_version}")
+        model_cfg = model_config(spark, cfg, contract, described, chosen)
+        loop = replace(cfg.loop, checkpoint_dir=str(
+            Path(cfg.data_root) / "training" / "checkpoints"))
         frames = {split: model_frame(examples_df.where(F.col("split") == split), contract)
                   for split in SPLITS}
-        partitions = max(4, 2 * cfg.num_processes)
+        partitions = max(4, 2 * cfg.distribution.num_processes)
         with (converted(spark, frames["train"], cfg.data_root, partitions=partitions) as train,
               converted(spark, frames["validation"], cfg.data_root, partitions=2) as validation,
               converted(spark, frames["test"], cfg.data_root, partitions=2) as test):
             with stage.step("train"):
                 size = model_cfg.item_vocab_size  # each aggregate only when its option is on
                 counts = (target_counts(frames["train"], size)
-                          if model_cfg.popularity_prior else None)
+                          if model_cfg.hyper.popularity_prior else None)
                 categories = (item_categories(frames["train"], size)
-                              if model_cfg.category_output else None)
+                              if model_cfg.hyper.category_output else None)
                 result = _distributed(spark, cfg, model_cfg, loop, train, validation,
                                       rows["train"], counts, categories)
             with stage.step("evaluate"):
                 model = SequenceModel(model_cfg)
                 model.load_state_dict(torch.load(result["weights_path"], map_location="cpu",
                                                  weights_only=False)["model"])
-                evaluation = _evaluate(model, train, test, contract, cfg.batch_size, cfg.seed)
+                evaluation = _evaluate(model, train, test, contract, cfg.loop.batch_size,
+                                       cfg.loop.seed)
         print(evaluation.table(), flush=True)
         with stage.step("register"):
             version, promoted = _register(cfg, model, model_cfg, result, evaluation, rows,
@@ -195,7 +206,8 @@ def run_train(spark: SparkSession, cfg: TrainConfig) -> RunCounts:
         total = sum(rows.values())
         return stage.finish(RunCounts(input_rows=total, output_rows=total, details={
             "model_version": version, "promoted": promoted, "delta_version": delta_version,
-            "vocab_version": model_cfg.vocab_version, "rows_by_split": rows,
+            "training_set": model_cfg.training_set, "vocab_version": model_cfg.vocab_version,
+            "feature_spec": chosen["spec"].to_dict(), "rows_by_split": rows,
             "device": result.get("device"), "world_size": result.get("world_size"),
             "val_recall_all_at_20": result["metric"], "weights_kept": result["kept"],
             "test": {m: v for m, v in evaluation.next_item.get("model", {}).items()}}))
@@ -218,11 +230,12 @@ def _register(cfg: TrainConfig, model: SequenceModel, model_cfg: ModelConfig,
 
     registry.client(cfg.data_root)
     with mlflow.start_run() as run:
-        mlflow.log_params({**{f"train_{k}": v for k, v in asdict(cfg).items()
-                              if k != "data_root"},
-                           **{f"model_{k}": v for k, v in model_cfg.to_dict().items()}})
+        mlflow.log_params({**_flat("train", {k: v for k, v in asdict(cfg).items()
+                                             if k != "data_root"}),
+                           **_flat("model", model_cfg.to_dict())})
         mlflow.set_tags({"input_table": TRAINING_EXAMPLES,
                          "input_delta_version": str(delta_version),
+                         "training_set": model_cfg.training_set,
                          "vocab_version": model_cfg.vocab_version,
                          "feature_version": str(contract.version),
                          "device": str(result.get("device")),
@@ -253,6 +266,17 @@ def _register(cfg: TrainConfig, model: SequenceModel, model_cfg: ModelConfig,
     return version, promoted
 
 
+def _flat(prefix: str, values: dict[str, Any]) -> dict[str, Any]:
+    """Nested settings as MLflow params: `train_loop_epochs`, `model_hyper_d_model`."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict) and key != "features":
+            out |= _flat(f"{prefix}_{key}", value)
+        else:
+            out[f"{prefix}_{key}"] = value
+    return out
+
+
 def _signature(model_cfg: ModelConfig) -> Any:
     """The model's inputs (the contract's sequences and the aggregates) and outputs."""
     import numpy as np
@@ -270,7 +294,9 @@ def run_evaluate(spark: SparkSession, cfg: EvaluateConfig) -> Evaluation:
     """A registered model (number or alias) on the current test split, with the baselines."""
     contract = feature_contract()
     model, found = registry.load_model(cfg.data_root, cfg.model_version)
-    examples_df, delta_version = pinned_examples(spark)
+    # the test split of the set it was trained on, unless another is named
+    examples_df, delta_version, chosen = pinned_examples(
+        spark, cfg.training_set or model.cfg.training_set or None)
     check_feature_frame(examples_df, contract, with_labels=True)
     described = describe_examples(examples_df)
     try:
@@ -283,7 +309,8 @@ def run_evaluate(spark: SparkSession, cfg: EvaluateConfig) -> Evaluation:
     with (converted(spark, frames["train"], cfg.data_root, partitions=4) as train,
           converted(spark, frames["test"], cfg.data_root, partitions=2) as test):
         evaluation = _evaluate(model, train, test, contract, 256, 42)
-    print(f"model version {found.version} on {TRAINING_EXAMPLES}@v{delta_version} "
+    print(f"model version {found.version} on training set {chosen['training_set']} of "
+          f"{TRAINING_EXAMPLES}@v{delta_version} "
           f"(dense features: {', '.join(dense_columns(contract))})")
     print(evaluation.table(), flush=True)
     return evaluation

@@ -20,30 +20,12 @@ from torch import Tensor, nn
 
 from clickscore.model.config import ModelConfig
 from clickscore.model.device import pick_device
-from clickscore.model.metrics import all_targets_hits, first_target_hits
+from clickscore.model.metrics import FIRST_TARGET, NextItemMetrics
 from clickscore.model.network import SEQUENCES, SequenceModel
+from clickscore.training.config import LoopConfig
 
 # early stopping and model selection: recall@k over all of a validation user's next items
 STOP_METRIC = "recall_all"
-
-
-@dataclass(frozen=True)
-class LoopConfig:
-    """How to train: steps, optimizer, stopping, checkpoints. Picklable, sent to each rank."""
-
-    epochs: int = 5
-    batch_size: int = 256
-    learning_rate: float = 1e-3
-    weight_decay: float = 0.01
-    warmup_steps: int = 50
-    grad_clip: float = 1.0
-    patience: int = 2
-    keep: str = "best"  # the weights returned: the best validation epoch's, or the last's
-    seed: int = 42
-    k: int = 20
-    checkpoint_dir: str = ""
-    resume: bool = False
-    max_steps_per_epoch: int | None = None
 
 
 def to_device(batch: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:
@@ -77,34 +59,46 @@ def validate(model: SequenceModel, loader: Iterable[dict[str, Tensor]], device: 
     early-stopping signal). Positions inside the histories are not used: with a lookback
     longer than the gap to the training period they hold training targets (leakage)."""
     model.eval()
-    sums: dict[str, float] = {}
-    counts = {"first": 0, "all": 0}
+    metrics = NextItemMetrics(k)
     for raw in loader:
         batch = to_device(raw, device)
-        next_items = batch["next_items"]
-        has_any = (next_items >= 2).any(dim=1)
+        has_any = (batch["next_items"] >= FIRST_TARGET).any(dim=1)
         if not has_any.any():
             continue
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             scores, _ = model({name: value[has_any] for name, value in batch.items()})
-        scores, next_items = scores.float(), next_items[has_any]
-        first = next_items[:, 0]
-        has_first = first >= 2
-        parts = all_targets_hits(scores.topk(k, dim=1).indices, next_items, k)
-        if has_first.any():
-            parts |= first_target_hits(scores[has_first], first[has_first], k)
-        for name, values in parts.items():
-            sums[name] = sums.get(name, 0.0) + float(values.sum())
-        counts["all"] += int(has_any.sum())
-        counts["first"] += int(has_first.sum())
-    return {name: total / max(counts["all" if "_all" in name else "first"], 1)
-            for name, total in sums.items()} | {"users": counts["all"]}
+        metrics.add(scores.float(), batch["next_items"][has_any])
+    return metrics.means() | {"users": metrics.users["all"]}
 
 
 def _save(path: Path, state: dict[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)  # a crash mid-write never leaves a half checkpoint
+
+
+@dataclass
+class _Rank:
+    """One training process's state: where it runs, what it trains, where it checkpoints."""
+
+    rank: int
+    world: int
+    device: torch.device
+    model: SequenceModel
+    wrapped: nn.Module  # the losses module, DDP-wrapped when there are several processes
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    steps: int  # per epoch, the same on every rank (uneven shards never hang DDP)
+    folder: Path
+    state: dict[str, Any]  # epoch, best, stale, history: what a checkpoint carries
+
+    @property
+    def last(self) -> Path:
+        return self.folder / "last.pt"
+
+    @property
+    def best(self) -> Path:
+        return self.folder / "best.pt"
 
 
 def train_function(model_cfg: ModelConfig, loop: LoopConfig, train_converter: Any,
@@ -114,14 +108,39 @@ def train_function(model_cfg: ModelConfig, loop: LoopConfig, train_converter: An
     """Train on this process's rank; returns (on every rank) rank 0's history, the best
     validation metric and the best weights' path. `item_counts` (per vocabulary index, its
     count as a training target) sets the model's popularity prior, `item_categories` (per
-    index, its category index) the categories its output embeddings share."""
+    index, its category index) the categories its output embeddings share.
+
+    The steps: set up the rank, resume from its checkpoint when asked, then each epoch
+    trains and (on rank 0) validates and checkpoints, until the epochs or the patience run
+    out."""
+    from clickscore.training.data import batches
+
+    run = _set_up(model_cfg, loop, n_train, item_counts, item_categories)
+    if loop.resume:
+        _resume(run)
+    stop = run.state["stale"] >= loop.patience
+    with batches(train_converter, batch_size=loop.batch_size, rank=run.rank,
+                 world_size=run.world, seed=loop.seed + run.state["epoch"]) as loader:
+        stream: Iterator[dict[str, Tensor]] = iter(loader)
+        for epoch in range(run.state["epoch"], loop.epochs):
+            if stop:
+                break
+            record = _train_epoch(run, loop, stream, epoch)
+            if run.rank == 0:
+                stop = _validate_and_checkpoint(run, loop, validation_converter, record)
+            stop = _agreed(run, stop)
+    return _result(run, loop)
+
+
+def _set_up(model_cfg: ModelConfig, loop: LoopConfig, n_train: int,
+            item_counts: list[int] | None, item_categories: list[int] | None) -> _Rank:
+    """The rank's device and process group, its model (priors set), optimizer and
+    warm-up schedule, steps per epoch and checkpoint folder."""
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
 
-    from clickscore.training.data import batches
-
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    device = pick_device(f"train rank {os.environ.get('RANK', 0)}", "training")
+    device = pick_device(f"train rank {rank}", "training")
     if world > 1:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     torch.manual_seed(loop.seed)
@@ -146,79 +165,105 @@ def train_function(model_cfg: ModelConfig, loop: LoopConfig, train_converter: An
         optimizer, lambda step: min(1.0, (step + 1) / warmup))
     folder = Path(loop.checkpoint_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    last, best_path = folder / "last.pt", folder / "best.pt"
-    state: dict[str, Any] = {"epoch": 0, "best": -1.0, "stale": 0, "history": []}
-    if loop.resume and last.exists():
-        saved = torch.load(last, map_location=device, weights_only=False)
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        torch.set_rng_state(saved["rng"])
-        state = {k: saved[k] for k in ("epoch", "best", "stale", "history")}
-        _log(rank, f"resumed from {last} after epoch {state['epoch']}")
-    stop = state["stale"] >= loop.patience
-    with batches(train_converter, batch_size=loop.batch_size, rank=rank, world_size=world,
-                 seed=loop.seed + state["epoch"]) as loader:
-        stream: Iterator[dict[str, Tensor]] = iter(loader)
-        for epoch in range(state["epoch"], loop.epochs):
-            if stop:
-                break
-            model.train()
-            started, seen, totals = time.perf_counter(), 0, {"total": 0.0, "next_item": 0.0,
-                                                             "propensity": 0.0}
-            for _ in range(steps):
-                batch = to_device(next(stream), device)
-                with torch.autocast(device.type, dtype=torch.bfloat16,
-                                    enabled=device.type == "cuda"):
-                    losses = wrapped(batch)
-                optimizer.zero_grad(set_to_none=True)
-                losses["total"].backward()
-                nn.utils.clip_grad_norm_(model.parameters(), loop.grad_clip)
-                optimizer.step()
-                scheduler.step()
-                seen += batch["item_seq"].shape[0]
-                for name in totals:
-                    totals[name] += float(losses[name].detach())
-            seconds = time.perf_counter() - started
-            record: dict[str, Any] = {"epoch": epoch + 1, "seconds": round(seconds, 2),
-                                      "sequences_per_s": round(seen * world / seconds, 1),
-                                      **{f"loss_{n}": v / steps for n, v in totals.items()}}
-            if rank == 0:
-                with batches(validation_converter, batch_size=loop.batch_size, num_epochs=1,
-                             shuffle=False) as validation_loader:
-                    record |= {f"val_{n}": v for n, v in
-                               validate(model, validation_loader, device, loop.k).items()}
-                metric = record.get(f"val_{STOP_METRIC}@{loop.k}", 0.0)
-                if metric > state["best"]:
-                    state["best"], state["stale"] = metric, 0
-                    _save(best_path, {"model": model.state_dict(), "epoch": epoch + 1})
-                else:
-                    state["stale"] += 1
-                state["epoch"] = epoch + 1
-                state["history"].append(record)
-                _save(last, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                             "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(),
-                             **state})
-                _log(rank, _progress(record, loop))
-                stop = state["stale"] >= loop.patience
-            if world > 1:
-                flag = torch.tensor([1.0 if stop else 0.0], device=device)
-                dist.broadcast(flag, src=0)
-                stop = bool(flag.item())
-    # the weights kept and their validation metric: the best epoch's, or the last's (with
-    # a small validation set the best epoch is mostly noise: see TrainConfig.keep)
+    return _Rank(rank, world, device, model, wrapped, optimizer, scheduler, steps, folder,
+                 {"epoch": 0, "best": -1.0, "stale": 0, "history": []})
+
+
+def _resume(run: _Rank) -> None:
+    """Continue from the last checkpoint, when there is one: weights, optimizer, schedule,
+    random state and the epochs done."""
+    if not run.last.exists():
+        return
+    saved = torch.load(run.last, map_location=run.device, weights_only=False)
+    run.model.load_state_dict(saved["model"])
+    run.optimizer.load_state_dict(saved["optimizer"])
+    run.scheduler.load_state_dict(saved["scheduler"])
+    torch.set_rng_state(saved["rng"])
+    run.state = {k: saved[k] for k in ("epoch", "best", "stale", "history")}
+    _log(run.rank, f"resumed from {run.last} after epoch {run.state['epoch']}")
+
+
+def _train_epoch(run: _Rank, loop: LoopConfig, stream: Iterator[dict[str, Tensor]],
+                 epoch: int) -> dict[str, Any]:
+    """One epoch's steps; its record (losses, speed)."""
+    run.model.train()
+    device = run.device
+    started, seen = time.perf_counter(), 0
+    totals = {"total": 0.0, "next_item": 0.0, "propensity": 0.0}
+    for _ in range(run.steps):
+        batch = to_device(next(stream), device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            losses = run.wrapped(batch)
+        run.optimizer.zero_grad(set_to_none=True)
+        losses["total"].backward()
+        nn.utils.clip_grad_norm_(run.model.parameters(), loop.grad_clip)
+        run.optimizer.step()
+        run.scheduler.step()
+        seen += batch["item_seq"].shape[0]
+        for name in totals:
+            totals[name] += float(losses[name].detach())
+    seconds = time.perf_counter() - started
+    return {"epoch": epoch + 1, "seconds": round(seconds, 2),
+            "sequences_per_s": round(seen * run.world / seconds, 1),
+            **{f"loss_{n}": v / run.steps for n, v in totals.items()}}
+
+
+def _validate_and_checkpoint(run: _Rank, loop: LoopConfig, validation_converter: Any,
+                             record: dict[str, Any]) -> bool:
+    """Rank 0: the epoch's validation metrics, the best weights when they improved, the
+    checkpoint to resume from; whether to stop (patience spent)."""
+    from clickscore.training.data import batches
+
+    with batches(validation_converter, batch_size=loop.batch_size, num_epochs=1,
+                 shuffle=False) as validation_loader:
+        record |= {f"val_{n}": v for n, v in
+                   validate(run.model, validation_loader, run.device, loop.k).items()}
+    state = run.state
+    metric = record.get(f"val_{STOP_METRIC}@{loop.k}", 0.0)
+    if metric > state["best"]:
+        state["best"], state["stale"] = metric, 0
+        _save(run.best, {"model": run.model.state_dict(), "epoch": record["epoch"]})
+    else:
+        state["stale"] += 1
+    state["epoch"] = record["epoch"]
+    state["history"].append(record)
+    _save(run.last, {"model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
+                     "scheduler": run.scheduler.state_dict(), "rng": torch.get_rng_state(),
+                     **state})
+    _log(run.rank, _progress(record, loop))
+    return bool(state["stale"] >= loop.patience)
+
+
+def _agreed(run: _Rank, stop: bool) -> bool:
+    """Rank 0's decision, on every rank."""
+    if run.world == 1:
+        return stop
+    import torch.distributed as dist
+
+    flag = torch.tensor([1.0 if stop else 0.0], device=run.device)
+    dist.broadcast(flag, src=0)
+    return bool(flag.item())
+
+
+def _result(run: _Rank, loop: LoopConfig) -> dict[str, Any]:
+    """The weights kept and their validation metric: the best epoch's, or the last's (with
+    a small validation set the best epoch is mostly noise: see LoopConfig.keep); rank 0's,
+    on every rank."""
+    state = run.state
     last_metric = (state["history"][-1].get(f"val_{STOP_METRIC}@{loop.k}", 0.0)
                    if state["history"] else -1.0)
-    result = {"history": state["history"], "weights_path": str(
-                  best_path if loop.keep == "best" else last),
+    result = {"history": state["history"],
+              "weights_path": str(run.best if loop.keep == "best" else run.last),
               "metric": state["best"] if loop.keep == "best" else last_metric,
-              "kept": loop.keep, "device": str(device), "world_size": world}
-    if world > 1:
+              "kept": loop.keep, "device": str(run.device), "world_size": run.world}
+    if run.world > 1:
+        import torch.distributed as dist
+
         # each rank's final weights, so anyone can check that DDP kept them identical
-        _save(folder / f"final-rank{rank}.pt", model.state_dict())
+        _save(run.folder / f"final-rank{run.rank}.pt", run.model.state_dict())
         # every rank returns rank 0's result: TorchDistributor's local mode keeps whichever
         # process writes its output last
-        shared: list[dict[str, Any] | None] = [result if rank == 0 else None]
+        shared: list[dict[str, Any] | None] = [result if run.rank == 0 else None]
         dist.broadcast_object_list(shared, src=0)
         assert shared[0] is not None
         result = shared[0]
