@@ -32,14 +32,33 @@ SUBPROCESS_BOUND = ("tests/cluster/", "tests/dags/", "tests/integration/test_cli
                     "tests/integration/test_report_and_notebooks.py")
 
 
+def test_group(nodeid: str) -> str:
+    """`subprocesses` for the modules whose tests wait on processes of their own, else
+    `in-process`."""
+    return "subprocesses" if nodeid.startswith(SUBPROCESS_BOUND) else "in-process"
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Two xdist groups (used by `--dist loadgroup`): subprocess-bound tests in one worker,
-    the in-process Spark tests in the other; a module's tests stay together, so each
-    worker builds a session-wide warehouse or server once."""
+    """Mark each test with its group (shown by `pytest -m` and in reports)."""
     for item in items:
-        path = item.path.relative_to(Path(__file__).resolve().parents[1])
-        group = "subprocesses" if str(path).startswith(SUBPROCESS_BOUND) else "in-process"
-        item.add_marker(pytest.mark.xdist_group(group))
+        item.add_marker(pytest.mark.xdist_group(test_group(item.nodeid)))
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """`--dist loadgroup` with the two groups above: each worker runs one group whole, so
+    every session-wide warehouse state, the demo and each server is built once. xdist's own
+    loadgroup reads the group from a suffix its workers add to node ids, which pytest 9 no
+    longer reports (measured: both workers built every state and ran the demo twice); this
+    scheduler reads the group from the node id's path instead."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class TwoGroups(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return test_group(nodeid)
+
+    return TwoGroups(config, log)
 
 
 def utc(*args: int) -> datetime:
