@@ -17,10 +17,12 @@ from clickscore.dq.results import RESULTS_TABLE
 
 def print_dq_report(
     spark: SparkSession, data_root: str, *, run_date: str | None = None, fmt: str = "table",
-    out: TextIO = sys.stdout,
+    out: TextIO | None = None,
 ) -> None:
     """One line per validated batch (newest first), then every failed check, then the path
-    to the Data Docs index."""
+    to the Data Docs index; to `out`, or stdout as it is at the call (not at import: a
+    command called in-process writes to the stdout its caller redirected)."""
+    out = out or sys.stdout
     ensure_table(spark, RESULTS_TABLE)
     where = f"WHERE run_date = '{run_date}'" if run_date else ""
     out.write("Validated batches (ops.dq_results):\n")
