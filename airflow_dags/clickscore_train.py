@@ -4,9 +4,11 @@ vocab -> training_examples -> train -> evaluate -> promote. The training window 
 data interval's end E: examples at the cutoffs E-28d, E-25d, E-22d (train), E-14d
 (validation) and E-7d (test), each labelled over the next 7 days; the vocabulary comes from
 the training period only ([E-28d - lookback, E-14d)). `train` registers the model as the
-challenger without promoting it; `evaluate` prints it next to the baselines on the test
-split; `promote` makes it the champion only when its validation metric beats the champion's
-by the margin. `params` (lookback, windows, min_support, processes, epochs, margin) can be
+challenger without promoting it, tagged with this DAG run (`--registered-by`), having chosen
+on validation which scorer serves each head (the sequence model only where it beats the best
+baseline); `evaluate` prints that very version next to the baselines; `promote` makes that
+version, not whatever `challenger` points at by then, the champion only when its validation
+metric beats the champion's by the margin. `params` (lookback, windows, min_support, processes, epochs, margin) can be
 overridden when triggering. Training asks for GPUs through the properties file named by the
 `clickscore_train_properties` variable (see deploy/spark-gpu.conf) and runs its processes as
 Spark tasks (TorchDistributor's executor mode).
@@ -25,6 +27,8 @@ def day(offset: int) -> str:
     """The day `offset` days from the window's end, as a template."""
     return "{{ macros.ds_add(" + END + ", " + str(offset) + ") }}"
 
+
+OURS = "{{ dag.dag_id }}/{{ run_id }}"  # who registered a version: this DAG run
 
 LOOKBACK_START = ("{{ (data_interval_end - macros.timedelta(days=28) - "
                   "macros.timedelta(seconds=params.lookback_s)) | ds }}")
@@ -61,10 +65,13 @@ with DAG(
         "--min-support", "{{ params.min_support }}"])
     train = stage("train", "train", [
         "--no-local-mode", "--num-processes", "{{ params.num_processes }}",
-        "--epochs", "{{ params.epochs }}", "--no-auto-promote"],
+        "--epochs", "{{ params.epochs }}", "--no-auto-promote",
+        "--promotion-margin", "{{ params.promotion_margin }}", "--registered-by", OURS],
         properties_file=var("clickscore_train_properties", ""))
-    evaluate = stage("evaluate", "evaluate", ["--model-version", "challenger"])
+    # the version this run's train registered, whatever `challenger` points at by then
+    evaluate = stage("evaluate", "evaluate", ["--model-version", f"registered-by:{OURS}"])
     promote = stage("promote", "models", [
-        "promote", "challenger", "--if-better", "--margin", "{{ params.promotion_margin }}"])
+        "promote", f"registered-by:{OURS}", "--if-better", "--margin",
+        "{{ params.promotion_margin }}"])
 
     vocab >> examples >> train >> evaluate >> promote

@@ -68,10 +68,17 @@ def test_the_daily_dag_runs_the_logical_day_and_has_a_deadline_on_scores(parsed_
     assert tasks["score"]["execution_timeout_s"] == 4 * 3600
 
 
-def test_the_training_dag_promotes_only_a_better_model(parsed_dags):
+def test_the_training_dag_promotes_only_a_better_model_the_one_its_own_run_registered(
+        parsed_dags):
     dag = parsed_dags["dags"]["clickscore_train"]
     tasks = dag["tasks"]
-    assert "--no-auto-promote" in tasks["train"]["application_args"]
-    assert "--no-local-mode" in tasks["train"]["application_args"]
-    assert tasks["promote"]["application_args"][:3] == ["promote", "challenger", "--if-better"]
+    train = tasks["train"]["application_args"]
+    assert "--no-auto-promote" in train
+    assert "--no-local-mode" in train
+    ours = train[train.index("--registered-by") + 1]
+    assert "{{ run_id }}" in ours
+    assert tasks["promote"]["application_args"][:3] == ["promote", f"registered-by:{ours}",
+                                                        "--if-better"]
+    evaluate = tasks["evaluate"]["application_args"]
+    assert evaluate[evaluate.index("--model-version") + 1] == f"registered-by:{ours}"
     assert {"lookback_s", "windows", "num_processes", "epochs"} <= set(dag["params"])

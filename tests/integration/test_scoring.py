@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import pickle
 from datetime import date, timedelta
 from pathlib import Path
 from urllib.parse import urlparse
@@ -213,6 +214,16 @@ def test_export_copies_a_date_and_its_top_items_to_postgresql_replacing_it(
                      data_root=data_root)
 
 
+class WritesAFile:
+    """Unpickled, it would create a file (open(path, 'w')): the proof that code ran."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
 def test_a_missing_or_corrupted_model_or_other_features_fail_before_anything_is_written(
         spark, generated_model, data_root, tmp_path, monkeypatch):
     version = generated_model["model_version"]
@@ -223,12 +234,9 @@ def test_a_missing_or_corrupted_model_or_other_features_fail_before_anything_is_
         with pytest.raises(registry.ModelRegistryError, match="no model version 'champion'"):
             run_score(spark, ScoreConfig(run_date=LAST_DAY, data_root=data_root))
 
-    from mlflow.store.artifact.models_artifact_repo import ModelsArtifactRepository
-
     registry.client(data_root)  # MLflow's global URIs back on the data root's store
-    artifacts = ModelsArtifactRepository.get_underlying_uri(
-        f"models:/{registry.MODEL_NAME}/{version}")
-    weights = Path(urlparse(artifacts).path) / "data" / "model.pth"
+    found = registry.resolve_version(data_root, version)
+    weights = Path(urlparse(found.source).path) / registry.BUNDLE_FILE
     original = weights.read_bytes()
     weights.write_bytes(original[: len(original) // 3])
     try:
@@ -236,13 +244,20 @@ def test_a_missing_or_corrupted_model_or_other_features_fail_before_anything_is_
                                                               "clickscore-sequence cannot be "
                                                               "loaded"):
             run_score(spark, config)
+        # a pickle in its place whose unpickling would write a file: refused, nothing runs
+        marker = tmp_path / "the-pickle-ran"
+        weights.write_bytes(pickle.dumps(WritesAFile(str(marker))))
+        with pytest.raises(registry.ModelRegistryError,
+                           match="is not a clickscore bundle: UnpicklingError"):
+            run_score(spark, config)
+        assert not marker.exists()
     finally:
         weights.write_bytes(original)
 
     assert not spark.catalog.tableExists(USER_SCORES)
     assert [r.status for r in spark.sql(
         "SELECT status FROM ops.pipeline_runs WHERE job = 'score'").collect()] == [
-        "failed", "failed"]
+        "failed", "failed", "failed"]
     assert not spark.sql("SELECT * FROM ops.pipeline_runs WHERE job = 'features' "
                          "AND run_date LIKE '2019-10-04%'").count()
 

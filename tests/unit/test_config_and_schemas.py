@@ -125,3 +125,15 @@ def test_a_running_row_is_abandoned_only_when_its_process_is_known_gone(monkeypa
     monkeypatch.setattr(spark, "_held", {"/root": object()})  # this process holds the root
     assert runs._gone("another-host", ended.pid) and runs._gone(here, os.getppid())
     assert not runs._gone(here, os.getpid())
+
+
+def test_every_column_comment_fits_the_metastore():
+    """The Hive metastore keeps a column's comment in VARCHAR(256) (Derby and PostgreSQL
+    alike): a longer one fails the table's creation with a truncation error deep in the
+    metastore's retries."""
+    tables = sorted(p.name.removesuffix(".yaml") for p in
+                    (Path(__file__).resolve().parents[2] / "schemas" / "tables").glob("*.yaml"))
+    assert "gold.user_scores" in tables
+    too_long = [f"{t}.{c.name}: {len(c.comment)}" for t in tables
+                for c in table_schema(t).columns if len(c.comment.encode()) > 256]
+    assert not too_long, too_long

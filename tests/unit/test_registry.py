@@ -5,23 +5,19 @@ explicit promote overrides."""
 from __future__ import annotations
 
 import mlflow
-import mlflow.pytorch
 import pytest
-import torch
 
 from clickscore import registry
 from clickscore.registry.config import ModelsListConfig, PromoteConfig
 
 
-def register(data_root: str, validation: float) -> str:
-    registry.client(data_root)
-    with mlflow.start_run():
+def register(data_root: str, validation: float, by: str = "someone") -> str:
+    mlflow_client = registry.client(data_root)
+    with mlflow.start_run() as run:
         mlflow.log_metric(registry.VALIDATION_METRIC, validation)
-        info = mlflow.pytorch.log_model(torch.nn.Linear(2, 1), name="model",
-                                        registered_model_name=registry.MODEL_NAME,
-                                        serialization_format="pickle",
-                                        pip_requirements=["torch"])
-    return str(info.registered_model_version)
+    return registry.register(mlflow_client, f"{run.info.artifact_uri}/bundle",
+                             run.info.run_id, {"head_next_item": "model",
+                                               registry.REGISTERED_BY: by})
 
 
 def test_promotion_needs_a_champion_to_be_beaten_by_more_than_the_margin(tmp_path, monkeypatch,
@@ -52,6 +48,15 @@ def test_promotion_needs_a_champion_to_be_beaten_by_more_than_the_margin(tmp_pat
     registry.print_models(ModelsListConfig(data_root=root))  # `clickscore models list`
     listed = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in listed[1:]] == ["4", "3", "2", "1"]  # newest first
-    assert listed[3].split()[:3] == ["2", "champion", "0.1000"]
+    assert listed[3].split()[:4] == ["2", "champion", "model", "0.1000"]
     with pytest.raises(registry.ModelRegistryError, match="no model version '9'"):
         registry.resolve_version(root, "9")
+    # a scheduled run's later steps name the version its own train step registered
+    ours = register(root, 0.5, by="clickscore_train/scheduled__2019-10-13")
+    register(root, 0.9, by="clickscore_train/manual__other")  # a later, overlapping run
+    assert str(registry.resolve_version(
+        root, "registered-by:clickscore_train/scheduled__2019-10-13").version) == ours
+    with pytest.raises(registry.ModelRegistryError, match="no model version of "
+                                                          "clickscore-sequence was registered "
+                                                          "by 'nobody'"):
+        registry.resolve_version(root, "registered-by:nobody")

@@ -25,6 +25,26 @@ def ensure_table(spark: SparkSession, table: str) -> TableSchema:
     return schema
 
 
+_upgraded: set[str] = set()  # tables whose columns were checked against their contract
+
+
+def ensure_columns(spark: SparkSession, table: str) -> TableSchema:
+    """`ensure_table`, and a table created before its contract gained columns gets them
+    (`ALTER TABLE ADD COLUMNS`, nullable: its old rows hold NULL), once per process: the
+    write paths call it, so a newer release writes into an older warehouse."""
+    schema = ensure_table(spark, table)
+    if table not in _upgraded:
+        have = set(spark.table(table).columns)
+        missing = [c for c in schema.columns if c.name not in have]
+        if missing:
+            log.info("%s: adding columns %s from its contract", table,
+                     ", ".join(c.name for c in missing))
+            spark.sql(f"ALTER TABLE {table} ADD COLUMNS (" + ", ".join(
+                f"`{c.name}` {c.type}" for c in missing) + ")")
+        _upgraded.add(table)
+    return schema
+
+
 def read_table(spark: SparkSession, table: str) -> DataFrame:
     """The current version of a published table, created empty if it does not exist yet."""
     ensure_table(spark, table)
@@ -76,7 +96,7 @@ def merge_insert_new(
 
     Rows that repeat each other inside `df` are all inserted; a second run inserts nothing.
     """
-    schema = ensure_table(spark, table)
+    schema = ensure_columns(spark, table)
     source_df = _conformed(df, schema, run_date)
     condition = " AND ".join(f"t.`{k}` = s.`{k}`" for k in schema.keys)
     before = table_version(spark, table)
@@ -103,7 +123,7 @@ def merge_upsert(
     remove the target row with that key. `target_filter` (SQL on `t.`) limits the target
     rows the MERGE reads, for partition pruning.
     """
-    schema = ensure_table(spark, table)
+    schema = ensure_columns(spark, table)
     source_df = _conformed(df, schema, run_date, keep=(OP_COLUMN,))
     condition = " AND ".join(f"t.`{k}` = s.`{k}`" for k in schema.keys)
     if target_filter:
@@ -133,7 +153,7 @@ def replace_where(
 ) -> dict[str, int]:
     """Replace the rows matching `condition` with `df` in one commit (Delta replaceWhere);
     every row of `df` must match it."""
-    schema = ensure_table(spark, table)
+    schema = ensure_columns(spark, table)
     before = table_version(spark, table)
     _conformed(df, schema, run_date).writeTo(table).overwrite(condition)
     return _own_metrics(spark, table, before)
@@ -143,7 +163,7 @@ def append(
     spark: SparkSession, df: DataFrame, table: str, *, run_date: str | None = None
 ) -> dict[str, int]:
     """Append rows in one commit."""
-    schema = ensure_table(spark, table)
+    schema = ensure_columns(spark, table)
     before = table_version(spark, table)
     _conformed(df, schema, run_date).writeTo(table).append()
     return _own_metrics(spark, table, before)

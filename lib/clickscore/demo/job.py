@@ -82,7 +82,8 @@ def run_demo(spark: SparkSession, cfg: DemoConfig) -> None:
     print("\nTop of the score table (gold.user_scores_latest):")
     print_query(spark, """
         SELECT user_id, score_date, round(purchase_propensity, 4) AS purchase_propensity,
-               propensity_decile AS decile, model_version,
+               propensity_decile AS decile, model_version AS version,
+               propensity_scorer AS propensity_by, next_item_scorer AS items_by,
                transform(slice(top_items, 1, 3), x -> x.item_id) AS top_3_items
         FROM gold.user_scores_latest ORDER BY purchase_propensity DESC, user_id LIMIT 5""")
     report = run_report(spark, ReportConfig(run_date=last_day, data_root=data_root))

@@ -30,8 +30,10 @@ log = logging.getLogger(__name__)
 USER_SCORES = "gold.user_scores"
 SCORE_COLUMNS = {  # column -> warehouse type
     "user_id": "BIGINT", "score_date": "DATE", "purchase_propensity": "DOUBLE PRECISION",
-    "propensity_decile": "INTEGER", "model_version": "TEXT", "feature_as_of": "TIMESTAMP",
-    "scored_at": "TIMESTAMP"}
+    "propensity_decile": "INTEGER", "model_version": "TEXT", "next_item_scorer": "TEXT",
+    "propensity_scorer": "TEXT", "feature_as_of": "TIMESTAMP", "scored_at": "TIMESTAMP"}
+# added after the first release: a warehouse table from before gets them (NULL for old rows)
+ADDED_COLUMNS = ("next_item_scorer", "propensity_scorer")
 ITEM_COLUMNS = {"score_date": "DATE", "user_id": "BIGINT", "rank": "INTEGER",
                 "item_id": "BIGINT", "score": "REAL"}
 
@@ -113,6 +115,9 @@ def _swap(spark: SparkSession, cfg: ExportConfig, properties: dict[str, str],
         statement = connection.createStatement()
         statement.execute(ddl(cfg.table, SCORE_COLUMNS, ("score_date", "user_id")))
         statement.execute(ddl(cfg.items_table, ITEM_COLUMNS, ("score_date", "user_id", "rank")))
+        for column in ADDED_COLUMNS:
+            statement.execute(f"ALTER TABLE {cfg.table} ADD COLUMN IF NOT EXISTS {column} "
+                              f"{SCORE_COLUMNS[column]}")
         connection.setAutoCommit(False)
         try:
             inserted = {}

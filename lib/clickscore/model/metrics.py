@@ -8,6 +8,9 @@ count in the target's favour, which is standard for dense scores).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -21,10 +24,12 @@ class NextItemMetrics:
     next item is in the vocabulary, the all-items ones (recall_all/ndcg_all@k) over the
     users with any; `means()` at the end."""
 
-    def __init__(self, k: int = 20) -> None:
+    def __init__(self, k: int = 20, *, keep_rows: bool = False) -> None:
         self.k = k
         self.sums: dict[str, float] = {}
         self.users = {"first": 0, "all": 0}
+        # per metric, each user's value (for bootstrap intervals), when asked to keep them
+        self.rows: dict[str, list[np.ndarray]] | None = {} if keep_rows else None
 
     def add(self, scores: Tensor, next_items: Tensor) -> None:
         """Scores (B, V) of a batch's users and their next items (B, K), 0-padded."""
@@ -42,12 +47,27 @@ class NextItemMetrics:
                                       next_items[has_any], self.k)
         for name, values in parts.items():
             self.sums[name] = self.sums.get(name, 0.0) + float(values.sum())
+            if self.rows is not None:
+                self.rows.setdefault(name, []).append(values.detach().cpu().numpy())
 
     def means(self) -> dict[str, float]:
         """Each metric's mean over its users (first-item metrics first)."""
         return {name: total / max(self.users["all" if "_all" in name else "first"], 1)
                 for name, total in sorted(self.sums.items(),
                                           key=lambda kv: ("_all" in kv[0], kv[0]))}
+
+
+    def values(self, name: str) -> np.ndarray:
+        """Each user's value of one metric, in the order added (needs `keep_rows`)."""
+        if self.rows is None:
+            raise ValueError("NextItemMetrics(keep_rows=True) keeps each user's values")
+        parts = self.rows.get(name, [])
+        return np.concatenate(parts).astype(float) if parts else np.zeros(0)
+
+    def estimates(self, *, resamples: int = 1000, seed: int = 0) -> dict[str, Estimate]:
+        """Each metric with its 95% bootstrap interval over users (needs `keep_rows`)."""
+        return {name: mean_estimate(self.values(name), resamples=resamples, seed=seed)
+                for name in self.means()}
 
 
 def first_target_hits(scores: Tensor, targets: Tensor, k: int = 20) -> dict[str, Tensor]:
@@ -114,3 +134,147 @@ def gains_by_decile(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray
     deciles = np.array_split(np.asarray(labels, dtype=float)[order], 10)
     total = max(float(np.sum(labels)), 1e-12)
     return np.array([d.sum() / total for d in deciles])
+
+
+# ---- intervals: percentile bootstrap over test users ----
+
+CONFIDENCE = 0.95
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A metric's value on n rows, with its 95% bootstrap interval [low, high]."""
+
+    value: float
+    low: float
+    high: float
+    n: int
+
+    def __format__(self, spec: str) -> str:
+        if self.value != self.value:
+            return "nan"
+        return f"{self.value:.4f} [{self.low:.4f}, {self.high:.4f}]"
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {"value": self.value, "low": self.low, "high": self.high, "n": self.n}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Estimate:
+        return cls(float(values["value"]), float(values["low"]), float(values["high"]),
+                   int(values["n"]))
+
+
+def _interval(statistic: Any, data: tuple[np.ndarray, ...], resamples: int, seed: int,
+              vectorized: bool = True) -> tuple[float, float]:
+    """The percentile bootstrap interval of `statistic` over paired rows: `resamples` draws
+    of the rows with replacement (in batches of 100, so memory stays small), the statistic of
+    each (vectorized along the last axis, or one draw at a time), and the 2.5th and 97.5th
+    percentiles of those that are defined (a draw of one class only has no ROC-AUC: it is
+    left out, where scipy.stats.bootstrap would return NaN for the whole interval)."""
+    n = len(data[0])
+    if n < 2:
+        value = float(statistic(*data, axis=-1)) if n else float("nan")
+        return value, value
+    rng = np.random.default_rng(seed)
+    draws: list[np.ndarray] = []
+    for start in range(0, resamples, 100):
+        index = rng.integers(0, n, size=(min(100, resamples - start), n))
+        if vectorized:
+            draws.append(np.asarray(statistic(*(d[index] for d in data), axis=-1), float))
+        else:
+            draws.append(np.array([statistic(*(d[row] for d in data)) for row in index],
+                                  dtype=float))
+    values = np.concatenate(draws)
+    values = values[~np.isnan(values)]
+    if not len(values):
+        return float("nan"), float("nan")
+    tail = (1 - CONFIDENCE) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def _mean(values: np.ndarray, axis: int = -1) -> Any:
+    return np.mean(values, axis=axis)
+
+
+def mean_estimate(values: np.ndarray, *, resamples: int = 1000, seed: int = 0) -> Estimate:
+    """The mean of per-user values with its percentile bootstrap interval."""
+    values = np.asarray(values, dtype=float)
+    value = float(values.mean()) if len(values) else float("nan")
+    low, high = _interval(_mean, (values,), resamples, seed)
+    return Estimate(value, low, high, len(values))
+
+
+def auc(p: np.ndarray, labels: np.ndarray, axis: int = -1) -> Any:
+    """ROC-AUC from ranks (the Mann-Whitney statistic; ties get their mean rank), along an
+    axis so that many bootstrap resamples are computed at once; NaN where one class is
+    missing. Equals scikit-learn's roc_auc_score."""
+    from scipy.stats import rankdata
+
+    p, labels = np.asarray(p, dtype=float), np.asarray(labels, dtype=float)
+    ranks = rankdata(p, axis=axis)
+    positives = labels.sum(axis=axis)
+    negatives = labels.shape[axis] - positives
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return ((ranks * labels).sum(axis=axis) - positives * (positives + 1) / 2) / (
+            positives * negatives)
+
+
+def auc_estimate(p: np.ndarray, labels: np.ndarray, *, resamples: int = 1000,
+                 seed: int = 0) -> Estimate:
+    """ROC-AUC with its percentile bootstrap interval over rows."""
+    p, labels = np.asarray(p, dtype=float), np.asarray(labels, dtype=float)
+    value = float(auc(p, labels)) if len(labels) else float("nan")
+    if value != value:
+        return Estimate(value, value, value, len(labels))
+    low, high = _interval(auc, (p, labels), resamples, seed)
+    return Estimate(value, low, high, len(labels))
+
+
+def estimate(statistic: Any, *data: np.ndarray, resamples: int = 200, seed: int = 0
+             ) -> Estimate:
+    """Any statistic of paired rows (`statistic(*arrays) -> float`, for example
+    scikit-learn's average_precision_score) with its percentile bootstrap interval, one
+    resample at a time: for the statistics that do not vectorize."""
+    arrays = tuple(np.asarray(d, dtype=float) for d in data)
+
+    def one(*columns: np.ndarray, axis: int = -1) -> float:
+        try:
+            return float(statistic(*columns))
+        except ValueError:  # a resample with one class only
+            return float("nan")
+
+    value = one(*arrays) if len(arrays[0]) else float("nan")
+    if value != value:
+        return Estimate(value, value, value, len(arrays[0]))
+    low, high = _interval(one, arrays, resamples, seed, vectorized=False)
+    return Estimate(value, low, high, len(arrays[0]))
+
+
+def _difference(a: np.ndarray, b: np.ndarray, axis: int = -1) -> Any:
+    return np.mean(a, axis=axis) - np.mean(b, axis=axis)
+
+
+def _auc_difference(a: np.ndarray, b: np.ndarray, labels: np.ndarray, axis: int = -1) -> Any:
+    return auc(a, labels, axis=axis) - auc(b, labels, axis=axis)
+
+
+def compare(a: np.ndarray, b: np.ndarray, labels: np.ndarray | None = None, *,
+            resamples: int = 1000, seed: int = 0) -> tuple[str, Estimate]:
+    """Whether scorer a is `better`, `worse` or in a `tie` with b on the same rows: the 95%
+    paired bootstrap interval of the difference (a - b) of the mean of per-user values, or
+    of ROC-AUC when `labels` are given (a and b are then probabilities). A difference whose
+    interval holds 0 is a tie."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if labels is None:
+        value = float(_difference(a, b)) if len(a) else float("nan")
+        low, high = _interval(_difference, (a, b), resamples, seed)
+    else:
+        labels = np.asarray(labels, dtype=float)
+        value = float(_auc_difference(a, b, labels)) if len(a) else float("nan")
+        low, high = ((value, value) if value != value
+                     else _interval(_auc_difference, (a, b, labels), resamples, seed))
+    difference = Estimate(value, low, high, len(a))
+    if value != value or low <= 0 <= high:
+        return "tie", difference
+    return ("better" if low > 0 else "worse"), difference

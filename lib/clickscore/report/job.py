@@ -52,10 +52,12 @@ def run_report(spark: SparkSession, cfg: ReportConfig) -> str:
     if runs is None or runs.empty:
         raise ReportError(f"no run is recorded for {cfg.run_date} in ops.pipeline_runs "
                           f"under {cfg.data_root} (nothing to report)")
+    held: list[str] = []  # "next_item by item_knn": heads a baseline holds
     sections = [_runs_section(runs), _gates_section(spark, cfg), _quarantine_section(spark, cfg),
-                *_model_and_scores_sections(spark, cfg)]
+                *_model_and_scores_sections(spark, cfg, held)]
     page = _environment().get_template("report.html.j2").render(
         run_date=cfg.run_date.isoformat(), data_root=cfg.data_root, sections=sections,
+        baseline_heads=held,
         generated_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         failed=int((runs["status"] != "succeeded").sum()))
     path = report_path(cfg)
@@ -106,7 +108,10 @@ def _quarantine_section(spark: SparkSession, cfg: ReportConfig) -> Section:
                    [_html(reasons)])
 
 
-def _model_and_scores_sections(spark: SparkSession, cfg: ReportConfig) -> list[Section]:
+def _model_and_scores_sections(spark: SparkSession, cfg: ReportConfig,
+                               held: list[str]) -> list[Section]:
+    """The model's metrics next to the baselines', which scorer served each head (`held`
+    gets the heads a baseline holds, for the page's badge), and the day's scores."""
     deciles = queries.score_deciles(spark, cfg.run_date)
     if deciles is None or deciles.empty:
         return [Section("Scores", "No user was scored for this date.")]
@@ -118,6 +123,15 @@ def _model_and_scores_sections(spark: SparkSession, cfg: ReportConfig) -> list[S
         if metrics.empty:
             model.summary += f" (version {version} logged no test metrics)"
             continue
+        from clickscore import registry
+
+        heads = registry.heads(cfg.data_root, version)
+        model.summary += " " + "; ".join(
+            f"version {version}'s {head.replace('_', ' ')} head is served by {scorer}"
+            + ("" if scorer == "model" else
+               " (a baseline: the sequence model did not beat it on validation)")
+            for head, scorer in heads.items()) + "."
+        held += [f"{head} by {scorer}" for head, scorer in heads.items() if scorer != "model"]
         wide = metrics.pivot(index="method", columns="metric", values="value")
         wide = wide.reindex(index=[m for m in queries.METHODS if m in wide.index],
                             columns=[m for m in MODEL_METRICS if m in wide.columns])

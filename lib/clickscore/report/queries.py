@@ -107,8 +107,8 @@ def model_metrics(data_root: str, version: str) -> pd.DataFrame:
     logged = registry.client(data_root).get_run(found.run_id).data.metrics
     rows = []
     for key, value in logged.items():
-        if not key.startswith("test_"):
-            continue
+        if not key.startswith("test_") or key.endswith(("_low", "_high")):
+            continue  # the intervals' bounds are in the version's evaluation.json
         rest = key.removeprefix("test_")
         method = next((m for m in METHODS if rest.startswith(m + "_")), None)
         if method is not None:

@@ -2,11 +2,14 @@
 Spark Python worker (`job` hands it to `mapInArrow`), on a GPU box, and in the benchmark's
 in-memory ceiling.
 
-A `Scorer` holds one model version, the item ids its indices stand for, and the device. It
-reads the feature contract's sequences and aggregates as tensors, a batch at a time, and
-returns per user the purchase propensity and the `top_k` items the model ranks highest as the
-next item (in the source's own ids, with the model's probability), leaving out padding, the
-out-of-vocabulary index and each user's excluded items (what they already purchased).
+A `Scorer` holds one model version (a bundle of scorers, `clickscore.model.bundle`, and the
+scorer that serves each head), the item ids its indices stand for, and the device. It reads
+the feature contract's sequences and aggregates as tensors, a batch at a time, and returns per
+user the purchase propensity (of the propensity head's scorer, calibrated) and the `top_k`
+items the next-item head's scorer ranks highest (in the source's own ids, with its score:
+the sequence model's probability of the item being next, or a baseline's score normalized to
+sum to one over the catalogue), leaving out padding, the out-of-vocabulary index and each
+user's excluded items (what they already purchased).
 Workers keep one `Scorer` per model version (`cached_scorer`), so a model is loaded once per
 Python worker, not once per batch.
 """
@@ -22,6 +25,7 @@ import pyarrow as pa
 import torch
 from torch import Tensor
 
+from clickscore.model.bundle import HEADS, MODEL, ScorerBundle
 from clickscore.model.config import ModelConfig
 from clickscore.model.device import pick_device
 from clickscore.model.network import FIRST_ITEM, SEQUENCES, SequenceModel
@@ -34,12 +38,19 @@ ARROW_OUTPUT = pa.schema([("user_id", pa.int64()), ("purchase_propensity", pa.fl
                           ("top_items", pa.list_(_TOP_ITEM))])
 
 
-def model_payload(model: SequenceModel, item_ids: np.ndarray) -> bytes:
-    """The model's config and weights with the item id of every index, as bytes a worker
-    loads with `weights_only=True` (no pickled code crosses to the executors)."""
+def model_payload(model: SequenceModel | ScorerBundle, item_ids: np.ndarray,
+                  heads: dict[str, str] | None = None) -> bytes:
+    """A bundle (or a bare sequence model), the scorer of each head and the item id of every
+    index, as bytes a worker loads with `weights_only=True` (no pickled code crosses to the
+    executors)."""
     buffer = io.BytesIO()
-    torch.save({"config": model.cfg.to_dict(),
-                "state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    bundle = model if isinstance(model, ScorerBundle) else None
+    bare = model if isinstance(model, SequenceModel) else None
+    torch.save({"bundle": bundle.to_bytes() if bundle else None,
+                "config": bare.cfg.to_dict() if bare else None,
+                "state": ({k: v.detach().cpu() for k, v in bare.state_dict().items()}
+                          if bare else None),
+                "heads": dict(heads or {}),
                 "item_ids": torch.from_numpy(np.asarray(item_ids, dtype=np.int64))}, buffer)
     return buffer.getvalue()
 
@@ -60,28 +71,33 @@ def task_device() -> torch.device:
 
 
 class Scorer:
-    def __init__(self, model: SequenceModel, item_ids: np.ndarray, *, top_k: int,
+    def __init__(self, model: SequenceModel | ScorerBundle, item_ids: np.ndarray, *,
+                 top_k: int, heads: dict[str, str] | None = None,
                  device: torch.device | None = None, batch_size: int = 1024) -> None:
-        if len(item_ids) != model.cfg.item_vocab_size:
+        self.bundle = model if isinstance(model, ScorerBundle) else None
+        network = model.model if isinstance(model, ScorerBundle) else model
+        if len(item_ids) != network.cfg.item_vocab_size:
             raise ValueError(f"{len(item_ids)} item ids for a vocabulary of "
-                             f"{model.cfg.item_vocab_size} indices")
+                             f"{network.cfg.item_vocab_size} indices")
+        self.heads = {head: MODEL for head in HEADS} | dict(heads or {})
+        if self.bundle is None and set(self.heads.values()) != {MODEL}:
+            raise ValueError(f"heads {self.heads} need a bundle, not a bare model")
         self.device = device or task_device()
-        self.model = model.to(self.device).eval()
+        self.model = network.to(self.device).eval()
         self.item_ids = np.asarray(item_ids, dtype=np.int64)
-        self.top_k = min(top_k, model.cfg.item_vocab_size - FIRST_ITEM)
+        self.top_k = min(top_k, network.cfg.item_vocab_size - FIRST_ITEM)
         self.batch_size = batch_size
 
     @classmethod
     def from_payload(cls, payload: bytes, **kwargs: Any) -> Scorer:
         loaded = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
-        model = SequenceModel(ModelConfig.from_dict(loaded["config"]))
-        state = loaded["state"]
-        # a model registered before the popularity prior and the item categories: none
-        state.setdefault("item_prior", torch.zeros(model.cfg.item_vocab_size))
-        state.setdefault("item_category", torch.zeros(model.cfg.item_vocab_size,
-                                                      dtype=torch.long))
-        model.load_state_dict(state)
-        return cls(model, loaded["item_ids"].numpy(), **kwargs)
+        model: SequenceModel | ScorerBundle
+        if loaded.get("bundle") is not None:
+            model = ScorerBundle.from_bytes(loaded["bundle"])
+        else:
+            model = SequenceModel(ModelConfig.from_dict(loaded["config"]))
+            model.load_state_dict(loaded["state"])
+        return cls(model, loaded["item_ids"].numpy(), heads=loaded.get("heads"), **kwargs)
 
     @torch.inference_mode()
     def score_tensors(self, batch: dict[str, Tensor], exclude_rows: np.ndarray,
@@ -90,20 +106,34 @@ class Scorer:
         probability is NaN holds no item (fewer than k items were left to rank)."""
         inputs = {name: batch[name].to(self.device, non_blocking=True)
                   for name in (*SEQUENCES, "dense")}
+        next_item, propensity_by = self.heads["next_item"], self.heads["propensity"]
         with torch.autocast(self.device.type, dtype=torch.bfloat16,
                             enabled=self.device.type == "cuda"):
-            hidden = self.model.encode(inputs)
-            logits = self.model.item_scores(hidden[:, -1], inputs["item_seq"]).float()
-            propensity = torch.sigmoid(
-                self.model.propensity_logit(hidden, inputs["dense"]).float())
-        log_norm = torch.logsumexp(logits, dim=1, keepdim=True)
+            hidden = (self.model.encode(inputs) if MODEL in (next_item, propensity_by)
+                      else None)
+            if self.bundle is None:
+                assert hidden is not None
+                logits = self.model.item_scores(hidden[:, -1], inputs["item_seq"]).float()
+                propensity = torch.sigmoid(self.model.propensity_logit(
+                    hidden, inputs["dense"]).float()).double().cpu().numpy()
+            else:
+                logits = self.bundle.next_item_scores(next_item, inputs, hidden).float()
+                propensity = self.bundle.calibrated(propensity_by, self.bundle.raw_propensity(
+                    propensity_by, inputs, hidden))
+        if next_item == MODEL:  # the model's probability of each item being next
+            logits = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+        else:  # a baseline's score as its share of the catalogue's
+            shares = logits.clamp(min=0) + 1e-12  # every known item stays rankable
+            shares[:, :FIRST_ITEM] = 0
+            logits = torch.log(shares / shares.sum(dim=1, keepdim=True).clamp(min=1e-30))
+            logits[:, :FIRST_ITEM] = float("-inf")
         if len(exclude_rows):
             logits[torch.from_numpy(exclude_rows).to(self.device),
                    torch.from_numpy(exclude_items).to(self.device)] = float("-inf")
         top, index = torch.topk(logits, self.top_k, dim=1)
-        probability = torch.exp(top - log_norm)
+        probability = torch.exp(top)
         probability[torch.isinf(top)] = float("nan")
-        return (propensity.double().cpu().numpy(), index.cpu().numpy(),
+        return (np.asarray(propensity, dtype=np.float64), index.cpu().numpy(),
                 probability.cpu().numpy())
 
     def score_batch(self, batch: pa.RecordBatch) -> pa.RecordBatch:

@@ -1,7 +1,10 @@
 """Nightly scoring: `clickscore score --run-date D`.
 
-1. Load the model (the `champion` alias, or a pinned version) from the registry: a missing or
-   unloadable model, or one whose vocabulary is gone, fails here, before anything is written.
+1. Load the model version (the `champion` alias, or a pinned version) from the registry: a
+   bundle of scorers and the scorer that serves each head (the sequence model, or a baseline
+   that beat it on validation); every row records both. A missing or unloadable version (a
+   pickle among them: bundles load with `weights_only=True`), or one whose vocabulary is
+   gone, fails here, before anything is written.
 2. Rebuild gold.user_features at the end of D with the feature stage itself (its own gated,
    recorded run), with the model's vocabulary, lookback and windows: the very code that built
    the training features. Then read that cutoff's rows at the Delta version just written and
@@ -84,8 +87,10 @@ def run_score(spark: SparkSession, cfg: ScoreConfig) -> RunCounts:
     with stage_run(spark, "score", str(cfg.run_date), data_root=cfg.data_root,
                    dq_run_date=RunDate(cfg.run_date)) as stage:
         with stage.step("load model"):
-            model, found = registry.load_model(cfg.data_root, cfg.model_version)
+            bundle, found = registry.load_bundle(cfg.data_root, cfg.model_version)
+            model = bundle.model
             version = str(found.version)
+            heads = registry.heads(cfg.data_root, version)
             item_ids = _item_ids(spark, model.cfg)
         spec = _feature_spec(cfg, model.cfg)
         silver_version = pinned.get("silver_events_version") or _version(spark, SILVER_EVENTS)
@@ -112,12 +117,14 @@ def run_score(spark: SparkSession, cfg: ScoreConfig) -> RunCounts:
         # in a fixed order, so every run forms the same inference batches: a row's scores
         # then come out bit for bit the same (a shuffle's row order varies from run to run)
         inputs_df = inputs_df.sortWithinPartitions("user_id")
-        scored_df = _scored(spark, inputs_df, model, item_ids, version, cfg)
+        scored_df = _scored(spark, inputs_df, bundle, heads, item_ids, version, cfg)
         ordered_df = stage.stage("scores", sorted_by_propensity(scored_df))
         scores_df = stage.stage("user_scores", with_deciles(ordered_df, partition_sizes(
             ordered_df)).select(
             "user_id", F.lit(cfg.run_date).alias("score_date"), "purchase_propensity",
             "propensity_decile", "top_items", F.lit(version).alias("model_version"),
+            F.lit(heads["next_item"]).alias("next_item_scorer"),
+            F.lit(heads["propensity"]).alias("propensity_scorer"),
             F.lit(cfg.cutoff).alias("feature_as_of"),
             F.lit(datetime.now(UTC)).alias("scored_at")))
 
@@ -125,6 +132,8 @@ def run_score(spark: SparkSession, cfg: ScoreConfig) -> RunCounts:
         most_excluded = (inputs_df.agg(F.max(F.size("exclude_idx"))).first() or [0])[0] or 0
         stage.validate(scores_df, USER_SCORES, parameters={
             "score_dates": [cfg.run_date], "model_versions": [version], "expected_rows": users,
+            "next_item_scorers": [heads["next_item"]],
+            "propensity_scorers": [heads["propensity"]],
             "decile_shares": {str(d): 1 / DECILES for d in range(1, DECILES + 1)},
             "decile_tolerance": 1 / max(users, 1) + 0.01, "top_k": top_k,
             "top_k_floor": max(0, min(top_k, model.cfg.item_vocab_size - FIRST_ITEM
@@ -135,7 +144,7 @@ def run_score(spark: SparkSession, cfg: ScoreConfig) -> RunCounts:
                                     F.col("score_date") == F.lit(cfg.run_date))
         counts = stage.finish(RunCounts(
             input_rows=users, output_rows=metrics.get("numOutputRows", 0), details={
-                "model_version": version, "model_run_id": found.run_id,
+                "model_version": version, "model_run_id": found.run_id, "heads": heads,
                 "vocab_version": model.cfg.vocab_version,
                 "user_features_version": features_version,
                 "silver_events_version": silver_version,
@@ -277,10 +286,11 @@ def _partitions(spark: SparkSession, users: int) -> int:
     return max(spark.sparkContext.defaultParallelism, -(-users // 50_000))
 
 
-def _scored(spark: SparkSession, inputs_df: DataFrame, model: Any, item_ids: np.ndarray,
-            version: str, cfg: ScoreConfig) -> DataFrame:
-    """(user_id, purchase_propensity, top_items) computed on the executors."""
-    payload = model_payload(model, item_ids)
+def _scored(spark: SparkSession, inputs_df: DataFrame, bundle: Any, heads: dict[str, str],
+            item_ids: np.ndarray, version: str, cfg: ScoreConfig) -> DataFrame:
+    """(user_id, purchase_propensity, top_items) computed on the executors by the scorer of
+    each head."""
+    payload = model_payload(bundle, item_ids, heads)
     key = f"{version}:{hashlib.sha256(payload).hexdigest()[:16]}"
     broadcast = spark.sparkContext.broadcast(payload)
     threads = int(spark.conf.get("spark.task.cpus", "1") or 1)

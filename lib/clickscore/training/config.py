@@ -69,7 +69,8 @@ class DistributionConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     """Train the sequence model on one training set of gold.training_examples (train and
-    validation splits), evaluate it on the test split next to the baselines, register it as
+    validation splits), fit the baselines on the same rows, decide on validation which scorer
+    serves each head, evaluate every scorer on validation and test, and register the bundle as
     the challenger. Composed of the model's hyper-parameters, the loop's settings and the
     distribution's; the command line shows their fields as one flat set of options."""
 
@@ -80,10 +81,14 @@ class TrainConfig:
     loop: LoopConfig = field(default_factory=LoopConfig)
     distribution: DistributionConfig = field(default_factory=DistributionConfig)
     promotion_margin: float = field(default=0.0, metadata=option(
-        "promote the new model to champion when its validation recall@20 (all next items) "
-        "beats the champion's by more than this"))
+        "the sequence model serves a head only when it beats that head's best baseline by "
+        "more than this on validation; the new version becomes champion when its next-item "
+        "head's validation NDCG@20 (all next items) beats the champion's by more than this"))
     auto_promote: bool = field(default=True, metadata=option(
         "promote automatically when the margin is met (or no champion exists yet)"))
+    registered_by: str | None = field(default=None, metadata=option(
+        "tag the new version with who registered it (a scheduler's run id), so that later "
+        "steps of the same run name exactly it: --model-version registered-by:ID"))
 
     @classmethod
     def of(cls, data_root: str, **settings: Any) -> TrainConfig:
@@ -99,18 +104,22 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    """A registered model on the test split, next to the baselines."""
+    """A registered model's scorers (the sequence model and its baselines) on the validation
+    and test splits, each metric with its interval, and which scorer holds each head."""
 
     data_root: str
     model_version: str = field(default="champion", metadata=option(
         "a registry version number, or an alias (champion, challenger)"))
     training_set: str | None = field(default=None, metadata=option(
         "the training set whose test split to use; default: the one it was trained on"))
+    format: str = field(default="table", metadata=option(
+        "table (aligned text) or json (every metric with its interval, for machines)",
+        choices=lambda: ("table", "json")))
 
 
 COMMANDS = (
     Command("train", "train the sequence model on gold.training_examples; register it",
             TrainConfig, "clickscore.training.job:run_train"),
-    Command("evaluate", "a registered model vs the baselines on the test split",
+    Command("evaluate", "a registered model vs the baselines on validation and test",
             EvaluateConfig, "clickscore.training.job:run_evaluate"),
 )

@@ -1,211 +1,195 @@
-"""Evaluation on the time-based test split: the model next to its baselines, on the same rows
-and the same metrics. Works on batches of tensors (no Spark), so it runs wherever the data
-can be streamed from.
+"""Evaluation of a bundle's scorers (the sequence model and every baseline, see
+`clickscore.model.baselines`) on one split, on the same rows and the same metrics. Works on
+batches of tensors (no Spark), so it runs wherever the data can be streamed from.
 
-Next item (full ranking over every item; the target is the first next item, and also every
-item in `next_items`):
-- most-popular: items by how often they occur in the training sequences;
-- recently-viewed: the user's own items, most recent first, then the popular ones;
-- item-kNN: cosine similarity of items that co-occur within a session (a gap of 30 minutes or
-  more, read from the time-gap buckets, starts a new one) in the training sequences, scored
-  from the user's last three items.
-
-Purchase propensity: logistic regression and scikit-learn's HistGradientBoosting on the
-aggregate features. Metrics: ROC-AUC, PR-AUC, log loss (scikit-learn) and expected
-calibration error.
+Next item: full ranking over every item; the first-item metrics (recall/ndcg/mrr@20) over the
+users whose first next item is in the vocabulary, the all-items ones (recall_all/ndcg_all@20)
+over the users with any. Purchase propensity: ROC-AUC, PR-AUC, log loss (scikit-learn's where
+they exist) and expected calibration error, of the calibrated probabilities (what scoring
+publishes), with `ece_uncalibrated` before calibration. Every figure carries a 95% bootstrap
+interval over users and their number; each baseline row says whether the model is better,
+worse or in a tie with it on the head's metric (a paired bootstrap of the difference whose
+interval holds zero is a tie).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from scipy import sparse
-from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import FunctionTransformer, StandardScaler
+from sklearn.metrics import average_precision_score
 from torch import Tensor
 
+from clickscore.model.bundle import HEAD_METRICS, HEADS, MODEL, HeadChoice, ScorerBundle
 from clickscore.model.metrics import (
+    Estimate,
     NextItemMetrics,
+    auc_estimate,
+    compare,
+    estimate,
     expected_calibration_error,
     gains_by_decile,
+    mean_estimate,
     reliability_curve,
 )
-from clickscore.model.network import FIRST_ITEM, SequenceModel
 from clickscore.training.loop import to_device
 
-NEXT_ITEM_BASELINES = ("most_popular", "recently_viewed", "item_knn")
-PROPENSITY_BASELINES = ("logistic_regression", "hist_gradient_boosting")
-KNN_WINDOW = 5  # co-occurrence counts pairs at most this many positions apart in a session
-MAX_PROPENSITY_ROWS = 200_000
-
-
-@dataclass
-class ItemStats:
-    """What the baselines learn from the training rows."""
-
-    popularity: np.ndarray
-    similarity: sparse.csr_matrix
-    dense: np.ndarray
-    labels: np.ndarray
-
-    @classmethod
-    def from_batches(cls, batches: Iterable[dict[str, Tensor]], vocab_size: int,
-                     session_bucket: int) -> ItemStats:
-        counts = np.zeros(vocab_size)
-        rows: list[np.ndarray] = []
-        cols: list[np.ndarray] = []
-        dense: list[np.ndarray] = []
-        labels: list[np.ndarray] = []
-        for batch in batches:
-            items = batch["item_seq"].numpy().astype(np.int64)
-            gaps = batch["time_gap_seq"].numpy()
-            counts += np.bincount(items[items >= FIRST_ITEM], minlength=vocab_size)
-            session = np.cumsum((gaps == 1) | (gaps >= session_bucket), axis=1)
-            for offset in range(1, KNN_WINDOW + 1):
-                a, b = items[:, :-offset], items[:, offset:]
-                keep = ((session[:, :-offset] == session[:, offset:]) & (a >= FIRST_ITEM)
-                        & (b >= FIRST_ITEM) & (a != b))
-                rows += [a[keep], b[keep]]
-                cols += [b[keep], a[keep]]
-            if len(labels) * len(batch["dense"]) < MAX_PROPENSITY_ROWS:
-                dense.append(batch["dense"].numpy())
-                labels.append(batch["purchased_within_horizon"].numpy())
-        pairs = np.concatenate(rows) if rows else np.zeros(0, np.int64)
-        co = sparse.coo_matrix((np.ones(len(pairs)), (pairs, np.concatenate(cols) if cols
-                                                      else pairs)),
-                               shape=(vocab_size, vocab_size)).tocsr()
-        norm = np.sqrt(np.maximum(counts, 1))
-        similarity = sparse.diags(1 / norm) @ co @ sparse.diags(1 / norm)
-        return cls(popularity=counts, similarity=similarity.tocsr(),
-                   dense=np.concatenate(dense) if dense else np.zeros((0, 0)),
-                   labels=np.concatenate(labels) if labels else np.zeros(0))
-
-    def popular_scores(self, rows: int) -> Tensor:
-        scores = torch.as_tensor(np.log1p(self.popularity), dtype=torch.float)
-        scores[:FIRST_ITEM] = float("-inf")
-        return scores.unsqueeze(0).expand(rows, -1).clone()
-
-    def recent_scores(self, items: Tensor) -> Tensor:
-        """The user's own items, most recent first (score 1000 + position), then popular."""
-        scores = self.popular_scores(items.shape[0]) / 1e3
-        length = items.shape[1]
-        for position in range(length):  # later positions overwrite: most recent wins
-            column = items[:, position]
-            seen = column >= FIRST_ITEM
-            scores[seen.nonzero().squeeze(1), column[seen]] = 1000.0 + position
-        return scores
-
-    def knn_scores(self, items: Tensor) -> Tensor:
-        """Similarity to the last three items (weights 1, 1/2, 1/4), popularity as tie-break."""
-        last = items[:, -3:].numpy()
-        weights = np.array([0.25, 0.5, 1.0])
-        rows = []
-        for user_items in last:
-            kept = [(i, w) for i, w in zip(user_items, weights, strict=True) if i >= FIRST_ITEM]
-            if kept:
-                ids, ws = zip(*kept, strict=True)
-                rows.append(self.similarity[list(ids)].T @ np.array(ws))
-            else:
-                rows.append(np.zeros(self.similarity.shape[0]))
-        scores = torch.as_tensor(np.stack(rows), dtype=torch.float)
-        return scores + self.popular_scores(len(rows)) / 1e6
+K = 20
 
 
 @dataclass
 class Evaluation:
-    """Metrics per method, and the arrays behind the plots."""
+    """Every scorer's metrics on one split, and the arrays behind comparisons and plots."""
 
-    next_item: dict[str, dict[str, float]] = field(default_factory=dict)
-    propensity: dict[str, dict[str, float]] = field(default_factory=dict)
-    probabilities: dict[str, np.ndarray] = field(default_factory=dict)
+    split: str
+    next_item: dict[str, dict[str, Estimate]] = field(default_factory=dict)
+    propensity: dict[str, dict[str, Estimate]] = field(default_factory=dict)
+    user_values: dict[str, np.ndarray] = field(default_factory=dict)  # head metric per user
+    probabilities: dict[str, np.ndarray] = field(default_factory=dict)  # calibrated
+    raw_probabilities: dict[str, np.ndarray] = field(default_factory=dict)
     labels: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    verdicts: dict[str, dict[str, tuple[str, Estimate]]] = field(default_factory=dict)
+    heads: dict[str, HeadChoice] = field(default_factory=dict)  # decided on validation
 
     def table(self) -> str:
-        """The metrics as two aligned text tables, the model first."""
+        """The metrics as two aligned text tables, the model first; each cell the value with
+        its 95% interval, each baseline row the model's verdict against it."""
         lines = []
-        for title, block in (("next item (test split, full ranking)", self.next_item),
-                             ("purchase propensity (test split)", self.propensity)):
+        for head, title, block in (
+                ("next_item", "next item (full ranking)", self.next_item),
+                ("propensity", "purchase propensity", self.propensity)):
             if not block:
                 continue
             names = list(next(iter(block.values())))
+            rows = next(iter(block[MODEL].values())).n if MODEL in block else 0
             width = max(len(m) for m in block) + 2
-            lines.append(f"{title}:")
-            lines.append(" " * width + "".join(f"{n:>14}" for n in names))
+            lines.append(f"{title}, {self.split} split, {rows} users, "
+                         f"95% bootstrap intervals; model vs baseline on "
+                         f"{HEAD_METRICS[head]}:")
+            lines.append(" " * width + "".join(f"{n:>24}" for n in names) + "  model vs it")
             for method, values in block.items():
-                lines.append(f"{method:<{width}}" + "".join(f"{values[n]:>14.4f}"
-                                                            for n in names))
+                verdict = self.verdicts.get(head, {}).get(method)
+                lines.append(f"{method:<{width}}" + "".join(
+                    f"{format(values[n]):>24}" for n in names)
+                    + (f"  {verdict[0]}" if verdict else ""))
+        for head, choice in self.heads.items():
+            lines.append(f"{head.replace('_', ' ')} head: {choice.scorer} ({choice.reason})")
         return "\n".join(lines)
 
-
-def propensity_baselines(stats: ItemStats, seed: int) -> dict[str, Any]:
-    """Logistic regression and HistGradientBoosting fitted on the training aggregates."""
-    log_features = FunctionTransformer(lambda x: np.log1p(np.clip(x, 0, None)))
-    models = {
-        "logistic_regression": make_pipeline(log_features, StandardScaler(),
-                                              LogisticRegression(max_iter=1000)),
-        "hist_gradient_boosting": HistGradientBoostingClassifier(random_state=seed),
-    }
-    if len(np.unique(stats.labels)) < 2:
-        return {}
-    return {name: model.fit(stats.dense, stats.labels) for name, model in models.items()}
+    def to_dict(self) -> dict[str, Any]:
+        """What `evaluate --format json` prints for one split."""
+        return {
+            "split": self.split,
+            "next_item": {m: {k: e.to_dict() for k, e in v.items()}
+                          for m, v in self.next_item.items()},
+            "propensity": {m: {k: e.to_dict() for k, e in v.items()}
+                           for m, v in self.propensity.items()},
+            "model_vs_baselines": {
+                head: {m: {"verdict": verdict, "difference": difference.to_dict()}
+                       for m, (verdict, difference) in by_method.items()}
+                for head, by_method in self.verdicts.items()},
+            **({"heads": {h: c.to_dict() for h, c in self.heads.items()}}
+               if self.heads else {}),
+        }
 
 
 @torch.no_grad()
-def evaluate(model: SequenceModel, test_batches: Iterable[dict[str, Tensor]], stats: ItemStats,
-             *, k: int = 20, seed: int = 42) -> Evaluation:
-    """The model and every baseline on the same test rows."""
-    model.eval()
+def evaluate(bundle: ScorerBundle, batches: Iterable[dict[str, Tensor]], *, split: str,
+             k: int = K, seed: int = 42, resamples: int = 1000) -> Evaluation:
+    """Every scorer of the bundle on the same rows of one split."""
+    model = bundle.model.eval()
     device = next(model.parameters()).device
-    fitted = propensity_baselines(stats, seed)
-    methods: dict[str, Callable[[dict[str, Tensor]], Tensor]] = {
-        "most_popular": lambda b: stats.popular_scores(b["item_seq"].shape[0]),
-        "recently_viewed": lambda b: stats.recent_scores(b["item_seq"].long()),
-        "item_knn": lambda b: stats.knn_scores(b["item_seq"].long()),
-    }
-    metrics = {name: NextItemMetrics(k) for name in ("model", *methods)}
-    probabilities: dict[str, list[np.ndarray]] = {"model": [], **{n: [] for n in fitted}}
+    names = {head: bundle.scorers(head) for head in HEADS}
+    metrics = {name: NextItemMetrics(k, keep_rows=True) for name in names["next_item"]}
+    raw: dict[str, list[np.ndarray]] = {name: [] for name in names["propensity"]}
     labels = []
-    for raw in test_batches:
-        batch = {n: v for n, v in raw.items() if isinstance(v, Tensor)}
-        scores, propensity = model(to_device(batch, device))
-        every = {"model": scores.float().cpu(), **{n: f(batch) for n, f in methods.items()}}
-        for name, method_scores in every.items():
-            metrics[name].add(method_scores, batch["next_items"])
-        probabilities["model"].append(propensity.float().cpu().numpy())
-        dense = batch["dense"].numpy()
-        for name, fitted_model in fitted.items():
-            probabilities[name].append(fitted_model.predict_proba(dense)[:, 1])
-        labels.append(batch["purchased_within_horizon"].numpy())
-    result = Evaluation(labels=np.concatenate(labels) if labels else np.zeros(0))
+    for loaded in batches:
+        batch = to_device({n: v for n, v in loaded.items() if isinstance(v, Tensor)}, device)
+        hidden = model.encode(batch)
+        for name in names["next_item"]:
+            metrics[name].add(bundle.next_item_scores(name, batch, hidden).cpu(),
+                              batch["next_items"].cpu())
+        for name in names["propensity"]:
+            raw[name].append(bundle.raw_propensity(name, batch, hidden))
+        labels.append(batch["purchased_within_horizon"].cpu().numpy())
+    result = Evaluation(split=split, labels=np.concatenate(labels).astype(float) if labels
+                        else np.zeros(0))
+    head_metric = HEAD_METRICS["next_item"].replace("@20", f"@{k}")
     for name, accumulated in metrics.items():
         if accumulated.sums:
-            result.next_item[name] = accumulated.means()
-    for name, parts in probabilities.items():
+            result.next_item[name] = accumulated.estimates(resamples=resamples, seed=seed)
+            result.user_values[name] = accumulated.values(head_metric)
+    for name, parts in raw.items():
         p = np.clip(np.concatenate(parts), 1e-7, 1 - 1e-7) if parts else np.zeros(0)
-        result.probabilities[name] = p
-        result.propensity[name] = propensity_metrics(p, result.labels)
+        result.raw_probabilities[name] = p
+        result.probabilities[name] = np.clip(bundle.calibrated(name, p), 1e-7, 1 - 1e-7)
+        result.propensity[name] = propensity_metrics(result.probabilities[name], result.labels,
+                                                     raw=p, resamples=resamples, seed=seed)
+    if MODEL in result.user_values:
+        result.verdicts["next_item"] = {
+            n: compare(result.user_values[MODEL], v, resamples=resamples, seed=seed)
+            for n, v in result.user_values.items() if n != MODEL}
+    if len(np.unique(result.labels)) == 2:
+        result.verdicts["propensity"] = {
+            n: compare(result.probabilities[MODEL], p, result.labels, resamples=resamples,
+                       seed=seed)
+            for n, p in result.probabilities.items() if n != MODEL}
     return result
 
 
-def propensity_metrics(p: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    both = len(np.unique(labels)) == 2
-    return {"roc_auc": float(roc_auc_score(labels, p)) if both else float("nan"),
-            "pr_auc": float(average_precision_score(labels, p)) if both else float("nan"),
-            "log_loss": float(log_loss(labels, p, labels=[0, 1])) if len(labels) else float("nan"),
-            "ece": expected_calibration_error(p, labels) if len(labels) else float("nan")}
+def propensity_metrics(p: np.ndarray, labels: np.ndarray, *, raw: np.ndarray | None = None,
+                       resamples: int = 1000, seed: int = 0) -> dict[str, Estimate]:
+    """ROC-AUC, PR-AUC, log loss and ECE of probabilities `p` (and ECE of `raw`, the
+    probabilities before calibration), each with its bootstrap interval."""
+    labels = np.asarray(labels, dtype=float)
+    small = max(100, resamples // 5)  # the statistics computed one resample at a time
+    losses = -(labels * np.log(p) + (1 - labels) * np.log(1 - p))
+    out = {"roc_auc": auc_estimate(p, labels, resamples=resamples, seed=seed),
+           "pr_auc": estimate(lambda q, y: average_precision_score(y, q)
+                              if 0 < y.sum() < len(y) else float("nan"),
+                              p, labels, resamples=small, seed=seed),
+           "log_loss": mean_estimate(losses, resamples=resamples, seed=seed),
+           "ece": estimate(expected_calibration_error, p, labels, resamples=small, seed=seed)}
+    if raw is not None:
+        out["ece_uncalibrated"] = estimate(expected_calibration_error, raw, labels,
+                                           resamples=small, seed=seed)
+    return out
+
+
+def choose_heads(validation: Evaluation, margin: float) -> dict[str, HeadChoice]:
+    """Per head, the scorer that serves it, decided on validation (`model.bundle`)."""
+    from clickscore.model.bundle import choose_head
+
+    heads = {}
+    metric = HEAD_METRICS["next_item"]
+    if validation.next_item:
+        heads["next_item"] = choose_head(
+            "next_item", {n: v[metric] for n, v in validation.next_item.items()},
+            validation.user_values, None, margin)
+    if validation.propensity:
+        labels = validation.labels if len(np.unique(validation.labels)) == 2 else None
+        heads["propensity"] = choose_head(
+            "propensity", {n: v["roc_auc"] for n, v in validation.propensity.items()},
+            validation.raw_probabilities, labels, margin)
+    validation.heads = heads
+    return heads
+
+
+def write_json(evaluations: list[Evaluation], path: Path) -> Path:
+    path.write_text(json.dumps({e.split: e.to_dict() for e in evaluations}, indent=1,
+                               allow_nan=True))
+    return path
 
 
 def save_plots(evaluation: Evaluation, history: list[dict[str, Any]], folder: Path,
-               k: int = 20) -> list[Path]:
-    """Learning curves, reliability diagram and gains by propensity decile, as PNG."""
+               k: int = K) -> list[Path]:
+    """Learning curves, reliability diagrams before and after calibration and gains by
+    propensity decile, as PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -228,15 +212,18 @@ def save_plots(evaluation: Evaluation, history: list[dict[str, Any]], folder: Pa
     right.legend()
     paths.append(_saved(fig, folder / "learning_curves.png"))
 
-    fig, ax = plt.subplots(figsize=(5, 5))
-    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect")
-    for name, p in evaluation.probabilities.items():
-        predicted, observed, _ = reliability_curve(p, evaluation.labels)
-        ax.plot(predicted, observed, marker="o", label=name)
-    ax.set(xlabel="mean predicted probability", ylabel="observed purchase rate",
-           title="Reliability (test split)")
-    ax.legend()
-    paths.append(_saved(fig, folder / "reliability.png"))
+    for kind, probabilities in (("reliability_uncalibrated", evaluation.raw_probabilities),
+                                ("reliability", evaluation.probabilities)):
+        fig, ax = plt.subplots(figsize=(5, 5))
+        ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect")
+        for name, p in probabilities.items():
+            predicted, observed, _ = reliability_curve(p, evaluation.labels)
+            ax.plot(predicted, observed, marker="o", label=name)
+        state = "before" if kind.endswith("uncalibrated") else "after"
+        ax.set(xlabel="mean predicted probability", ylabel="observed purchase rate",
+               title=f"Reliability, {state} calibration ({evaluation.split} split)")
+        ax.legend()
+        paths.append(_saved(fig, folder / f"{kind}.png"))
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, p in evaluation.probabilities.items():
@@ -244,7 +231,7 @@ def save_plots(evaluation: Evaluation, history: list[dict[str, Any]], folder: Pa
                 label=name)
     ax.plot(range(1, 11), np.arange(1, 11) / 10, linestyle="--", color="grey", label="random")
     ax.set(xlabel="propensity decile (1 = highest)", ylabel="share of purchases captured",
-           title="Cumulative gains (test split)")
+           title=f"Cumulative gains ({evaluation.split} split)")
     ax.legend()
     paths.append(_saved(fig, folder / "gains.png"))
     return paths

@@ -11,8 +11,7 @@ to `champion` when it earns it, see `clickscore.registry`).
 
 from __future__ import annotations
 
-import contextlib
-import io
+import json
 import logging
 import tempfile
 from dataclasses import asdict, replace
@@ -30,13 +29,21 @@ from clickscore.core.runs import RunCounts
 from clickscore.features.contract import FeatureContract, check_feature_frame, feature_contract
 from clickscore.features.job import training_set
 from clickscore.features.vocab_job import vocab
+from clickscore.model.baselines import Calibrator, ItemStats, fit_propensity_baselines
+from clickscore.model.bundle import ScorerBundle
 from clickscore.model.config import IncompatibleFeaturesError, ModelConfig
-from clickscore.model.network import SEQUENCES, SequenceModel
+from clickscore.model.network import SequenceModel
 from clickscore.model.spec import FeatureSpec
 from clickscore.runner import stage_run
 from clickscore.training.config import EvaluateConfig, TrainConfig
 from clickscore.training.data import batches, converted, dense_columns, model_frame
-from clickscore.training.evaluate import Evaluation, ItemStats, evaluate, save_plots
+from clickscore.training.evaluate import (
+    Evaluation,
+    choose_heads,
+    evaluate,
+    save_plots,
+    write_json,
+)
 from clickscore.training.loop import train_function
 
 log = logging.getLogger(__name__)
@@ -194,12 +201,14 @@ def run_train(spark: SparkSession, cfg: TrainConfig) -> RunCounts:
             with stage.step("evaluate"):
                 model = SequenceModel(model_cfg)
                 model.load_state_dict(torch.load(result["weights_path"], map_location="cpu",
-                                                 weights_only=False)["model"])
-                evaluation = _evaluate(model, train, test, contract, cfg.loop.batch_size,
-                                       cfg.loop.seed)
-        print(evaluation.table(), flush=True)
+                                                 weights_only=True)["model"])
+                bundle, evaluations = _evaluate(model, train, validation, test, contract,
+                                                cfg.loop.batch_size, cfg.loop.seed,
+                                                cfg.promotion_margin)
+        for evaluation in evaluations:
+            print(evaluation.table(), flush=True)
         with stage.step("register"):
-            version, promoted = _register(cfg, model, model_cfg, result, evaluation, rows,
+            version, promoted = _register(cfg, bundle, result, evaluations, rows,
                                           delta_version, contract)
         log.info("train: model version %s registered as challenger%s", version,
                  " and promoted to champion" if promoted else "")
@@ -210,25 +219,41 @@ def run_train(spark: SparkSession, cfg: TrainConfig) -> RunCounts:
             "feature_spec": chosen["spec"].to_dict(), "rows_by_split": rows,
             "device": result.get("device"), "world_size": result.get("world_size"),
             "val_recall_all_at_20": result["metric"], "weights_kept": result["kept"],
-            "test": {m: v for m, v in evaluation.next_item.get("model", {}).items()}}))
+            "heads": {h: c.scorer for h, c in evaluations[0].heads.items()},
+            "test": {m: v.value for m, v in evaluations[1].next_item.get("model", {}).items()}}))
 
 
-def _evaluate(model: SequenceModel, train: Any, test: Any, contract: FeatureContract,
-              batch_size: int, seed: int) -> Evaluation:
+def _evaluate(model: SequenceModel, train: Any, validation: Any, test: Any,
+              contract: FeatureContract, batch_size: int, seed: int, margin: float
+              ) -> tuple[ScorerBundle, list[Evaluation]]:
+    """The bundle (the model, the baselines fitted on the training rows, a calibrator per
+    propensity scorer fitted on validation), its heads chosen on validation, and every
+    scorer on validation and test."""
     with batches(train, batch_size=batch_size, num_epochs=1, shuffle=False) as train_loader:
         stats = ItemStats.from_batches(train_loader, model.cfg.item_vocab_size,
                                        session_bucket(contract))
-    with batches(test, batch_size=batch_size, num_epochs=1, shuffle=False) as test_loader:
-        return evaluate(model, test_loader, stats, seed=seed)
+    bundle = ScorerBundle(model=model, stats=stats,
+                          propensity=fit_propensity_baselines(stats, seed))
+    with batches(validation, batch_size=batch_size, num_epochs=1, shuffle=False) as loader:
+        on_validation = evaluate(bundle, loader, split="validation", seed=seed)
+    choose_heads(on_validation, margin)
+    for name, p in on_validation.raw_probabilities.items():
+        calibrator = Calibrator.fit(p, on_validation.labels)
+        if calibrator is not None:
+            bundle.calibrators[name] = calibrator
+    with batches(test, batch_size=batch_size, num_epochs=1, shuffle=False) as loader:
+        on_test = evaluate(bundle, loader, split="test", seed=seed)
+    return bundle, [on_validation, on_test]
 
 
-def _register(cfg: TrainConfig, model: SequenceModel, model_cfg: ModelConfig,
-              result: dict[str, Any], evaluation: Evaluation, rows: dict[str, int],
-              delta_version: int, contract: FeatureContract) -> tuple[str, bool]:
+def _register(cfg: TrainConfig, bundle: ScorerBundle, result: dict[str, Any],
+              evaluations: list[Evaluation], rows: dict[str, int], delta_version: int,
+              contract: FeatureContract) -> tuple[str, bool]:
     import mlflow
-    import mlflow.pytorch
 
-    registry.client(cfg.data_root)
+    model_cfg = bundle.cfg
+    heads = evaluations[0].heads
+    mlflow_client = registry.client(cfg.data_root)
     with mlflow.start_run() as run:
         mlflow.log_params({**_flat("train", {k: v for k, v in asdict(cfg).items()
                                              if k != "data_root"}),
@@ -240,25 +265,36 @@ def _register(cfg: TrainConfig, model: SequenceModel, model_cfg: ModelConfig,
                          "feature_version": str(contract.version),
                          "device": str(result.get("device")),
                          "world_size": str(result.get("world_size")),
+                         **{f"head_{h}": c.scorer for h, c in heads.items()},
                          **{f"rows_{split}": str(n) for split, n in rows.items()}})
         for record in result["history"]:
             mlflow.log_metrics({registry.metric_name(k): float(v) for k, v in record.items()
                                 if k != "epoch"}, step=record["epoch"])
-        mlflow.log_metric(registry.VALIDATION_METRIC, float(result["metric"]))
-        for block in (evaluation.next_item, evaluation.propensity):
-            for method, values in block.items():
-                mlflow.log_metrics({registry.metric_name(f"test_{method}_{m}"): float(v)
-                                    for m, v in values.items() if v == v})  # NaN skipped
+        mlflow.log_metric(registry.LOOP_METRIC, float(result["metric"]))
+        for head, choice in heads.items():
+            mlflow.log_metric(registry.head_metric(head), choice.value.value)
+        for evaluation in evaluations:
+            prefix = "val" if evaluation.split == "validation" else evaluation.split
+            for block in (evaluation.next_item, evaluation.propensity):
+                for method, values in block.items():
+                    mlflow.log_metrics({
+                        registry.metric_name(f"{prefix}_{method}_{m}{part}"): float(v)
+                        for m, e in values.items()
+                        for part, v in (("", e.value), ("_low", e.low), ("_high", e.high))
+                        if v == v})  # NaN skipped
         with tempfile.TemporaryDirectory() as folder:
-            for path in save_plots(evaluation, result["history"], Path(folder)):
+            for path in save_plots(evaluations[-1], result["history"], Path(folder)):
                 mlflow.log_artifact(str(path), artifact_path="plots")
-        # MLflow prints "Successfully registered ..." to stderr; the summary line says it
-        with contextlib.redirect_stderr(io.StringIO()):
-            info = mlflow.pytorch.log_model(
-                model, name="model", registered_model_name=registry.MODEL_NAME,
-                serialization_format="pickle", signature=_signature(model_cfg),
-                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
-    version = str(info.registered_model_version)
+            kept = Path(folder) / "bundle"
+            kept.mkdir()
+            (kept / registry.BUNDLE_FILE).write_bytes(bundle.to_bytes())
+            write_json(evaluations, kept / "evaluation.json")
+            mlflow.log_artifacts(str(kept), artifact_path="bundle")
+        version = registry.register(mlflow_client, f"{run.info.artifact_uri}/bundle",
+                                    run.info.run_id,
+                                    {**{f"head_{h}": c.scorer for h, c in heads.items()},
+                                     **({registry.REGISTERED_BY: cfg.registered_by}
+                                        if cfg.registered_by else {})})
     registry.set_alias(cfg.data_root, "challenger", version)
     log.debug("mlflow run %s, model version %s", run.info.run_id, version)
     promoted = cfg.auto_promote and registry.decide_promotion(cfg.data_root, version,
@@ -277,40 +313,40 @@ def _flat(prefix: str, values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _signature(model_cfg: ModelConfig) -> Any:
-    """The model's inputs (the contract's sequences and the aggregates) and outputs."""
-    import numpy as np
-    from mlflow.models import infer_signature
-
-    length = model_cfg.sequence_length
-    inputs = {name: np.zeros((1, length), np.int64) for name in SEQUENCES}
-    inputs["dense"] = np.zeros((1, model_cfg.n_dense), np.float32)
-    outputs = {"item_scores": np.zeros((1, model_cfg.item_vocab_size), np.float32),
-               "purchase_propensity": np.zeros(1, np.float32)}
-    return infer_signature(inputs, outputs)
-
-
-def run_evaluate(spark: SparkSession, cfg: EvaluateConfig) -> Evaluation:
-    """A registered model (number or alias) on the current test split, with the baselines."""
+def run_evaluate(spark: SparkSession, cfg: EvaluateConfig) -> list[Evaluation]:
+    """A registered bundle (number or alias) on the validation and test splits of the set it
+    was trained on (or `--training-set`), with the scorers it stores (the baselines are not
+    fitted again) and the heads recorded when it was registered."""
     contract = feature_contract()
-    model, found = registry.load_model(cfg.data_root, cfg.model_version)
-    # the test split of the set it was trained on, unless another is named
+    bundle, found = registry.load_bundle(cfg.data_root, cfg.model_version)
+    heads = registry.heads(cfg.data_root, found.version)
     examples_df, delta_version, chosen = pinned_examples(
-        spark, cfg.training_set or model.cfg.training_set or None)
+        spark, cfg.training_set or bundle.cfg.training_set or None)
     check_feature_frame(examples_df, contract, with_labels=True)
     described = describe_examples(examples_df)
     try:
-        model.cfg.check_features(described["feature_version"] or contract.version,
-                                 described["vocab_version"])
+        bundle.cfg.check_features(described["feature_version"] or contract.version,
+                                  described["vocab_version"])
     except IncompatibleFeaturesError as exc:
         raise FeatureContractError(contract.version, [str(exc)]) from None
-    frames = {s: model_frame(examples_df.where(F.col("split") == s), contract)
-              for s in ("train", "test")}
-    with (converted(spark, frames["train"], cfg.data_root, partitions=4) as train,
-          converted(spark, frames["test"], cfg.data_root, partitions=2) as test):
-        evaluation = _evaluate(model, train, test, contract, 256, 42)
+    evaluations = []
+    for split in ("validation", "test"):
+        frame = model_frame(examples_df.where(F.col("split") == split), contract)
+        with converted(spark, frame, cfg.data_root, partitions=2) as data, batches(
+                data, batch_size=256, num_epochs=1, shuffle=False) as loader:
+            evaluations.append(evaluate(bundle, loader, split=split))
+    if cfg.format == "json":
+        print(json.dumps({"model_version": str(found.version),
+                          "training_set": chosen["training_set"],
+                          "input": f"{TRAINING_EXAMPLES}@v{delta_version}",
+                          "heads": heads,
+                          **{e.split: e.to_dict() for e in evaluations}},
+                         indent=1), flush=True)
+        return evaluations
     print(f"model version {found.version} on training set {chosen['training_set']} of "
           f"{TRAINING_EXAMPLES}@v{delta_version} "
           f"(dense features: {', '.join(dense_columns(contract))})")
-    print(evaluation.table(), flush=True)
-    return evaluation
+    for evaluation in evaluations:
+        print(evaluation.table(), flush=True)
+    print("heads: " + ", ".join(f"{h} by {s}" for h, s in heads.items()), flush=True)
+    return evaluations
