@@ -158,6 +158,8 @@ def main() -> None:
             "loader_vs_training": round(speed["loader_rows_per_s"] / real, 2),
             "peak_rss_gib": round(rss.peak / 2**30, 2),
             "model_version": counts.details["model_version"],
+            # which scorer serves each head (the tables with intervals are printed above)
+            "heads": counts.details["heads"],
         }
         print(json.dumps({name: figures[name]}, indent=2), flush=True)
         spark.stop()

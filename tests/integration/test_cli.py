@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from clickscore import registry
 from tests.integration.helpers import CLI, run_cli
 
 pytestmark = pytest.mark.integration
@@ -71,13 +72,14 @@ def test_a_job_under_spark_submit_keeps_the_submitters_master_and_conf(spark, tm
 
 def test_the_demo_runs_every_stage_within_its_line_budget(demo):
     """`clickscore demo` shows each stage's summary line, training's progress per epoch, the
-    model next to its baselines and the summary tables, not the chatter of Spark, Ivy, the
-    metastore, GX or MLflow: at most 60 lines before training arrived, 85 with it, 88 with the
-    run report's line."""
+    model next to its baselines on validation and test with the scorer chosen for each head,
+    and the summary tables, not the chatter of Spark, Ivy, the metastore, GX or MLflow: at
+    most 60 lines before training arrived, 85 with it, 88 with the run report's line, 101
+    with the validation table and the heads."""
     root, demo = demo
     assert demo.returncode == 0, demo.stderr[-3000:]
     lines = (demo.stdout + demo.stderr).splitlines()
-    assert len(lines) <= 88, "\n".join(lines)
+    assert len(lines) <= 101, "\n".join(lines)
     summaries = [line for line in lines if re.search(
         r": [\d,]+ in -> [\d,]+ out.*; (gate passed|no gate); [\d.]+s$", line)]
     days = ("2019-10-01", "2019-10-02", "2019-10-03")
@@ -91,6 +93,17 @@ def test_the_demo_runs_every_stage_within_its_line_budget(demo):
     for method in ("model", "most_popular", "recently_viewed", "item_knn",
                    "logistic_regression", "hist_gradient_boosting"):
         assert any(line.startswith(method + " ") for line in lines), method
+    # the champion's next-item head is at least the best baseline on validation, whichever
+    # scorer holds it (the sequence model only where it beat them); the rows record it
+    heads = registry.heads(str(root), "champion")
+    logged = registry.client(str(root)).get_run(
+        registry.resolve_version(str(root), "champion").run_id).data.metrics
+    baselines = {m: logged[f"val_{m}_ndcg_all_at_20"] for m in
+                 ("most_popular", "recently_viewed", "item_knn")}
+    assert logged[registry.VALIDATION_METRIC] >= max(baselines.values()), (heads, baselines)
+    assert logged[registry.VALIDATION_METRIC] == logged[
+        f"val_{heads['next_item']}_ndcg_all_at_20"]
+    assert any(line.startswith(f"next item head: {heads['next_item']} (") for line in lines)
     # every run is in the runs table, the first day's included
     table = demo.stdout.split("Pipeline runs (ops.pipeline_runs):")[1].split("\n\n")[0]
     assert len(table.strip().splitlines()) == 1 + len(expected)
@@ -101,6 +114,7 @@ def test_the_demo_runs_every_stage_within_its_line_budget(demo):
     assert len(rows) == 5 and all(" 2019-10-03 " in row for row in rows), scores
     propensities = [float(row.split()[2]) for row in rows]
     assert propensities == sorted(propensities, reverse=True)
+    assert all(row.split()[5:7] == [heads["propensity"], heads["next_item"]] for row in rows)
     # and the path of the last day's run report (tests/integration/test_report_and_notebooks.py)
     assert f"Run report of 2019-10-03: {root}/reports/report-2019-10-03.html" in demo.stdout
 

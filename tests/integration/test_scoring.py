@@ -132,6 +132,14 @@ def test_scores_every_active_user_reruns_identically_and_reproduces_by_time_trav
     assert details["model_version"] == version
     assert {"user_features_version", "silver_events_version"} <= details.keys()
 
+    # a barely trained version (five steps) does not beat the best next-item baseline on
+    # validation, so that baseline serves the head: the run and every row say which
+    heads = registry.heads(data_root, version)
+    assert heads["next_item"] in ("most_popular", "recently_viewed", "item_knn"), heads
+    assert details["heads"] == heads
+    assert [tuple(r) for r in got.select("next_item_scorer", "propensity_scorer")
+            .distinct().collect()] == [(heads["next_item"], heads["propensity"])]
+
     # a rerun replaces the date with the same scores
     run_score(spark, ScoreConfig(run_date=LAST_DAY, data_root=data_root,
                                  model_version=version))
@@ -187,6 +195,7 @@ def test_export_copies_a_date_and_its_top_items_to_postgresql_replacing_it(
     items = spark.read.jdbc(postgres.url, "user_score_items", properties=properties)
     published = snapshot(spark, USER_SCORES)
     assert again.output_rows == exported.count() == published.count() > 200
+    assert {"next_item_scorer", "propensity_scorer"} <= set(exported.columns)  # who scored
     assert_same_rows(exported.drop("scored_at"),
                 published.select(*[c for c in exported.columns if c != "scored_at"]))
     expected_items = published.select("score_date", "user_id", F.posexplode("top_items")) \

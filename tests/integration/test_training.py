@@ -18,11 +18,11 @@ from clickscore.core.errors import FeatureContractError
 from clickscore.features.config import TrainingExamplesConfig
 from clickscore.features.contract import feature_contract
 from clickscore.features.job import TrainingSetError, run_training_examples
+from clickscore.model.baselines import ItemStats
 from clickscore.model.metrics import first_target_hits
 from clickscore.model.network import FIRST_ITEM
 from clickscore.training.config import EvaluateConfig, LoopConfig, TrainConfig
 from clickscore.training.data import batches, converted, model_frame
-from clickscore.training.evaluate import ItemStats
 from clickscore.training.job import (
     item_categories,
     pinned_examples,

@@ -19,11 +19,12 @@ class PromoteConfig:
     """Move the champion alias to a version (an explicit override of the automatic rule)."""
 
     version: str = field(metadata=option(
-        "the version to promote (a number, or an alias such as challenger)", positional=True))
+        "the version to promote (a number, an alias such as challenger, or registered-by:ID)",
+        positional=True))
     data_root: str
     if_better: bool = field(default=False, metadata=option(
-        "only when its validation recall@20 beats the champion's by more than --margin (or "
-        "there is no champion): the automatic rule, for a scheduled promote step"))
+        "only when its next-item head's validation NDCG@20 beats the champion's by more than "
+        "--margin (or there is no champion): the automatic rule, for a scheduled promote step"))
     margin: float = field(default=0.0, metadata=option("with --if-better"))
 
 

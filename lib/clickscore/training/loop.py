@@ -174,7 +174,7 @@ def _resume(run: _Rank) -> None:
     random state and the epochs done."""
     if not run.last.exists():
         return
-    saved = torch.load(run.last, map_location=run.device, weights_only=False)
+    saved = torch.load(run.last, map_location=run.device, weights_only=True)
     run.model.load_state_dict(saved["model"])
     run.optimizer.load_state_dict(saved["optimizer"])
     run.scheduler.load_state_dict(saved["scheduler"])
