@@ -9,8 +9,8 @@ on validation which scorer serves each head (the sequence model only where it be
 baseline); `evaluate` prints that very version next to the baselines; `promote` makes that
 version, not whatever `challenger` points at by then, the champion only when its validation
 metric beats the champion's by the margin. `params` (lookback, windows, min_support,
-processes, epochs, margin) can be overridden when triggering. Training asks for GPUs through the properties file named by the
-`clickscore_train_properties` variable (see deploy/spark-gpu.conf) and runs its processes as
+processes, epochs, margin) can be overridden when triggering. Training asks for GPUs through
+the properties file named by the `clickscore_train_properties` variable (see deploy/spark-gpu.conf) and runs its processes as
 Spark tasks (TorchDistributor's executor mode).
 """
 
