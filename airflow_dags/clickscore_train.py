@@ -10,8 +10,9 @@ baseline); `evaluate` prints that very version next to the baselines; `promote` 
 version, not whatever `challenger` points at by then, the champion only when its validation
 metric beats the champion's by the margin. `params` (lookback, windows, min_support,
 processes, epochs, margin) can be overridden when triggering. Training asks for GPUs through
-the properties file named by the `clickscore_train_properties` variable (see deploy/spark-gpu.conf) and runs its processes as
-Spark tasks (TorchDistributor's executor mode).
+the properties file named by the `clickscore_train_properties` variable (see
+deploy/spark-gpu.conf) and runs its processes as Spark tasks (TorchDistributor's executor
+mode).
 """
 
 from __future__ import annotations
