@@ -168,8 +168,9 @@ def main() -> None:
 
 def _real_path_rate(root: str) -> float:
     """Training sequences/s through the real path: the median epoch of the last run."""
-    checkpoint = torch.load(Path(root) / "training" / "checkpoints" / "last.pt",
-                            weights_only=False)
+    from clickscore.training.runs import runs
+
+    checkpoint = torch.load(runs(root)[0].folder / "last.pt", weights_only=True)
     rates = sorted(h["sequences_per_s"] for h in checkpoint["history"])
     return float(rates[len(rates) // 2])
 

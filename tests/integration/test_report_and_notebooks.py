@@ -14,6 +14,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from clickscore import registry
 from clickscore.report.config import ReportConfig
 from clickscore.report.job import ReportError, run_report
 from tests.integration.helpers import ARTIFACTS, render_in_chromium
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 DAY = "2019-10-03"  # the demo's last day: ingested, sessionized, featurized and scored
 # the plots each notebook shows (a query with no rows fails its cell instead)
-PLOTS = {"01_sessions_and_funnel": 4, "02_model_report": 7, "03_score_table_guide": 2,
+PLOTS = {"01_sessions_and_funnel": 4, "02_model_report": 8, "03_score_table_guide": 2,
          "04_data_quality": 5}
 
 
@@ -73,6 +74,19 @@ def test_the_report_shows_a_days_runs_gates_model_and_scores_offline(spark, demo
     assert "Scored by version 1 of the registered model" in model
     for method in ("model", "most_popular", "item_knn", "logistic_regression"):
         assert f"<td>{method}</td>" in model, method
+    # each figure with its interval, and which scorer served each head: where a baseline
+    # does, the page's badge says so
+    assert re.search(r"<td>0\.\d{4} \[0\.\d{4}, 0\.\d{4}\]</td>", model)
+    heads = registry.heads(str(root), "1")
+    for head, scorer in heads.items():
+        assert f"next item head is served by {scorer}" in model if head == "next_item" else \
+            f"propensity head is served by {scorer}" in model
+    held = [f"{h} by {s}" for h, s in heads.items() if s != "model"]
+    if held:
+        badge = dom[dom.index('id="baseline-heads"'):]
+        assert f"a baseline holds the {', '.join(held)} head(s)" in " ".join(badge.split())
+    else:
+        assert 'id="baseline-heads"' not in dom
     assert f"{scored.count():,} users scored" in dom[dom.index('id="scores"'):]
     images = re.findall(r'<img alt="([^"]+)" src="data:image/png;base64,', dom)
     assert images == ["recall_all_at_20, model and baselines", "roc_auc, model and baselines",

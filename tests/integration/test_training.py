@@ -4,6 +4,7 @@ MLflow registration and promotion, and refusing features of another vocabulary."
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -33,6 +34,7 @@ from clickscore.training.job import (
 )
 from clickscore.training.loop import to_device, train_function
 from tests.integration.conftest import GENERATED_CUTOFFS
+from tests.integration.helpers import invoke_cli
 
 pytestmark = pytest.mark.integration
 
@@ -94,7 +96,8 @@ def test_two_processes_with_torch_distributor_end_with_identical_weights_and_los
     counts = run_train(spark, small(data_root, num_processes=2, epochs=3, auto_promote=False))
     details = counts.details
     assert details["world_size"] == 2 and details["device"] == "cpu"
-    folder = Path(data_root) / "training" / "checkpoints"
+    folder = Path(details["checkpoints"])
+    assert folder.parent == Path(data_root) / "training" / "runs"
     weights = [torch.load(folder / f"final-rank{r}.pt", weights_only=False) for r in (0, 1)]
     assert weights[0].keys() == weights[1].keys()
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
@@ -264,3 +267,97 @@ def test_next_weeks_build_sits_beside_this_ones_and_train_reads_exactly_one(
     assert spark.table("gold.training_examples").count() == sum(
         n for n, _ in per_set.values())
     assert spark.table("ml.training_sets").count() == 2
+
+
+def test_resume_continues_a_killed_run_and_refuses_a_finished_or_different_one(
+        spark, generated_examples, data_root, monkeypatch):
+    """Checkpoints belong to a run (`training/runs/<run id>/`): `--resume` continues the
+    newest unfinished run of the same settings and training set, and refuses in one line a
+    finished run (registering its weights again would be a duplicate version) or settings no
+    unfinished run has. Then `evaluate --format json` prints every scorer's figures with
+    intervals and the heads."""
+    from clickscore.training import loop as training_loop
+    from clickscore.training.runs import TrainingRunError
+
+    settings = dict(epochs=2, max_steps_per_epoch=2, auto_promote=False, seed=11)
+    finished = run_train(spark, small(data_root, **settings))
+    with pytest.raises(TrainingRunError, match=r"train --resume: training run \S+ with these "
+                       r"settings on training set \S+ finished \(model version "
+                       f"{finished.details['model_version']}\\); nothing to resume"):
+        run_train(spark, small(data_root, **settings, resume=True))
+
+    # a run killed after its first epoch's checkpoint (its second validation never returns)
+    original = training_loop._validate_and_checkpoint
+    calls = []
+
+    def dies_in_epoch_two(run, loop, validation, record):
+        calls.append(record["epoch"])
+        if record["epoch"] == 2:
+            raise RuntimeError("killed")
+        return original(run, loop, validation, record)
+
+    killed_settings = {**settings, "learning_rate": 2e-3}
+    with monkeypatch.context() as patch:
+        patch.setattr(training_loop, "_validate_and_checkpoint", dies_in_epoch_two)
+        with pytest.raises(RuntimeError, match="killed"):
+            run_train(spark, small(data_root, **killed_settings))
+    assert calls == [1, 2]
+    with pytest.raises(TrainingRunError, match="no unfinished training run with these "
+                                               "settings .* differs in loop.learning_rate "
+                                               "0.002 -> 0.001"):
+        run_train(spark, small(data_root, **{**killed_settings, "learning_rate": 1e-3},
+                               resume=True))
+    resumed = run_train(spark, small(data_root, **killed_settings, resume=True))
+    folder = Path(resumed.details["checkpoints"])
+    assert resumed.details["resumed"] == folder.name != Path(finished.details["checkpoints"]).name
+    history = torch.load(folder / "last.pt", weights_only=True)["history"]
+    assert [h["epoch"] for h in history] == [1, 2]  # epoch 1 from the killed run, 2 resumed
+    assert resumed.details["model_version"] != finished.details["model_version"]
+    with pytest.raises(TrainingRunError, match="finished"):  # and now it is finished too
+        run_train(spark, small(data_root, **killed_settings, resume=True))
+
+    result = invoke_cli("evaluate", "--model-version", resumed.details["model_version"],
+                        "--format", "json", data_root=data_root)
+    assert result.exit_code == 0, result.error
+    printed = json.loads(result.output)
+    assert printed["heads"] == registry.heads(data_root, resumed.details["model_version"])
+    assert printed["heads"] == resumed.details["heads"]
+    for split in ("validation", "test"):
+        model = printed[split]["next_item"]["model"]["ndcg_all@20"]
+        assert model["low"] <= model["value"] <= model["high"] and model["n"] > 0
+        assert set(printed[split]["next_item"]) == {"model", "most_popular",
+                                                    "recently_viewed", "item_knn"}
+        assert printed[split]["model_vs_baselines"]["next_item"]["item_knn"]["verdict"] in (
+            "better", "worse", "tie")
+        auc = printed[split]["propensity"]["model"]["roc_auc"]
+        assert auc["low"] <= auc["value"] <= auc["high"]
+
+
+def test_tune_searches_on_validation_with_nested_runs_and_registers_the_best(
+        spark, generated_examples, data_root):
+    """`clickscore tune`: Optuna trials on one materialized training set, each a nested
+    MLflow run under the study's, then the best configuration trained and registered with its
+    heads chosen against the baselines."""
+    import mlflow
+
+    result = invoke_cli("tune", "--trials", "3", "--epochs", "2", "--max-steps-per-epoch", "2",
+                        "--batch-size", "128", "--no-auto-promote", data_root=data_root)
+    assert result.exit_code == 0, result.error
+    details = result.counts.details
+    assert details["trials"] == 3 and details["states"].get("complete", 0) >= 1, details
+    assert sum(details["states"].values()) == 3
+    registry.client(data_root)
+    trials = mlflow.search_runs(filter_string=f"tags.mlflow.parentRunId = "
+                                              f"'{details['study_run_id']}'",
+                                output_format="list")
+    assert len(trials) == 3
+    assert {t.data.tags["state"] for t in trials} <= {"complete", "pruned"}
+    # the registered version was trained with the best trial's configuration
+    version = registry.resolve_version(data_root, details["model_version"])
+    params = registry.client(data_root).get_run(version.run_id).data.params
+    best = details["best_params"]
+    assert params["train_model_d_model"] == str(best["d_model"])
+    assert float(params["train_loop_learning_rate"]) == pytest.approx(best["learning_rate"])
+    assert params["train_loop_keep"] == best["keep"]
+    assert details["heads"] == registry.heads(data_root, details["model_version"])
+    assert registry.aliases(data_root)["challenger"] == details["model_version"]

@@ -117,7 +117,8 @@ def _model_and_scores_sections(spark: SparkSession, cfg: ReportConfig,
         return [Section("Scores", "No user was scored for this date.")]
     versions = sorted({v for vs in deciles.pop("model_versions") for v in vs.split(",")})
     model = Section("Model", f"Scored by version {', '.join(versions)} of the registered "
-                             "model; its test-split metrics next to the baselines':")
+                             "model; its test-split metrics next to the baselines', each "
+                             "with its 95% bootstrap interval over test users.")
     for version in versions:
         metrics = queries.model_metrics(cfg.data_root, version)
         if metrics.empty:
@@ -136,7 +137,15 @@ def _model_and_scores_sections(spark: SparkSession, cfg: ReportConfig,
         wide = wide.reindex(index=[m for m in queries.METHODS if m in wide.index],
                             columns=[m for m in MODEL_METRICS if m in wide.columns])
         wide.columns.name = None
-        model.tables.append(_html(wide.reset_index()))
+        # each cell the value and its 95% bootstrap interval over test users
+        cells = metrics.assign(cell=[
+            f"{v:.4f}" + (f" [{lo:.4f}, {hi:.4f}]" if lo == lo and hi == hi else "")
+            for v, lo, hi in zip(metrics["value"], metrics["low"], metrics["high"],
+                                 strict=True)])
+        shown = cells.pivot(index="method", columns="metric", values="cell").reindex(
+            index=wide.index, columns=wide.columns)
+        shown.columns.name = None
+        model.tables.append(_html(shown.reset_index()))
         for metric in ("recall_all_at_20", "roc_auc"):
             if metric in wide.columns:
                 one = wide[metric].dropna().rename("value").reset_index()

@@ -100,7 +100,8 @@ def score_histogram(spark: SparkSession, day: date, bins: int = 40) -> pd.DataFr
 
 def model_metrics(data_root: str, version: str) -> pd.DataFrame:
     """The test-split metrics a registered version logged for itself and every baseline, one
-    row per (method, metric), from its MLflow run."""
+    row per (method, metric): the value and its 95% bootstrap interval (`low`, `high`; NaN
+    for a version logged before intervals), from its MLflow run."""
     from clickscore import registry
 
     found = registry.resolve_version(data_root, version)
@@ -108,13 +109,14 @@ def model_metrics(data_root: str, version: str) -> pd.DataFrame:
     rows = []
     for key, value in logged.items():
         if not key.startswith("test_") or key.endswith(("_low", "_high")):
-            continue  # the intervals' bounds are in the version's evaluation.json
+            continue
         rest = key.removeprefix("test_")
         method = next((m for m in METHODS if rest.startswith(m + "_")), None)
         if method is not None:
             rows.append({"method": method, "metric": rest.removeprefix(method + "_"),
-                         "value": value})
-    frame = pd.DataFrame(rows, columns=["method", "metric", "value"])
+                         "value": value, "low": logged.get(f"{key}_low", float("nan")),
+                         "high": logged.get(f"{key}_high", float("nan"))})
+    frame = pd.DataFrame(rows, columns=["method", "metric", "value", "low", "high"])
     frame["rank"] = frame["method"].map({m: i for i, m in enumerate(METHODS)})
     return frame.sort_values(["metric", "rank"]).drop(columns="rank").reset_index(drop=True)
 

@@ -39,7 +39,9 @@ class LoopConfig:
         "cap the steps of an epoch (smoke runs)"))
     seed: int = field(default=42, metadata=option("same seed, same model on CPU"))
     resume: bool = field(default=False, metadata=option(
-        "continue from the last checkpoint of the previous run"))
+        "continue the newest unfinished training run with the same settings and training "
+        "set from its last checkpoint (a finished run is refused: its weights are "
+        "registered already)"))
     grad_clip: float = field(default=1.0, metadata=option(hidden=True))
     k: int = field(default=20, metadata=option(hidden=True))  # recall@k for early stopping
     checkpoint_dir: str = field(default="", metadata=option(hidden=True))  # set by the job
@@ -117,9 +119,37 @@ class EvaluateConfig:
         choices=lambda: ("table", "json")))
 
 
+@dataclass(frozen=True)
+class TuneConfig:
+    """Search the sequence model's configuration on validation with Optuna (TPE sampler,
+    median pruning per epoch, each trial a nested MLflow run), then train and register the
+    best one as `train` does."""
+
+    data_root: str
+    training_set: str | None = field(default=None, metadata=option(
+        "the training set (ml.training_sets) to tune on; default: the newest build"))
+    trials: int = field(default=20, metadata=option("at most this many trials"))
+    timeout_s: float = field(default=3600.0, metadata=option(
+        "stop starting trials after this many seconds (the study's wall-clock budget)"))
+    epochs: int = field(default=8, metadata=option("epochs per trial, and for the best"))
+    batch_size: int = field(default=256, metadata=option("sequences per step"))
+    max_steps_per_epoch: int | None = field(default=None, metadata=option(
+        "cap the steps of an epoch (smoke runs)"))
+    seed: int = field(default=42, metadata=option("the sampler's and every trial's seed"))
+    promotion_margin: float = field(default=0.0, metadata=option("as for train"))
+    auto_promote: bool = field(default=True, metadata=option("as for train"))
+    registered_by: str | None = field(default=None, metadata=option("as for train"))
+
+    def __post_init__(self) -> None:
+        if self.trials < 1 or self.epochs < 1 or self.timeout_s <= 0:
+            raise ValueError("trials and epochs must be at least 1, timeout_s positive")
+
+
 COMMANDS = (
     Command("train", "train the sequence model on gold.training_examples; register it",
             TrainConfig, "clickscore.training.job:run_train"),
+    Command("tune", "choose the model's configuration on validation with Optuna; train the "
+            "best and register it", TuneConfig, "clickscore.training.tune:run_tune"),
     Command("evaluate", "a registered model vs the baselines on validation and test",
             EvaluateConfig, "clickscore.training.job:run_evaluate"),
 )

@@ -35,6 +35,7 @@ from clickscore.model.config import IncompatibleFeaturesError, ModelConfig
 from clickscore.model.network import SequenceModel
 from clickscore.model.spec import FeatureSpec
 from clickscore.runner import stage_run
+from clickscore.training import runs
 from clickscore.training.config import EvaluateConfig, TrainConfig
 from clickscore.training.data import batches, converted, dense_columns, model_frame
 from clickscore.training.evaluate import (
@@ -182,8 +183,9 @@ def run_train(spark: SparkSession, cfg: TrainConfig) -> RunCounts:
             raise EmptyInputError(f"{TRAINING_EXAMPLES} split(s) {missing} of training set "
                                   f"{chosen['training_set']}", f"v{delta_version}")
         model_cfg = model_config(spark, cfg, contract, described, chosen)
-        loop = replace(cfg.loop, checkpoint_dir=str(
-            Path(cfg.data_root) / "training" / "checkpoints"))
+        # this run's checkpoints, or with --resume those of the unfinished run it continues
+        training_run = runs.start(cfg, str(chosen["training_set"]), stage.run.run_id)
+        loop = replace(cfg.loop, checkpoint_dir=str(training_run.folder))
         frames = {split: model_frame(examples_df.where(F.col("split") == split), contract)
                   for split in SPLITS}
         partitions = max(4, 2 * cfg.distribution.num_processes)
@@ -210,6 +212,7 @@ def run_train(spark: SparkSession, cfg: TrainConfig) -> RunCounts:
         with stage.step("register"):
             version, promoted = _register(cfg, bundle, result, evaluations, rows,
                                           delta_version, contract)
+        training_run.finish(version)
         log.info("train: model version %s registered as challenger%s", version,
                  " and promoted to champion" if promoted else "")
         total = sum(rows.values())
@@ -220,6 +223,8 @@ def run_train(spark: SparkSession, cfg: TrainConfig) -> RunCounts:
             "device": result.get("device"), "world_size": result.get("world_size"),
             "val_recall_all_at_20": result["metric"], "weights_kept": result["kept"],
             "heads": {h: c.scorer for h, c in evaluations[0].heads.items()},
+            "checkpoints": str(training_run.folder),
+            "resumed": training_run.run_id if cfg.loop.resume else None,
             "test": {m: v.value for m, v in evaluations[1].next_item.get("model", {}).items()}}))
 
 

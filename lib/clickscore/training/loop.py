@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,7 +104,9 @@ class _Rank:
 def train_function(model_cfg: ModelConfig, loop: LoopConfig, train_converter: Any,
                    validation_converter: Any, n_train: int,
                    item_counts: list[int] | None = None,
-                   item_categories: list[int] | None = None) -> dict[str, Any]:
+                   item_categories: list[int] | None = None,
+                   on_epoch: Callable[[dict[str, Any]], None] | None = None
+                   ) -> dict[str, Any]:
     """Train on this process's rank; returns (on every rank) rank 0's history, the best
     validation metric and the best weights' path. `item_counts` (per vocabulary index, its
     count as a training target) sets the model's popularity prior, `item_categories` (per
@@ -112,7 +114,8 @@ def train_function(model_cfg: ModelConfig, loop: LoopConfig, train_converter: An
 
     The steps: set up the rank, resume from its checkpoint when asked, then each epoch
     trains and (on rank 0) validates and checkpoints, until the epochs or the patience run
-    out."""
+    out. `on_epoch` (one local process only: tuning) sees each epoch's record after
+    validation and may raise to stop the run (a pruned trial)."""
     from clickscore.training.data import batches
 
     run = _set_up(model_cfg, loop, n_train, item_counts, item_categories)
@@ -128,6 +131,8 @@ def train_function(model_cfg: ModelConfig, loop: LoopConfig, train_converter: An
             record = _train_epoch(run, loop, stream, epoch)
             if run.rank == 0:
                 stop = _validate_and_checkpoint(run, loop, validation_converter, record)
+                if on_epoch is not None:
+                    on_epoch(record)
             stop = _agreed(run, stop)
     return _result(run, loop)
 
