@@ -66,11 +66,15 @@ class Evaluation:
             if not block:
                 continue
             names = list(next(iter(block.values())))
-            rows = next(iter(block[MODEL].values())).n if MODEL in block else 0
+            counts = {n: e.n for n, e in next(iter(block.values())).items()}
+            if head == "next_item":
+                users = (f"{counts.get(f'mrr@{K}', 0)} users with an in-vocabulary first next "
+                         f"item, {counts.get(f'ndcg_all@{K}', 0)} with any")
+            else:
+                users = f"{counts.get('roc_auc', 0)} users"
             width = max(len(m) for m in block) + 2
-            lines.append(f"{title}, {self.split} split, {rows} users, "
-                         f"95% bootstrap intervals; model vs baseline on "
-                         f"{HEAD_METRICS[head]}:")
+            lines.append(f"{title}, {self.split} split ({users}), 95% bootstrap intervals; "
+                         f"model vs baseline on {HEAD_METRICS[head]}:")
             lines.append(" " * width + "".join(f"{n:>24}" for n in names) + "  model vs it")
             for method, values in block.items():
                 verdict = self.verdicts.get(head, {}).get(method)

@@ -91,10 +91,10 @@ def run_tune(spark: SparkSession, cfg: TuneConfig) -> RunCounts:
         counts, categories = (target_counts(frames["train"], size),
                               item_categories(frames["train"], size))
         registry.client(cfg.data_root)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per study, below
         sampler = optuna.samplers.TPESampler(seed=cfg.seed)
         pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
         study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
         started = time.monotonic()
         with (converted(spark, frames["train"], cfg.data_root, partitions=4) as train,
               converted(spark, frames["validation"], cfg.data_root, partitions=2) as validation,
