@@ -304,8 +304,8 @@ def test_resume_continues_a_killed_run_and_refuses_a_finished_or_different_one(
     assert calls == [1, 2]
     with pytest.raises(TrainingRunError, match="no unfinished training run with these "
                                                "settings .* differs in loop.learning_rate "
-                                               "0.002 -> 0.001"):
-        run_train(spark, small(data_root, **{**killed_settings, "learning_rate": 1e-3},
+                                               "0.002 -> 0.005"):
+        run_train(spark, small(data_root, **{**killed_settings, "learning_rate": 5e-3},
                                resume=True))
     resumed = run_train(spark, small(data_root, **killed_settings, resume=True))
     folder = Path(resumed.details["checkpoints"])
