@@ -121,7 +121,7 @@ def load_bundle(data_root: str, version: str) -> tuple[Any, Any]:
     (a pickle among them) is refused in one line, before anything in it runs."""
     import mlflow
 
-    from clickscore.model.bundle import BundleError, ScorerBundle
+    from clickscore.model.bundle import ScorerBundle
 
     found = resolve_version(data_root, version)
     what = f"model version {found.version} of {MODEL_NAME}"
@@ -135,7 +135,7 @@ def load_bundle(data_root: str, version: str) -> tuple[Any, Any]:
         return ScorerBundle.from_bytes(path.read_bytes(), what), found
     except ModelRegistryError:
         raise
-    except (BundleError, ValueError) as exc:
+    except ValueError as exc:  # BundleError, UntrustedModelError
         raise ModelRegistryError(f"{what} cannot be loaded: {exc}") from None
     except Exception as exc:
         raise ModelRegistryError(f"{what} cannot be loaded: "

@@ -25,7 +25,14 @@ import torch
 from sklearn.metrics import average_precision_score
 from torch import Tensor
 
-from clickscore.model.bundle import HEAD_METRICS, HEADS, MODEL, HeadChoice, ScorerBundle
+from clickscore.model.bundle import (
+    HEAD_METRICS,
+    HEADS,
+    MODEL,
+    HeadChoice,
+    ScorerBundle,
+    choose_head,
+)
 from clickscore.model.metrics import (
     Estimate,
     NextItemMetrics,
@@ -167,8 +174,6 @@ def propensity_metrics(p: np.ndarray, labels: np.ndarray, *, raw: np.ndarray | N
 
 def choose_heads(validation: Evaluation, margin: float) -> dict[str, HeadChoice]:
     """Per head, the scorer that serves it, decided on validation (`model.bundle`)."""
-    from clickscore.model.bundle import choose_head
-
     heads = {}
     metric = HEAD_METRICS["next_item"]
     if validation.next_item:

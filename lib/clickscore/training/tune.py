@@ -78,11 +78,13 @@ def run_tune(spark: SparkSession, cfg: TuneConfig) -> RunCounts:
                    data_root=cfg.data_root) as stage:
         check_feature_frame(examples_df, contract, with_labels=True)
         described = describe_examples(examples_df)
-        base = TrainConfig.of(cfg.data_root, training_set=str(chosen["training_set"]),
-                              epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed,
-                              max_steps_per_epoch=cfg.max_steps_per_epoch,
-                              promotion_margin=cfg.promotion_margin,
-                              auto_promote=cfg.auto_promote, registered_by=cfg.registered_by)
+        # what every trial and the final training share; a trial adds its configuration
+        shared = dict(training_set=str(chosen["training_set"]), epochs=cfg.epochs,
+                      batch_size=cfg.batch_size, seed=cfg.seed,
+                      max_steps_per_epoch=cfg.max_steps_per_epoch,
+                      promotion_margin=cfg.promotion_margin, auto_promote=cfg.auto_promote,
+                      registered_by=cfg.registered_by)
+        base = TrainConfig.of(cfg.data_root, **shared)
         model_cfg = model_config(spark, base, contract, described, chosen)
         rows = described["rows"]
         frames = {s: model_frame(examples_df.where(F.col("split") == s), contract)
@@ -151,12 +153,7 @@ def run_tune(spark: SparkSession, cfg: TuneConfig) -> RunCounts:
                                              sorted(set(states))),
                  searched_s, best.number, OBJECTIVE, best.value, best.params)
         with stage.step("train the best"):
-            final = run_train(spark, TrainConfig.of(
-                cfg.data_root, training_set=str(chosen["training_set"]), epochs=cfg.epochs,
-                batch_size=cfg.batch_size, seed=cfg.seed,
-                max_steps_per_epoch=cfg.max_steps_per_epoch,
-                promotion_margin=cfg.promotion_margin, auto_promote=cfg.auto_promote,
-                registered_by=cfg.registered_by, **best.params))
+            final = run_train(spark, TrainConfig.of(cfg.data_root, **shared, **best.params))
         mlflow.MlflowClient(registry.tracking_uri(cfg.data_root)).set_tag(
             parent.info.run_id, "model_version", final.details["model_version"])
         total = sum(rows.values())
