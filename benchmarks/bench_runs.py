@@ -16,13 +16,16 @@ import argparse
 import statistics
 import tempfile
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from bench_etl import save_figures  # type: ignore[import-not-found]
 
 from clickscore.core import runs
+from clickscore.core.config import RunKey
 from clickscore.core.contracts import table_schema
 from clickscore.core.spark import get_spark
+
+EPOCH = datetime(2020, 1, 1, tzinfo=UTC)  # keys of the benchmark's runs
 
 
 def main() -> None:
@@ -33,18 +36,19 @@ def main() -> None:
     spark = get_spark(tempfile.mkdtemp(prefix="bench-runs-"), app_name="bench-runs", conf={
         "spark.master": "local[2]", "spark.sql.shuffle.partitions": "4"})
     for i in range(args.history):
-        with runs.tracked_run(spark, "history", f"d{i}"):
+        with runs.tracked_run(spark, "history", RunKey.at(EPOCH + timedelta(days=i))):
             pass
 
     def reference(i: int) -> None:  # a finished row in one append
         now = datetime.now(UTC)
-        row = {"run_id": f"ref-{i}", "job": "reference", "run_date": f"r{i}",
+        row = {"run_id": f"ref-{i}", "job": "reference", "run_key": f"r{i}",
+               "run_kind": "instant",
                "status": "succeeded", "started_at": now, "finished_at": now, "duration_s": 0.0}
         (spark.createDataFrame([row], table_schema(runs.RUNS_TABLE).struct)
          .writeTo(runs.RUNS_TABLE).append())
 
     def tracked(i: int) -> None:
-        with runs.tracked_run(spark, "tracked", f"t{i}"):
+        with runs.tracked_run(spark, "tracked", RunKey.at(EPOCH + timedelta(hours=i))):
             pass
 
     seconds: dict[str, list[float]] = {"reference": [], "tracked": []}
@@ -55,10 +59,11 @@ def main() -> None:
             seconds[name].append(time.perf_counter() - started)
     parts: dict[str, list[float]] = {"abandoned-run scan": [], "running row": [], "update": []}
     for i in range(args.runs):
-        run = runs.Run(run_id=f"part-{i}", job="parts", run_date=f"p{i}", source=None)
+        run = runs.Run(run_id=f"part-{i}", job="parts", key=RunKey.at(EPOCH + timedelta(
+            minutes=i)), source=None)
         steps = {
             "abandoned-run scan": lambda r=run: runs.abandon_dead_runs(
-                spark, "parts", r.run_date, found_by="bench"),
+                spark, "parts", r.key, found_by="bench"),
             "running row": lambda r=run: runs._start(spark, r),
             "update": lambda r=run: runs._finish(spark, r, 0.0, "succeeded", None),
         }

@@ -3,7 +3,7 @@
 It sits above the data-quality engine (`clickscore.dq`), which sits above `clickscore.core`:
 every stage that runs through it is gated by Great Expectations, and says so by importing it.
 
-    with stage_run(spark, "features", run_date, data_root=root) as stage:
+    with stage_run(spark, "features", RunKey.at(as_of), data_root=root) as stage:
         batch_df = stage.stage("user_features", compute(...))       # computed once, held
         stage.validate(batch_df, "gold.user_features", parameters)   # its table's suite
         with stage.publish():                                        # only if no critical
@@ -28,7 +28,7 @@ from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 
-from clickscore.core.config import RunDate
+from clickscore.core.config import RunDate, RunKey
 from clickscore.core.faults import pause_point
 from clickscore.core.runs import Run, RunCounts, tracked_run
 from clickscore.core.staging import StagingArea, staging_area
@@ -63,13 +63,13 @@ class StageRun:
             elapsed = time.perf_counter() - started
             self.seconds[name] += elapsed
             log.log(logging.INFO if elapsed >= LONG_STEP_S else logging.DEBUG,
-                    "%s %s: %s took %.1fs", self.run.job, self.run.run_date, name, elapsed)
+                    "%s %s: %s took %.1fs", self.run.job, self.run.key, name, elapsed)
 
     def stage(self, name: str, df: DataFrame) -> DataFrame:
         """Compute a batch once into the run's staging area (see `core.staging`)."""
         with self.step("stage"):
             held = self.staging.stage(name, df)
-        log.debug("%s %s: staged %s (%s rows)", self.run.job, self.run.run_date, name,
+        log.debug("%s %s: staged %s (%s rows)", self.run.job, self.run.key, name,
                   f"{self.staging.rows[name]:,}")
         pause_point(self.run.job, "staged")
         return held
@@ -121,29 +121,26 @@ def summary_line(stage: StageRun, duration: float) -> str:
         parts.append(f"{c.quarantined_rows:,} quarantined")
     if c.duplicate_rows:
         parts.append(f"{c.duplicate_rows:,} duplicates")
-    return (f"{stage.run.job} {stage.run.run_date}: {', '.join(parts)}; "
+    return (f"{stage.run.job} {stage.run.key}: {', '.join(parts)}; "
             f"{stage.gate_outcome()}; {duration:.1f}s")
 
 
 @contextmanager
-def stage_run(spark: SparkSession, job: str, run_date: str, *, data_root: str,
+def stage_run(spark: SparkSession, job: str, key: RunKey, *, data_root: str,
               dq_run_date: RunDate | None = None, source: str | None = None,
               what: str | None = None) -> Iterator[StageRun]:
     """Run a stage: tracked in ops.pipeline_runs, with a staging area released at the end.
 
-    `run_date` is what the run is recorded under; `dq_run_date` the date its batches are
-    validated for (defaults to `run_date` parsed, or `all`); `what` names the input on the
-    start line.
+    `key` is what the run is recorded under; `dq_run_date` the date its batches are
+    validated for (defaults to the key's date, or `all` for a key that is no date); `what`
+    names the input on the start line.
     """
     if dq_run_date is None:
-        try:
-            dq_run_date = RunDate.parse(run_date)
-        except ValueError:
-            dq_run_date = RunDate(None)
+        dq_run_date = key.run_date or RunDate(None)
     started = time.perf_counter()
     about = ", ".join(x for x in (source, what) if x)
-    log.info("%s %s: started%s", job, run_date, f" ({about})" if about else "")
-    with tracked_run(spark, job, run_date, source=source) as run, staging_area() as staging:
+    log.info("%s %s: started%s", job, key, f" ({about})" if about else "")
+    with tracked_run(spark, job, key, source=source) as run, staging_area() as staging:
         stage = StageRun(spark, run, staging, data_root, dq_run_date)
         yield stage
     log.info("%s", summary_line(stage, time.perf_counter() - started))

@@ -51,7 +51,7 @@ def versions(spark, root: Path) -> dict[str, int]:
 
 def runs(spark, root: Path) -> list:
     return (table(spark, root, "ops.pipeline_runs").orderBy("started_at")
-            .select("job", "run_date", "status", "input_rows", "output_rows", "details",
+            .select("job", "run_key", "status", "input_rows", "output_rows", "details",
                     "error")
             .collect())
 

@@ -92,9 +92,9 @@ def _row(row) -> str:
 
 
 def run_rows(spark: SparkSession, job: str) -> list[tuple]:
-    """(run_date, status, input, output, quarantined, duplicates) of a job's runs, in order."""
+    """(run_key, status, input, output, quarantined, duplicates) of a job's runs, in order."""
     return [tuple(r) for r in spark.sql(f"""
-        SELECT run_date, status, input_rows, output_rows, quarantined_rows, duplicate_rows
+        SELECT run_key, status, input_rows, output_rows, quarantined_rows, duplicate_rows
         FROM ops.pipeline_runs WHERE job = '{job}' ORDER BY started_at""").collect()]
 
 

@@ -163,6 +163,7 @@ def test_a_run_killed_after_a_partial_commit_is_repaired_by_the_next_run_of_its_
 def test_a_runs_table_from_before_run_records_gets_host_and_pid_and_a_killed_run_is_found(
         spark, data_root):
     from clickscore.core import runs
+    from clickscore.core.config import RunKey
 
     spark.sql("DROP TABLE IF EXISTS ops.pipeline_runs")
     # the contract before runs were recorded at their start
@@ -173,26 +174,34 @@ def test_a_runs_table_from_before_run_records_gets_host_and_pid_and_a_killed_run
         duration_s DOUBLE NOT NULL, error STRING, details STRING) USING DELTA""")
     spark.sql("""INSERT INTO ops.pipeline_runs VALUES ('old', 'ingest', '2019-10-01', NULL,
         'succeeded', 1, 1, 0, 0, TIMESTAMP'2019-10-02 00:00:00', TIMESTAMP'2019-10-02 00:01:00',
+        60.0, NULL, '{}'), ('old-train', 'train', 'gold.training_examples@v3', NULL,
+        'succeeded', 1, 1, 0, 0, TIMESTAMP'2019-10-02 00:00:00', TIMESTAMP'2019-10-02 00:01:00',
         60.0, NULL, '{}')""")
     runs._checked.clear()  # as a new process would
-    with runs.tracked_run(spark, "ingest", "2019-10-01") as run:
+    day = RunKey.parse("2019-10-01")
+    with runs.tracked_run(spark, "ingest", day) as run:
         running = spark.table("ops.pipeline_runs").where(f"run_id = '{run.run_id}'").first()
         assert (running.status, running.pid, running.finished_at) == ("running", os.getpid(),
                                                                        None)
         run.counts = runs.RunCounts(input_rows=2, output_rows=2)
     rows = {r.run_id: r for r in spark.table("ops.pipeline_runs").collect()}
     assert rows["old"].status == "succeeded" and rows["old"].pid is None
+    # the key it was recorded under was `run_date`: renamed, and its kind read from its form
+    assert [(r.run_key, r.run_kind) for r in (rows["old"], rows["old-train"], rows[run.run_id])
+            ] == [("2019-10-01", "date"), ("gold.training_examples@v3", "version"),
+                  ("2019-10-01", "date")]
+    assert "run_date" not in spark.table("ops.pipeline_runs").columns
     assert rows[run.run_id].status == "succeeded" and rows[run.run_id].output_rows == 2
 
     # a row left running elsewhere is abandoned by the next run of its job and date (this
     # process holds the data root: no other process can be using its catalog), not by
     # another date's
-    spark.sql("""INSERT INTO ops.pipeline_runs (run_id, job, run_date, status, started_at,
+    spark.sql("""INSERT INTO ops.pipeline_runs (run_id, job, run_key, status, started_at,
         host, pid) VALUES ('dead', 'ingest', '2019-10-01', 'running',
         TIMESTAMP'2019-10-03 00:00:00', 'elsewhere', 7),
         ('other-date', 'ingest', '2019-10-02', 'running', TIMESTAMP'2019-10-03 00:00:00',
         'elsewhere', 7)""")
-    assert runs.abandon_dead_runs(spark, "ingest", "2019-10-01", found_by="me") == ["dead"]
+    assert runs.abandon_dead_runs(spark, "ingest", day, found_by="me") == ["dead"]
     rows = {r.run_id: r for r in spark.table("ops.pipeline_runs").collect()}
     assert rows["dead"].status == "abandoned" and "found at" in rows["dead"].error
     assert rows["dead"].error.endswith("by run me")

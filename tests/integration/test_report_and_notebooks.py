@@ -49,7 +49,7 @@ def test_the_report_shows_a_days_runs_gates_model_and_scores_offline(spark, demo
     assert 'id="verdict">every run succeeded' in dom
     # every run of the day is a row: ingest, sessionize, features (as of the day's end), score
     runs = delta(spark, root, "ops.pipeline_runs").where(
-        f"run_date IN ('{DAY}', '2019-10-04T00:00:00+00:00')").collect()
+        f"run_key IN ('{DAY}', '2019-10-04T00:00:00+00:00')").collect()
     assert sorted(r.job for r in runs) == ["features", "ingest", "score", "sessionize"]
     section = dom[dom.index('id="stage-runs"'):dom.index('id="data-quality-gates"')]
     assert f"{len(runs)} runs: {len(runs)} succeeded." in section

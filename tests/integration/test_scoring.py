@@ -268,7 +268,7 @@ def test_a_missing_or_corrupted_model_or_other_features_fail_before_anything_is_
         "SELECT status FROM ops.pipeline_runs WHERE job = 'score'").collect()] == [
         "failed", "failed", "failed"]
     assert not spark.sql("SELECT * FROM ops.pipeline_runs WHERE job = 'features' "
-                         "AND run_date LIKE '2019-10-04%'").count()
+                         "AND run_key LIKE '2019-10-04%'").count()
 
     # features of another vocabulary are refused, naming both versions
     model, _ = registry.load_model(data_root, version)

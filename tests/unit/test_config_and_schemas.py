@@ -6,12 +6,12 @@ import json
 import os
 import subprocess
 import sys
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from clickscore.core.config import RunDate, parse_duration, resolve_data_root
+from clickscore.core.config import RunDate, RunKey, parse_duration, resolve_data_root
 from clickscore.core.contracts import source_layout, table_schema
 from clickscore.core.errors import SchemaDriftError
 from clickscore.core.runs import RunCounts
@@ -24,6 +24,25 @@ def test_run_date_parses_dates_and_all_and_rejects_anything_else():
     assert RunDate.parse("all").is_all and str(RunDate.parse("all")) == "all"
     with pytest.raises(ValueError, match="YYYY-MM-DD or 'all'"):
         RunDate.parse("yesterday")
+
+
+def test_a_run_key_says_what_the_run_worked_on_and_reads_back_from_its_text():
+    at = datetime(2019, 10, 4, tzinfo=UTC)
+    keys = {RunKey.of_date(RunDate.parse("2019-10-03")): ("date", "2019-10-03"),
+            RunKey.of_date(RunDate.parse("all")): ("all", "all"),
+            RunKey.at(at): ("instant", "2019-10-04T00:00:00+00:00"),
+            RunKey.span(at - timedelta(hours=6), at):
+                ("span", "2019-10-03T18:00:00+00:00..2019-10-04T00:00:00+00:00"),
+            RunKey.version("gold.training_examples", 3): ("version",
+                                                          "gold.training_examples@v3")}
+    for key, (kind, text) in keys.items():
+        assert (key.kind, str(key)) == (kind, text)
+        assert RunKey.parse(text) == key
+    assert RunKey.parse("2019-10-03").run_date == RunDate.parse("2019-10-03")
+    assert RunKey.parse("all").run_date == RunDate(None)
+    assert RunKey.at(at).run_date is None
+    with pytest.raises(ValueError, match="not a run key"):
+        RunKey.parse("yesterday")
 
 
 def test_durations_in_units_that_fit_the_data():

@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from typing import Literal
 
 DATA_ROOT_ENV = "CLICKSCORE_DATA_ROOT"
 DEFAULT_DATA_ROOT = ".clickscore"
@@ -90,6 +91,70 @@ class RunDate:
 
     def __str__(self) -> str:
         return "all" if self.day is None else self.day.isoformat()
+
+
+RunKind = Literal["date", "all", "instant", "span", "version"]
+_VERSION_KEY = re.compile(r"^(?P<table>[a-z_]+\.[a-z_]+)@v(?P<version>\d+)$")
+
+
+@dataclass(frozen=True)
+class RunKey:
+    """What a run works on, the key it is recorded under in `ops.pipeline_runs` (`run_key`,
+    with its `run_kind`): a logical date (`date`, ingest, sessionize, score, export), a whole
+    input (`all`), the instant features were built as of (`instant`), the first and last
+    cutoff of a training-examples build (`span`), or the version of the table a training or
+    tuning run read (`version`). Its text is what the table stores and `parse` reads back."""
+
+    kind: RunKind
+    text: str
+
+    @classmethod
+    def of_date(cls, run_date: RunDate) -> RunKey:
+        return cls("all", "all") if run_date.is_all else cls("date", str(run_date))
+
+    @classmethod
+    def at(cls, instant: datetime) -> RunKey:
+        return cls("instant", instant.isoformat())
+
+    @classmethod
+    def span(cls, first: datetime, last: datetime) -> RunKey:
+        return cls("span", f"{first.isoformat()}..{last.isoformat()}")
+
+    @classmethod
+    def version(cls, table: str, version: int) -> RunKey:
+        return cls("version", f"{table}@v{version}")
+
+    @classmethod
+    def parse(cls, text: str) -> RunKey:
+        """The key a stored `run_key` holds (its kind read from its form)."""
+        if text == "all":
+            return cls("all", text)
+        if _VERSION_KEY.match(text):
+            return cls("version", text)
+        if ".." in text:
+            first, last = text.split("..", 1)
+            return cls.span(parse_timestamp(first), parse_timestamp(last))
+        try:
+            return cls("date", date.fromisoformat(text).isoformat())
+        except ValueError:
+            pass
+        try:
+            return cls.at(parse_timestamp(text))
+        except ValueError:
+            raise ValueError(f"not a run key (a date, `all`, an instant, FIRST..LAST or "
+                             f"TABLE@vN): {text!r}") from None
+
+    @property
+    def run_date(self) -> RunDate | None:
+        """The run date of a `date` or `all` key; None for the others."""
+        if self.kind == "all":
+            return RunDate(None)
+        if self.kind == "date":
+            return RunDate.parse(self.text)
+        return None
+
+    def __str__(self) -> str:
+        return self.text
 
 
 def positive(name: str, value: float | timedelta) -> None:

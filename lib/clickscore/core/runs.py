@@ -1,8 +1,11 @@
 """`ops.pipeline_runs`: every stage run leaves one row, written `running` when it starts and
 updated to `succeeded` or `failed` when it ends.
 
+A run is keyed by what it works on (`run_key` and `run_kind`, a `core.config.RunKey`: a date,
+`all`, an instant, a span of cutoffs or a table version).
+
 A run killed on the way (`kill -9`, a lost executor host, an Airflow task timeout) cannot
-update its row: it stays `running`. The next run of the same stage and date finds it and,
+update its row: it stays `running`. The next run of the same stage and key finds it and,
 when its process is gone, records it `abandoned` with when and by which run it was found, so
 the table shows every attempt. A process is known gone when this process holds the data root
 (the embedded catalog admits one process, see `core.spark.hold_data_root`), or when it ran on
@@ -28,6 +31,7 @@ from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from clickscore.core.config import RunKey
 from clickscore.core.contracts import table_schema
 from clickscore.core.delta import ensure_table
 from clickscore.core.errors import ReconciliationError
@@ -66,7 +70,7 @@ class RunCounts:
 class Run:
     run_id: str
     job: str
-    run_date: str
+    key: RunKey
     source: str | None
     counts: RunCounts = field(default_factory=RunCounts)
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
@@ -74,39 +78,43 @@ class Run:
 
 @contextmanager
 def tracked_run(
-    spark: SparkSession, job: str, run_date: str, *, source: str | None = None
+    spark: SparkSession, job: str, key: RunKey, *, source: str | None = None
 ) -> Iterator[Run]:
     """Time a run and record it in ops.pipeline_runs: `running` at the start (after marking
-    earlier runs of this job and date left `running` by a dead process `abandoned`), then
+    earlier runs of this job and key left `running` by a dead process `abandoned`), then
     `succeeded` or `failed` (stages use it through `runner.stage_run`).
 
     The run is checked for reconciliation before it is recorded as succeeded.
     """
-    run = Run(run_id=str(uuid.uuid4()), job=job, run_date=run_date, source=source)
+    run = Run(run_id=str(uuid.uuid4()), job=job, key=key, source=source)
     t0 = time.perf_counter()
-    abandon_dead_runs(spark, job, run_date, found_by=run.run_id)  # creates the table first
+    abandon_dead_runs(spark, job, key, found_by=run.run_id)  # creates the table first
     _start(spark, run)
     try:
         yield run
         if not run.counts.reconciles():
-            raise ReconciliationError(job, run_date, run.counts.as_dict())
+            raise ReconciliationError(job, str(key), run.counts.as_dict())
     except BaseException as exc:
         _finish(spark, run, time.perf_counter() - t0, "failed", repr(exc))
         raise
     duration = time.perf_counter() - t0
     _finish(spark, run, duration, "succeeded", None)
-    log.debug("%s run %s for %s succeeded in %.1fs: %s", job, run.run_id, run_date, duration,
+    log.debug("%s run %s for %s succeeded in %.1fs: %s", job, run.run_id, key, duration,
               run.counts.as_dict())
 
 
 def _runs_table(spark: SparkSession) -> None:
     """Create ops.pipeline_runs if need be, and bring one written before runs had `host` and
-    `pid` (and before `finished_at` could be null) up to its contract (checked once per
-    Spark application)."""
+    `pid` (and before `finished_at` could be null), or before their key was `run_key` with
+    its `run_kind` (it was `run_date`), up to its contract (checked once per Spark
+    application)."""
     schema = ensure_table(spark, RUNS_TABLE)
     if spark.sparkContext.applicationId in _checked:
         return
     found = {f.name: f for f in spark.table(RUNS_TABLE).schema.fields}
+    if "run_date" in found and "run_key" not in found:
+        _rename_run_date(spark)
+        found = {f.name: f for f in spark.table(RUNS_TABLE).schema.fields}
     missing = [c for c in schema.columns if c.name not in found]
     if missing:
         spark.sql(f"ALTER TABLE {RUNS_TABLE} ADD COLUMNS ("
@@ -119,18 +127,40 @@ def _runs_table(spark: SparkSession) -> None:
 
 _checked: set[str] = set()
 
+# a stored key's kind, from its form (as RunKey.parse reads it)
+_KIND_SQL = """CASE WHEN run_key = 'all' THEN 'all'
+    WHEN run_key RLIKE '^[a-z_]+[.][a-z_]+@v[0-9]+$' THEN 'version'
+    WHEN run_key LIKE '%..%' THEN 'span'
+    WHEN run_key RLIKE '^[0-9]{4}-[0-9]{2}-[0-9]{2}$' THEN 'date'
+    ELSE 'instant' END"""
+
+
+def _rename_run_date(spark: SparkSession) -> None:
+    """A runs table from before `run_key`: its `run_date` column is renamed in place (Delta
+    column mapping by name, so no data file is rewritten) and `run_kind` is filled from each
+    key's form."""
+    log.info("%s: renaming run_date to run_key and adding run_kind", RUNS_TABLE)
+    spark.sql(f"ALTER TABLE {RUNS_TABLE} SET TBLPROPERTIES ('delta.columnMapping.mode' = "
+              "'name', 'delta.minReaderVersion' = '2', 'delta.minWriterVersion' = '5')")
+    spark.sql(f"ALTER TABLE {RUNS_TABLE} RENAME COLUMN run_date TO run_key")
+    spark.sql(f"ALTER TABLE {RUNS_TABLE} ADD COLUMNS (run_kind STRING)")
+    spark.sql(f"UPDATE {RUNS_TABLE} SET run_kind = {_KIND_SQL}")
+    spark.sql(f"ALTER TABLE {RUNS_TABLE} SET TBLPROPERTIES "
+              "('delta.dataSkippingStatsColumns' = '" + ",".join(
+                  table_schema(RUNS_TABLE).stats_columns) + "')")
+
 
 def _start(spark: SparkSession, run: Run) -> None:
-    row = {"run_id": run.run_id, "job": run.job, "run_date": run.run_date,
-           "source": run.source, "status": "running", "started_at": run.started_at,
-           "host": socket.gethostname(), "pid": os.getpid()}
+    row = {"run_id": run.run_id, "job": run.job, "run_key": str(run.key),
+           "run_kind": run.key.kind, "source": run.source, "status": "running",
+           "started_at": run.started_at, "host": socket.gethostname(), "pid": os.getpid()}
     # a plain append, without `core.delta.append`'s metrics: this runs for every stage run
     spark.createDataFrame([row], table_schema(RUNS_TABLE).struct).writeTo(RUNS_TABLE).append()
 
 
-def _this_run(run_id: str, job: str, run_date: str, started_at: datetime) -> F.Column:
-    # job, run_date and started_at: Delta skips files by their statistics (see the contract)
-    return ((F.col("job") == job) & (F.col("run_date") == run_date)
+def _this_run(run_id: str, job: str, key: RunKey, started_at: datetime) -> F.Column:
+    # job, run_key and started_at: Delta skips files by their statistics (see the contract)
+    return ((F.col("job") == job) & (F.col("run_key") == str(key))
             & (F.col("started_at") == F.lit(started_at)) & (F.col("run_id") == run_id))
 
 
@@ -140,7 +170,7 @@ def _finish(spark: SparkSession, run: Run, duration: float, status: str,
               "duration_s": float(duration), "error": error[:4000] if error else None,
               "details": json.dumps(run.counts.details, default=str, sort_keys=True)}
     (DeltaTable.forName(spark, RUNS_TABLE)
-     .update(_this_run(run.run_id, run.job, run.run_date, run.started_at),
+     .update(_this_run(run.run_id, run.job, run.key, run.started_at),
              {k: F.lit(v) for k, v in values.items()}))
 
 
@@ -163,13 +193,13 @@ def _gone(host: str | None, pid: int | None) -> bool:
     return False
 
 
-def abandon_dead_runs(spark: SparkSession, job: str, run_date: str, *,
+def abandon_dead_runs(spark: SparkSession, job: str, key: RunKey, *,
                       found_by: str) -> list[str]:
-    """Record the runs of `job` for `run_date` left `running` by a process that has ended as
+    """Record the runs of `job` for `key` left `running` by a process that has ended as
     `abandoned` (when and by which run they were found in `error`); returns their run ids."""
     _runs_table(spark)
     stale = (spark.table(RUNS_TABLE)
-             .where((F.col("job") == job) & (F.col("run_date") == run_date)
+             .where((F.col("job") == job) & (F.col("run_key") == str(key))
                     & (F.col("status") == "running"))
              .select("run_id", "host", "pid", "started_at").collect())
     now = datetime.now(UTC)
@@ -177,14 +207,14 @@ def abandon_dead_runs(spark: SparkSession, job: str, run_date: str, *,
     for r in stale:
         if not _gone(r["host"], r["pid"]):
             log.info("%s %s: run %s (pid %s on %s) is still recorded running and may be alive",
-                     job, run_date, r["run_id"], r["pid"], r["host"])
+                     job, key, r["run_id"], r["pid"], r["host"])
             continue
         dead.append(r["run_id"])
         log.warning("%s %s: run %s (pid %s on %s, started %s) ended without an outcome; "
-                    "recording it abandoned", job, run_date, r["run_id"], r["pid"], r["host"],
+                    "recording it abandoned", job, key, r["run_id"], r["pid"], r["host"],
                     r["started_at"])
         (DeltaTable.forName(spark, RUNS_TABLE)
-         .update(_this_run(r["run_id"], job, run_date, r["started_at"])
+         .update(_this_run(r["run_id"], job, key, r["started_at"])
                  & (F.col("status") == "running"),
                  {"status": F.lit("abandoned"), "finished_at": F.lit(now),
                   "error": F.lit(f"abandoned: process {r['pid']} on {r['host']} ended without "

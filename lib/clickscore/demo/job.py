@@ -52,7 +52,7 @@ def run_demo(spark: SparkSession, cfg: DemoConfig) -> None:
     run_score(spark, ScoreConfig(run_date=last_day, data_root=data_root))
     print("\nPipeline runs (ops.pipeline_runs):")
     print_query(spark, """
-        SELECT job, run_date, status, input_rows, output_rows, quarantined_rows,
+        SELECT job, run_key, status, input_rows, output_rows, quarantined_rows,
                duplicate_rows, round(duration_s, 1) AS seconds
         FROM ops.pipeline_runs ORDER BY started_at""")
     print("\nQuarantine by reason (quarantine.events):")

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from clickscore.core.config import RunDate
+from clickscore.core.config import RunDate, RunKey
 from clickscore.core.contracts import table_schema
 from clickscore.core.delta import (
     merge_upsert,
@@ -77,7 +77,7 @@ def run_features(spark: SparkSession, cfg: FeaturesConfig) -> RunCounts:
     """gold.user_features for `cfg.as_of`: replaces that cutoff's rows."""
     log.debug("features config: %s", cfg)
     contract = feature_contract()
-    with stage_run(spark, "features", cfg.as_of.isoformat(), data_root=cfg.data_root,
+    with stage_run(spark, "features", RunKey.at(cfg.as_of), data_root=cfg.data_root,
                    dq_run_date=RunDate(cfg.as_of.date())) as stage:
         if cfg.model_version:
             cfg = _as_model_reads(cfg)
@@ -158,8 +158,8 @@ def run_training_examples(spark: SparkSession, cfg: TrainingExamplesConfig) -> R
     split by time. Without a vocab version, builds one from the training period only."""
     log.debug("training examples config: %s", cfg)
     contract = feature_contract()
-    run_date = f"{cfg.cutoffs[0].isoformat()}..{cfg.cutoffs[-1].isoformat()}"
-    with stage_run(spark, "training_examples", run_date, data_root=cfg.data_root,
+    key = RunKey.span(cfg.cutoffs[0], cfg.cutoffs[-1])
+    with stage_run(spark, "training_examples", key, data_root=cfg.data_root,
                    dq_run_date=RunDate(None)) as stage:
         version = cfg.vocab_version or build_vocab(spark, VocabConfig(
             window_start=cfg.cutoffs[0] - cfg.lookback, window_end=cfg.validation_from,
@@ -170,7 +170,7 @@ def run_training_examples(spark: SparkSession, cfg: TrainingExamplesConfig) -> R
         set_id = training_set_id(spec, cfg)
         active = _active_users(coded_df, cutoffs, cfg.lookback)
         if active == 0:
-            raise EmptyInputError("silver.events before the cutoffs", run_date)
+            raise EmptyInputError("silver.events before the cutoffs", str(key))
         examples_df = union_all([
             with_labels(user_features(coded_df, c, cfg.lookback, cfg.windows, contract, version),
                         labels(coded_df, c, cfg.horizon, contract), contract)

@@ -14,6 +14,7 @@ from py4j.protocol import Py4JJavaError
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from clickscore.core.config import RunKey
 from clickscore.core.delta import append, has_rows_where, merge_insert_new
 from clickscore.core.errors import EmptyInputError, UnreadableInputError, java_cause
 from clickscore.core.faults import pause_point
@@ -46,7 +47,7 @@ def run_ingest(spark: SparkSession, cfg: IngestConfig) -> RunCounts:
     row that neither accounts for.
     """
     log.debug("ingest config: %s", cfg)
-    with stage_run(spark, "ingest", str(cfg.run_date), data_root=cfg.data_root,
+    with stage_run(spark, "ingest", RunKey.of_date(cfg.run_date), data_root=cfg.data_root,
                    source=cfg.source, what=cfg.input_path) as stage:
         run = stage.run
         files = list_files(spark, cfg.input_path)
@@ -87,9 +88,10 @@ def run_ingest(spark: SparkSession, cfg: IngestConfig) -> RunCounts:
             is_new = not (has_rows_where(spark, BRONZE, "_source_file", stored)
                           or has_rows_where(spark, QUARANTINE, "_source_file", stored))
             write = append if is_new else merge_insert_new
-            bronze_metrics = write(spark, bronze_df, BRONZE, run_date=run.run_date)
+            bronze_metrics = write(spark, bronze_df, BRONZE, run_date=str(cfg.run_date))
             pause_point("ingest", "bronze-published")
-            quarantine_metrics = write(spark, quarantine_df, QUARANTINE, run_date=run.run_date)
+            quarantine_metrics = write(spark, quarantine_df, QUARANTINE,
+                                       run_date=str(cfg.run_date))
         return stage.finish(RunCounts(
             input_rows=input_rows,
             output_rows=_source_rows(bronze_metrics),

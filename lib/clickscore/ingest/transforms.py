@@ -128,7 +128,7 @@ def bronze_rows(checked_df: DataFrame, run: Run, ingested_at: datetime) -> DataF
     return (checked_df.where(F.size("reasons") == 0)
             .withColumn("event_date", F.to_date("event_ts"))
             .withColumn("_ingested_at", F.lit(ingested_at))
-            .withColumn("_ingest_run_date", F.lit(run.run_date))
+            .withColumn("_ingest_run_date", F.lit(str(run.key)))
             .select(*table_schema(BRONZE).names))
 
 
@@ -143,7 +143,7 @@ def quarantine_rows(checked_df: DataFrame, run: Run, ingested_at: datetime) -> D
                 F.col("value").alias("raw_line"),
                 F.get("reasons", 0).alias("reason"),
                 "reasons",
-                F.lit(run.run_date).alias("_ingest_run_date"),
+                F.lit(str(run.key)).alias("_ingest_run_date"),
                 F.lit(run.run_id).alias("_run_id"),
                 F.lit(ingested_at).alias("_ingested_at"),
             ))

@@ -23,7 +23,7 @@ def _frame(spark: SparkSession, query: str, tables: tuple[str, ...]) -> pd.DataF
 
 
 def day_keys(day: date) -> tuple[str, str]:
-    """The run_date values of a day's runs: the date, and the cutoff at its end (the
+    """The keys of a day's runs (`run_key`): the date, and the cutoff at its end (the
     features the nightly score reads are built as of that instant)."""
     return day.isoformat(), end_of_day(day).isoformat()
 
@@ -32,9 +32,9 @@ def stage_runs(spark: SparkSession, day: date) -> pd.DataFrame | None:
     """Every run (every attempt) of the day, in the order they started."""
     keys = "', '".join(day_keys(day))
     return _frame(spark, f"""
-        SELECT job, run_date, status, input_rows, output_rows, quarantined_rows,
+        SELECT job, run_key, status, input_rows, output_rows, quarantined_rows,
                duplicate_rows, round(duration_s, 1) AS seconds, started_at, error
-        FROM ops.pipeline_runs WHERE run_date IN ('{keys}') ORDER BY started_at""",
+        FROM ops.pipeline_runs WHERE run_key IN ('{keys}') ORDER BY started_at""",
                   ("ops.pipeline_runs",))
 
 

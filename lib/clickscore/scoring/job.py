@@ -36,7 +36,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from clickscore import registry
-from clickscore.core.config import RunDate
+from clickscore.core.config import RunDate, RunKey
 from clickscore.core.delta import read_table, replace_where, table_version
 from clickscore.core.errors import ClickscoreError, FeatureContractError
 from clickscore.core.runs import RUNS_TABLE, RunCounts
@@ -84,7 +84,8 @@ def run_score(spark: SparkSession, cfg: ScoreConfig) -> RunCounts:
         cfg = replace(cfg, model_version=pinned["model_version"], top_k=pinned["top_k"],
                       exclude_purchased=pinned["exclude_purchased"],
                       lookback=reproduced.lookback, windows=reproduced.window_spans)
-    with stage_run(spark, "score", str(cfg.run_date), data_root=cfg.data_root,
+    with stage_run(spark, "score", RunKey("date", cfg.run_date.isoformat()),
+                   data_root=cfg.data_root,
                    dq_run_date=RunDate(cfg.run_date)) as stage:
         with stage.step("load model"):
             bundle, found = registry.load_bundle(cfg.data_root, cfg.model_version)
@@ -182,12 +183,12 @@ def _reproduced(spark: SparkSession, cfg: ScoreConfig) -> dict[str, Any]:
     read_table(spark, RUNS_TABLE)
     row = (spark.table(RUNS_TABLE)
            .where((F.col("run_id") == cfg.reproduce) & (F.col("job") == "score"))
-           .select("run_date", "status", "details").first())
+           .select("run_key", "status", "details").first())
     if row is None:
         raise ScoringError(f"no score run with id {cfg.reproduce!r} in {RUNS_TABLE}")
-    if row["status"] != "succeeded" or row["run_date"] != str(cfg.run_date):
+    if row["status"] != "succeeded" or row["run_key"] != str(cfg.run_date):
         raise ScoringError(f"score run {cfg.reproduce} is a {row['status']} run of "
-                           f"{row['run_date']}; reproduce a succeeded run of {cfg.run_date}")
+                           f"{row['run_key']}; reproduce a succeeded run of {cfg.run_date}")
     details = json.loads(row["details"])
     return {k: details[k] for k in ("model_version", "user_features_version",
                                     "silver_events_version", "top_k", "exclude_purchased",
@@ -202,7 +203,7 @@ def _reusable_features(spark: SparkSession, cfg: ScoreConfig, spec: FeatureSpec,
     read_table(spark, RUNS_TABLE)
     row = (spark.table(RUNS_TABLE)
            .where((F.col("job") == "features") & (F.col("status") == "succeeded")
-                  & (F.col("run_date") == cfg.cutoff.isoformat()))
+                  & (F.col("run_key") == str(RunKey.at(cfg.cutoff))))
            .orderBy(F.col("finished_at").desc()).select("run_id", "details").first())
     if row is None:
         log.info("score: no features run of %s to reuse; rebuilding", cfg.cutoff.isoformat())

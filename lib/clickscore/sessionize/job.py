@@ -13,6 +13,7 @@ import logging
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from clickscore.core.config import RunKey
 from clickscore.core.contracts import table_schema
 from clickscore.core.delta import (
     ensure_table,
@@ -58,7 +59,8 @@ def run_sessionize(spark: SparkSession, cfg: SessionizeConfig) -> RunCounts:
     """
     log.debug("sessionize config: %s", cfg)
     run_date = str(cfg.run_date)
-    with stage_run(spark, "sessionize", run_date, data_root=cfg.data_root) as stage:
+    with stage_run(spark, "sessionize", RunKey.of_date(cfg.run_date),
+                   data_root=cfg.data_root) as stage:
         ensure_table(spark, BRONZE)
         bronze_version = table_version(spark, BRONZE)
         bronze_df = spark.read.option("versionAsOf", bronze_version).table(BRONZE)

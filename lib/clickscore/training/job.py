@@ -23,6 +23,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from clickscore import registry
+from clickscore.core.config import RunKey
 from clickscore.core.delta import read_table, table_version
 from clickscore.core.errors import EmptyInputError, FeatureContractError
 from clickscore.core.runs import RunCounts
@@ -171,7 +172,7 @@ def run_train(spark: SparkSession, cfg: TrainConfig) -> RunCounts:
     """Train, evaluate, register; returns the counts recorded in ops.pipeline_runs."""
     contract = feature_contract()
     examples_df, delta_version, chosen = pinned_examples(spark, cfg.training_set)
-    with stage_run(spark, "train", f"{TRAINING_EXAMPLES}@v{delta_version}",
+    with stage_run(spark, "train", RunKey.version(TRAINING_EXAMPLES, delta_version),
                    data_root=cfg.data_root) as stage:
         log.info("train: training set %s (cutoffs %s)", chosen["training_set"],
                  ", ".join(c.isoformat() for c in chosen["cutoffs"]))

@@ -24,6 +24,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from clickscore import registry
+from clickscore.core.config import RunKey
 from clickscore.core.errors import ClickscoreError
 from clickscore.core.runs import RunCounts
 from clickscore.features.contract import check_feature_frame, feature_contract
@@ -74,7 +75,7 @@ def run_tune(spark: SparkSession, cfg: TuneConfig) -> RunCounts:
 
     contract = feature_contract()
     examples_df, delta_version, chosen = pinned_examples(spark, cfg.training_set)
-    with stage_run(spark, "tune", f"{TRAINING_EXAMPLES}@v{delta_version}",
+    with stage_run(spark, "tune", RunKey.version(TRAINING_EXAMPLES, delta_version),
                    data_root=cfg.data_root) as stage:
         check_feature_frame(examples_df, contract, with_labels=True)
         described = describe_examples(examples_df)
