@@ -59,21 +59,17 @@ def table_version(spark: SparkSession, table: str) -> int:
     return int(row[0])
 
 
-def last_operation_metrics(spark: SparkSession, table: str) -> dict[str, int]:
-    """The operation metrics Delta recorded for the table's latest commit."""
-    row = DeltaTable.forName(spark, table).history(1).select("operationMetrics").first()
-    metrics = (row[0] if row else None) or {}
-    return {k: int(v) for k, v in metrics.items() if v is not None and v.isdigit()}
-
-
 def _own_metrics(spark: SparkSession, table: str, before: int,
                  source_df: DataFrame | None = None) -> dict[str, int]:
-    """The metrics of the write that just ran. A write that changes nothing (an empty
+    """The metrics of the write that just ran (those Delta recorded for the table's latest
+    commit, when it is newer than `before`). A write that changes nothing (an empty
     append, a MERGE with nothing to insert) makes no commit, and the latest commit is then an
     earlier write's: report that nothing was written, with, for a MERGE, the rows it was given
     (its source is staged, so counting is cheap)."""
-    if table_version(spark, table) != before:
-        return last_operation_metrics(spark, table)
+    row = DeltaTable.forName(spark, table).history(1).select(
+        "version", "operationMetrics").first()  # one read of the log for both
+    if row is not None and int(row[0]) != before:
+        return {k: int(v) for k, v in (row[1] or {}).items() if v is not None and v.isdigit()}
     nothing = {"numOutputRows": 0}
     if source_df is not None:
         nothing |= {"numSourceRows": source_df.count(), "numTargetRowsInserted": 0,
