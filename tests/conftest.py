@@ -8,7 +8,9 @@ the rest in its Spark session. Plain `pytest` runs everything in one process, as
 
 from __future__ import annotations
 
+import json
 import os
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -59,6 +61,26 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | 
             return test_group(nodeid)
 
     return TwoGroups(config, log)
+
+
+TIMELINE_ENV = "CLICKSCORE_TEST_TIMELINE"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> object:
+    """With $CLICKSCORE_TEST_TIMELINE set to a file, each test's start, end and worker are
+    appended to it as a JSON line (setup, call and teardown together): which tests ran beside
+    which, to find a suite's critical path (`make test` on two workers)."""
+    path = os.environ.get(TIMELINE_ENV)
+    started = time.time()
+    try:
+        return (yield)
+    finally:
+        if path:
+            record = {"test": item.nodeid, "worker": os.environ.get("PYTEST_XDIST_WORKER", "-"),
+                      "start": round(started, 2), "end": round(time.time(), 2)}
+            with open(path, "a") as timeline:
+                timeline.write(json.dumps(record) + "\n")
 
 
 def utc(*args: int) -> datetime:

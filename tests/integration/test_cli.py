@@ -22,20 +22,6 @@ pytestmark = pytest.mark.integration
 run = run_cli  # the CLI in a process of its own
 
 
-def test_tables_resolve_by_name_from_a_later_process(tmp_path, rees46_file):
-    root = tmp_path / "root"
-    ingest = run("ingest", "--source", "rees46", "--input", str(rees46_file),
-                 "--run-date", "2019-10-01", data_root=root)
-    assert ingest.returncode == 0, ingest.stderr[-3000:]
-
-    query = run("sql", "SELECT event_type, count(*) AS n FROM bronze.events GROUP BY 1 "
-                "ORDER BY 1", "--format", "json", data_root=root)
-    assert query.returncode == 0, query.stderr[-3000:]
-    rows = [json.loads(line) for line in query.stdout.splitlines() if line.startswith("{")]
-    assert rows == [{"event_type": "cart", "n": 165}, {"event_type": "purchase", "n": 214},
-                    {"event_type": "view", "n": 17_055}]
-
-
 def test_help_lists_the_stages_and_bad_arguments_exit_2():
     out = subprocess.run([*CLI, "--help"], capture_output=True, text=True, check=True).stdout
     for stage in ("generate", "ingest", "sessionize", "vocab", "features", "training-examples",
@@ -46,9 +32,11 @@ def test_help_lists_the_stages_and_bad_arguments_exit_2():
     assert bad.returncode == 2 and "YYYY-MM-DD or 'all'" in bad.stderr
 
 
-def test_a_job_under_spark_submit_keeps_the_submitters_master_and_conf(spark, tmp_path,
-                                                                       rees46_file):
-    """jobs/*.py run through spark-submit: --master and --conf from the command line win."""
+def test_spark_submit_keeps_the_submitters_master_and_conf_and_a_later_process_reads_by_name(
+        spark, tmp_path, rees46_file):
+    """jobs/*.py run through spark-submit: --master and --conf from the command line win;
+    then the CLI in a later process of its own resolves the tables the job made by name
+    (one job's JVM serves both proofs)."""
     spark_submit = Path(sys.executable).parent / "spark-submit"
     root = tmp_path / "submitted"
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
@@ -65,9 +53,15 @@ def test_a_job_under_spark_submit_keeps_the_submitters_master_and_conf(spark, tm
     logs = result.stdout + result.stderr
     assert "master=local[1] submitted=True shuffle.partitions=3" in logs
     assert "'input_rows': 17434" in logs
-    # the table, read by path (a process of its own proves resolution by name, above)
+    # the table, read by path, and by name from a later process through the catalog
     assert spark.read.format("delta").load(str(root / "warehouse" / "bronze.db" / "events")
                                            ).count() == 17434
+    query = run("sql", "SELECT event_type, count(*) AS n FROM bronze.events GROUP BY 1 "
+                "ORDER BY 1", "--format", "json", data_root=root)
+    assert query.returncode == 0, query.stderr[-3000:]
+    rows = [json.loads(line) for line in query.stdout.splitlines() if line.startswith("{")]
+    assert rows == [{"event_type": "cart", "n": 165}, {"event_type": "purchase", "n": 214},
+                    {"event_type": "view", "n": 17_055}]
 
 
 def test_the_demo_runs_every_stage_within_its_line_budget(demo):

@@ -211,12 +211,13 @@ def test_the_model_learns_the_planted_pairs_and_registers_as_champion(
 
 
 def test_evaluate_refuses_features_of_another_vocabulary_naming_both(
-        spark, generated_examples, data_root):
-    run_train(spark, small(data_root, epochs=1, max_steps_per_epoch=2))
+        spark, generated_model, data_root):
+    # the session's trained model (its examples restored, then relabelled)
     spark.sql("UPDATE gold.training_examples SET vocab_version = 'vother'")
     with pytest.raises(FeatureContractError, match="vocabulary v[0-9a-f]{12}; these features "
                                                    "are contract v1 with vocabulary vother"):
-        run_evaluate(spark, EvaluateConfig(data_root=data_root, model_version="champion"))
+        run_evaluate(spark, EvaluateConfig(data_root=data_root,
+                                           model_version=generated_model["model_version"]))
 
 
 def test_next_weeks_build_sits_beside_this_ones_and_train_reads_exactly_one(

@@ -64,9 +64,11 @@ def validate_batch(
     spec = suite_spec(table)
     started = time.perf_counter()
     batch_rows = batch_df.count()
+    history = trailing_observations(
+        spark, table, {c.name: c.trailing.runs for c in spec.checks if c.trailing is not None},
+        is_all=run_date.is_all)
     planned = [
-        plan_check(check, parameters or {},
-                   _history(spark, table, check.name, check.trailing, run_date),
+        plan_check(check, parameters or {}, history.get(check.name, []),
                    None if run_date.is_all else run_date.start() + timedelta(days=1))
         for check in spec.checks
     ]
@@ -128,15 +130,6 @@ def render_data_docs(data_root: str, validations: Sequence[BatchValidation]) -> 
         return
     log.debug("Data Docs: %d validation page(s) and the index in %.1fs", len(stored),
               time.time() - started)
-
-
-def _history(
-    spark: SparkSession, table: str, check: str, trailing: Any, run_date: RunDate
-) -> list[Any]:
-    if trailing is None:
-        return []
-    return trailing_observations(spark, table, check, is_all=run_date.is_all,
-                                 runs=trailing.runs)
 
 
 def _with_references(

@@ -4,12 +4,12 @@ trailing checks read back from it."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pyspark.sql import SparkSession
+from pyspark.sql import SparkSession, Window
 from pyspark.sql import functions as F
 
 from clickscore.core.contracts import table_schema
@@ -110,20 +110,28 @@ def record_results(
 
 
 def trailing_observations(
-    spark: SparkSession, table: str, check: str, *, is_all: bool, runs: int
-) -> list[Any]:
-    """Observed values of `check` on the last `runs` published batches of `table`, newest
-    first; only batches of the same kind (`all` rebuilds or dated runs) are comparable."""
+    spark: SparkSession, table: str, runs: Mapping[str, int], *, is_all: bool
+) -> dict[str, list[Any]]:
+    """For each check of `table` named in `runs`, its observed values on the last
+    `runs[check]` published batches, newest first (one query for all of them); only batches
+    of the same kind (`all` rebuilds or dated runs) are comparable."""
+    if not runs:
+        return {}
     kind = F.col("run_date") == "all"
+    newest = Window.partitionBy("check_name").orderBy(F.col("validated_at").desc())
     rows = (read_table(spark, RESULTS_TABLE)
-            .where((F.col("table_name") == table) & (F.col("check_name") == check)
+            .where((F.col("table_name") == table) & F.col("check_name").isin(list(runs))
                    & F.col("published") & (kind if is_all else ~kind)
                    & F.col("observed_value").isNotNull())
-            .orderBy(F.col("validated_at").desc())
-            .select("observed_value")
-            .limit(runs)
+            .select("check_name", "observed_value", "validated_at",
+                    F.row_number().over(newest).alias("n"))
+            .where(F.col("n") <= max(runs.values()))
             .collect())
-    return [json.loads(row[0]) for row in rows]
+    found: dict[str, list[Any]] = {check: [] for check in runs}
+    for row in sorted(rows, key=lambda r: (r["check_name"], r["n"])):
+        if row["n"] <= runs[row["check_name"]]:
+            found[row["check_name"]].append(json.loads(row["observed_value"]))
+    return found
 
 
 def _json(value: Any) -> str:
