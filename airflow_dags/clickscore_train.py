@@ -1,23 +1,30 @@
 """clickscore_train: a new model every week, promoted only when it is better.
 
-vocab -> training_examples -> train -> evaluate -> promote. The training window ends at the
-data interval's end E: examples at the cutoffs E-28d, E-25d, E-22d (train), E-14d
-(validation) and E-7d (test), each labelled over the next 7 days; the vocabulary comes from
-the training period only ([E-28d - lookback, E-14d)). `train` registers the model as the
-challenger without promoting it, tagged with this DAG run (`--registered-by`), having chosen
-on validation which scorer serves each head (the sequence model only where it beats the best
-baseline); `evaluate` prints that very version next to the baselines; `promote` makes that
-version, not whatever `challenger` points at by then, the champion only when its validation
-metric beats the champion's by the margin. `params` (lookback, windows, min_support,
-processes, epochs, margin) can be overridden when triggering. Training asks for GPUs through
-the properties file named by the `clickscore_train_properties` variable (see
+vocab -> training_examples -> train_or_tune -> train | tune -> evaluate -> promote. The
+training window ends at the data interval's end E: examples at the cutoffs E-28d, E-25d, E-22d
+(train), E-14d (validation) and E-7d (test), each labelled over the next 7 days; the
+vocabulary comes from the training period only ([E-28d - lookback, E-14d)). `train` registers
+the model as the challenger without promoting it, tagged with this DAG run
+(`--registered-by`), having chosen on validation which scorer serves each head (the sequence
+model only where it beats the best baseline). With `params.tune_trials` above 0, `tune` runs
+in its place: that many Optuna trials on validation (at most `tune_timeout_s` seconds of them,
+each a nested MLflow run, in the driver process), then the best configuration trained and
+registered the same way; `train_or_tune` picks which one runs and the other is skipped.
+`evaluate` prints that very version next to the baselines; `promote` makes that version, not
+whatever `challenger` points at by then, the champion only when its validation metric beats
+the champion's by the margin. `params` (lookback, windows, min_support, processes, epochs,
+margin, tune_trials, tune_timeout_s) can be overridden when triggering. Training asks for GPUs
+through the properties file named by the `clickscore_train_properties` variable (see
 deploy/spark-gpu.conf) and runs its processes as Spark tasks (TorchDistributor's executor
 mode).
 """
 
 from __future__ import annotations
 
-from airflow.sdk import DAG, Param
+from typing import Any
+
+from airflow.providers.standard.operators.python import BranchPythonOperator
+from airflow.sdk import DAG, Param, TriggerRule
 from airflow.timetables.interval import CronDataIntervalTimetable
 from clickscore_common import TAGS, default_args, stage, start_date, var
 
@@ -30,6 +37,13 @@ def day(offset: int) -> str:
 
 
 OURS = "{{ dag.dag_id }}/{{ run_id }}"  # who registered a version: this DAG run
+
+
+
+def train_or_tune(params: dict[str, Any]) -> str:
+    """The task that trains this week: `tune` when the run asks for trials, else `train`."""
+    return "tune" if int(params["tune_trials"]) > 0 else "train"
+
 
 LOOKBACK_START = ("{{ (data_interval_end - macros.timedelta(days=28) - "
                   "macros.timedelta(seconds=params.lookback_s)) | ds }}")
@@ -53,6 +67,10 @@ with DAG(
                                description="training processes (one per GPU on GPU nodes)"),
         "epochs": Param(10, type="integer", minimum=1),
         "promotion_margin": Param(0.0, type="number", minimum=0.0),
+        "tune_trials": Param(0, type="integer", minimum=0,
+                             description="Optuna trials; 0 trains the default configuration"),
+        "tune_timeout_s": Param(3 * 3600, type="integer", minimum=60,
+                                description="the trials' wall-clock budget in seconds"),
     },
     doc_md=__doc__,
 ) as dag:
@@ -69,10 +87,18 @@ with DAG(
         "--epochs", "{{ params.epochs }}", "--no-auto-promote",
         "--promotion-margin", "{{ params.promotion_margin }}", "--registered-by", OURS],
         properties_file=var("clickscore_train_properties", ""))
-    # the version this run's train registered, whatever `challenger` points at by then
-    evaluate = stage("evaluate", "evaluate", ["--model-version", f"registered-by:{OURS}"])
+    tune = stage("tune", "tune", [
+        "--trials", "{{ params.tune_trials }}", "--timeout-s", "{{ params.tune_timeout_s }}",
+        "--epochs", "{{ params.epochs }}", "--no-auto-promote",
+        "--promotion-margin", "{{ params.promotion_margin }}", "--registered-by", OURS],
+        properties_file=var("clickscore_train_properties", ""))
+    choose = BranchPythonOperator(task_id="train_or_tune", python_callable=train_or_tune)
+    # the version this run's train or tune registered, whatever `challenger` points at by
+    # then; it runs after whichever of the two ran (the other is skipped)
+    evaluate = stage("evaluate", "evaluate", ["--model-version", f"registered-by:{OURS}"],
+                     trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
     promote = stage("promote", "models", [
         "promote", f"registered-by:{OURS}", "--if-better", "--margin",
         "{{ params.promotion_margin }}"])
 
-    vocab >> examples >> train >> evaluate >> promote
+    vocab >> examples >> choose >> [train, tune] >> evaluate >> promote

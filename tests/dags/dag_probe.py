@@ -46,15 +46,21 @@ def describe(dag) -> dict:
         "tasks": {t.task_id: {
             "downstream": sorted(t.downstream_task_ids), "operator": type(t).__name__,
             "retries": t.retries, "retry_exponential_backoff": bool(t.retry_exponential_backoff),
-            "application": t.application, "application_args": list(t.application_args or []),
-            "conn_id": t._conn_id, "py_files": t.py_files,
+            "trigger_rule": str(getattr(t.trigger_rule, "value", t.trigger_rule)),
+            "application": getattr(t, "application", None),
+            "application_args": list(getattr(t, "application_args", None) or []),
+            "conn_id": getattr(t, "_conn_id", None), "py_files": getattr(t, "py_files", None),
+            # a branch's choice for a run asking for no trials and for three
+            "chooses": {str(n): t.python_callable(params={**dag.params.dump(),
+                                                          "tune_trials": n})
+                        for n in (0, 3)} if hasattr(t, "python_callable") else None,
             "execution_timeout_s": t.execution_timeout.total_seconds()
             if t.execution_timeout else None} for t in dag.tasks},
         "schedule": getattr(dag.timetable, "_expression", None) or str(dag.timetable),
         "timetable": type(dag.timetable).__name__,
         "catchup": dag.catchup, "max_active_runs": dag.max_active_runs,
         "tags": sorted(dag.tags), "deadlines": len(dag.deadline or []),
-        "params": sorted(dag.params.keys()),
+        "params": sorted(dag.params.keys()), "param_defaults": dag.params.dump(),
     }
 
 

@@ -6,19 +6,25 @@ from __future__ import annotations
 import pytest
 
 DAILY = ["ingest", "sessionize", "features", "score", "export"]
-TRAIN = ["vocab", "training_examples", "train", "evaluate", "promote"]
+# train_or_tune runs one of `train` and `tune`: a step of the chain that is either
+TRAIN = ["vocab", "training_examples", "train_or_tune", ("train", "tune"), "evaluate",
+         "promote"]
 
 
-def chain(dag: dict) -> list[str]:
-    """The tasks in order, when they form one chain (fails otherwise)."""
+def chain(dag: dict) -> list[str | tuple[str, ...]]:
+    """The tasks in order, when they form one chain whose steps are one task or several
+    alternatives side by side between the same two tasks (fails otherwise)."""
     tasks = dag["tasks"]
     heads = set(tasks) - {d for t in tasks.values() for d in t["downstream"]}
     assert len(heads) == 1, heads
-    order = [heads.pop()]
-    while tasks[order[-1]]["downstream"]:
-        (following,) = tasks[order[-1]]["downstream"]
-        order.append(following)
-    assert len(order) == len(tasks)
+    order: list[str | tuple[str, ...]] = [heads.pop()]
+    last = [order[-1]]
+    while tasks[last[0]]["downstream"]:
+        following = sorted({d for t in last for d in tasks[t]["downstream"]})
+        assert all(tasks[t]["downstream"] == tasks[last[0]]["downstream"] for t in last), last
+        order.append(following[0] if len(following) == 1 else tuple(following))
+        last = following
+    assert sum(1 if isinstance(s, str) else len(s) for s in order) == len(tasks)
     return order
 
 
@@ -45,6 +51,9 @@ def test_each_dag_is_one_chain_of_spark_submits_as_designed(parsed_dags, dag_id,
     assert dag["max_active_runs"] == 1
     assert "clickscore" in dag["tags"]
     for task_id, task in dag["tasks"].items():
+        if task_id == "train_or_tune":  # the branch: it decides, it submits nothing
+            assert task["operator"] == "BranchPythonOperator"
+            continue
         assert task["operator"] == "SparkSubmitOperator"
         assert task["retries"] == 3 and task["retry_exponential_backoff"]
         assert task["conn_id"] == "clickscore_spark"
@@ -81,4 +90,15 @@ def test_the_training_dag_promotes_only_a_better_model_the_one_its_own_run_regis
                                                         "--if-better"]
     evaluate = tasks["evaluate"]["application_args"]
     assert evaluate[evaluate.index("--model-version") + 1] == f"registered-by:{ours}"
-    assert {"lookback_s", "windows", "num_processes", "epochs"} <= set(dag["params"])
+    assert {"lookback_s", "windows", "num_processes", "epochs", "tune_trials",
+            "tune_timeout_s"} <= set(dag["params"])
+    # `tune` in train's place registers its version the same way, for the same evaluate and
+    # promote, which run after whichever of the two ran
+    tune = tasks["tune"]["application_args"]
+    assert tasks["tune"]["application"].endswith("/jobs/tune.py")
+    assert tune[tune.index("--registered-by") + 1] == ours and "--no-auto-promote" in tune
+    assert tune[tune.index("--trials") + 1] == "{{ params.tune_trials }}"
+    assert tasks["evaluate"]["trigger_rule"] == "none_failed_min_one_success"
+    assert tasks["train_or_tune"]["chooses"] == {"0": "train", "3": "tune"}
+    assert dag["param_defaults"]["tune_trials"] == 0  # a plain week trains
+
