@@ -86,19 +86,27 @@ def invoke(argv: Sequence[str], *, capture: bool = True) -> Result:
     return Result(code, out.getvalue() if out is not None else "", error, value)
 
 
-def _run(argv: Sequence[str]) -> tuple[int, str | None, Any]:
+def parse(argv: Sequence[str]) -> tuple[Command, Any, str]:
+    """A command line's command, its typed config and the data root, without running it;
+    argparse's SystemExit for --help (0) or a wrong command line (2), as `clickscore` exits.
+    Used by `invoke` and by tests that check the command lines a DAG submits."""
     by_name = {c.name: c for c in commands()}
     parser, parsers = build_parser(
         "clickscore", "Raw e-commerce clickstream to per-user predictions, on Spark + Delta.",
         by_name.values(), GROUP_HELP)
+    args = parser.parse_args(list(argv))
+    command = by_name[args.command_name]
+    data_root = resolve_data_root(args.data_root)
     try:
-        args = parser.parse_args(list(argv))
-        command = by_name[args.command_name]
-        data_root = resolve_data_root(args.data_root)
-        try:
-            config = config_from_arguments(command.config, args, data_root)
-        except ValueError as exc:
-            parsers[command.name].error(str(exc))  # exits 2
+        return command, config_from_arguments(command.config, args, data_root), data_root
+    except ValueError as exc:
+        parsers[command.name].error(str(exc))  # exits 2
+        raise  # not reached: error() exits
+
+
+def _run(argv: Sequence[str]) -> tuple[int, str | None, Any]:
+    try:
+        command, config, data_root = parse(argv)
     except SystemExit as exc:  # argparse: --help (0) or a wrong command line (2)
         code = exc.code if isinstance(exc.code, int) else 2
         return code, None if code == 0 else "the command line was wrong", None

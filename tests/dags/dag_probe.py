@@ -41,6 +41,48 @@ seconds = time.perf_counter() - started
 parsing = False
 
 
+class Connections:
+    """`conn` for rendering: every connection is a PostgreSQL on 127.0.0.1."""
+
+    def __getattr__(self, name: str) -> object:
+        from types import SimpleNamespace
+
+        return SimpleNamespace(host="127.0.0.1", port=5432, schema="warehouse",
+                               login="clickscore", password="not-a-secret")
+
+
+class Variables:
+    """`var.value` for rendering: a variable with a default in the template gets it, any
+    other one a path."""
+
+    def __getattr__(self, name: str) -> str:
+        return f"/srv/{name}"
+
+    def get(self, name: str, default: str | None = None) -> str:
+        return default if default is not None else f"/srv/{name}"
+
+
+def rendered(task, dag) -> list[str] | None:
+    """The task's spark-submit arguments as Airflow renders them for a run at the start of a
+    week (Sunday 2019-10-06 03:00 UTC) with the DAG's default parameters, but for three
+    tuning trials where the DAG has that parameter (`tune` runs only when trials are asked
+    for)."""
+    if not hasattr(task, "application_args"):
+        return None
+    from datetime import UTC, datetime
+
+    from airflow.sdk.execution_time import macros
+
+    end = datetime(2019, 10, 6, 3, tzinfo=UTC)
+    context = {"ds": "2019-10-06", "data_interval_start": end, "data_interval_end": end,
+               "logical_date": end, "macros": macros,
+               "params": {**dag.params.dump(),
+                          **({"tune_trials": 3} if "tune_trials" in dag.params else {})},
+               "var": {"value": Variables()}, "conn": Connections(), "dag": dag,
+               "run_id": "scheduled__2019-10-06T03:00:00+00:00"}
+    return [str(task.render_template(a, context)) for a in task.application_args]
+
+
 def describe(dag) -> dict:
     return {
         "tasks": {t.task_id: {
@@ -50,6 +92,7 @@ def describe(dag) -> dict:
             "application": getattr(t, "application", None),
             "application_args": list(getattr(t, "application_args", None) or []),
             "conn_id": getattr(t, "_conn_id", None), "py_files": getattr(t, "py_files", None),
+            "rendered_args": rendered(t, dag),
             # a branch's choice for a run asking for no trials and for three
             "chooses": {str(n): t.python_callable(params={**dag.params.dump(),
                                                           "tune_trials": n})

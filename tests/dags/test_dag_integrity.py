@@ -3,7 +3,11 @@ import, and each DAG's tasks, order, retries, schedule, catchup and tags are as 
 
 from __future__ import annotations
 
+import re
+
 import pytest
+
+from tests.dags.conftest import ROOT
 
 DAILY = ["ingest", "sessionize", "features", "score", "export"]
 # train_or_tune runs one of `train` and `tune`: a step of the chain that is either
@@ -102,3 +106,22 @@ def test_the_training_dag_promotes_only_a_better_model_the_one_its_own_run_regis
     assert tasks["train_or_tune"]["chooses"] == {"0": "train", "3": "tune"}
     assert dag["param_defaults"]["tune_trials"] == 0  # a plain week trains
 
+
+
+@pytest.mark.parametrize("dag_id", ["clickscore_daily", "clickscore_train"])
+def test_every_submitted_command_line_is_one_the_cli_accepts(parsed_dags, dag_id):
+    """What each task hands spark-submit, rendered by Airflow for a run with the default
+    parameters (tests/dags/dag_probe.py), parses as its job's command: an option renamed in a
+    config fails here, not on the first scheduled run."""
+    from clickscore.cli import parse
+
+    dag = parsed_dags["dags"][dag_id]
+    for task_id, task in dag["tasks"].items():
+        if task["application"] is None:
+            continue  # the branch submits nothing
+        job = (ROOT / "jobs" / task["application"].rsplit("/", 1)[1]).read_text()
+        (command,) = re.findall(r'main\(\["([^"]+)", \*sys\.argv', job)
+        argv = [command, *task["rendered_args"]]
+        parsed, config, _ = parse(argv)
+        assert parsed.name.split()[0] == command, (task_id, parsed.name)
+        assert config is not None, task_id
