@@ -65,11 +65,15 @@ def test_the_petastorm_loader_round_trips_rows_and_two_shards_cover_every_row_on
         with batches(converter, batch_size=64, num_epochs=1, shuffle=False) as loader:
             assert set(rows(loader)) == expected
         shards = []
-        for rank in (0, 1):
-            with batches(converter, batch_size=64, num_epochs=1, rank=rank,
-                         world_size=2) as loader:
+        for rank in (0, 1):  # one pass, so in order (see `batches`)
+            with batches(converter, batch_size=64, num_epochs=1, rank=rank, world_size=2,
+                         shuffle=False) as loader:
                 shards.append(rows(loader))
-        assert shards[0] and shards[1], _row_groups(converter)  # seen empty under load
+        assert shards[0] and shards[1], _row_groups(converter)
+        # a shuffled one-pass read is what came back empty under load: refused
+        with (pytest.raises(ValueError, match="must not shuffle"),
+              batches(converter, batch_size=64, num_epochs=1)):
+            pass
         assert sorted(shards[0] + shards[1]) == sorted(expected)
         assert len(shards[0]) + len(shards[1]) == len(expected)
 
