@@ -12,6 +12,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 folder = Path(sys.argv[1]).resolve()
 sys.path.insert(0, str(folder))  # as Airflow's own processes do
@@ -45,8 +46,6 @@ class Connections:
     """`conn` for rendering: every connection is a PostgreSQL on 127.0.0.1."""
 
     def __getattr__(self, name: str) -> object:
-        from types import SimpleNamespace
-
         return SimpleNamespace(host="127.0.0.1", port=5432, schema="warehouse",
                                login="clickscore", password="not-a-secret")
 

@@ -107,7 +107,6 @@ def test_the_training_dag_promotes_only_a_better_model_the_one_its_own_run_regis
     assert dag["param_defaults"]["tune_trials"] == 0  # a plain week trains
 
 
-
 @pytest.mark.parametrize("dag_id", ["clickscore_daily", "clickscore_train"])
 def test_every_submitted_command_line_is_one_the_cli_accepts(parsed_dags, dag_id):
     """What each task hands spark-submit, rendered by Airflow for a run with the default

@@ -94,7 +94,7 @@ class RunDate:
 
 
 RunKind = Literal["date", "all", "instant", "span", "version"]
-_VERSION_KEY = re.compile(r"^(?P<table>[a-z_]+\.[a-z_]+)@v(?P<version>\d+)$")
+_VERSION_KEY = re.compile(r"^[a-z_]+\.[a-z_]+@v\d+$")
 
 
 @dataclass(frozen=True)

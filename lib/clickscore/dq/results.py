@@ -119,18 +119,18 @@ def trailing_observations(
         return {}
     kind = F.col("run_date") == "all"
     newest = Window.partitionBy("check_name").orderBy(F.col("validated_at").desc())
+    wanted = F.create_map(*[F.lit(x) for item in runs.items() for x in item])
     rows = (read_table(spark, RESULTS_TABLE)
             .where((F.col("table_name") == table) & F.col("check_name").isin(list(runs))
                    & F.col("published") & (kind if is_all else ~kind)
                    & F.col("observed_value").isNotNull())
-            .select("check_name", "observed_value", "validated_at",
-                    F.row_number().over(newest).alias("n"))
-            .where(F.col("n") <= max(runs.values()))
+            .select("check_name", "observed_value", F.row_number().over(newest).alias("n"))
+            .where(F.col("n") <= wanted[F.col("check_name")])
+            .orderBy("check_name", "n")
             .collect())
     found: dict[str, list[Any]] = {check: [] for check in runs}
-    for row in sorted(rows, key=lambda r: (r["check_name"], r["n"])):
-        if row["n"] <= runs[row["check_name"]]:
-            found[row["check_name"]].append(json.loads(row["observed_value"]))
+    for row in rows:
+        found[row["check_name"]].append(json.loads(row["observed_value"]))
     return found
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from clickscore.core.config import RunKey
+from clickscore.core.config import RunDate, RunKey
 from clickscore.core.delta import read_table, table_version
 from clickscore.core.errors import ClickscoreError
 from clickscore.core.runs import RunCounts
@@ -59,7 +59,8 @@ def item_rows(scores_df: DataFrame) -> DataFrame:
 def run_export(spark: SparkSession, cfg: ExportConfig) -> RunCounts:
     properties = jdbc_properties(cfg.jdbc_url)
     day = cfg.run_date.isoformat()
-    with stage_run(spark, "export", RunKey("date", day), data_root=cfg.data_root,
+    with stage_run(spark, "export", RunKey.of_date(RunDate(cfg.run_date)),
+                   data_root=cfg.data_root,
                    what=f"to {cfg.table} at {cfg.jdbc_url.split('?')[0]}") as stage:
         read_table(spark, USER_SCORES)
         version = table_version(spark, USER_SCORES)

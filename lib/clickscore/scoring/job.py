@@ -84,9 +84,8 @@ def run_score(spark: SparkSession, cfg: ScoreConfig) -> RunCounts:
         cfg = replace(cfg, model_version=pinned["model_version"], top_k=pinned["top_k"],
                       exclude_purchased=pinned["exclude_purchased"],
                       lookback=reproduced.lookback, windows=reproduced.window_spans)
-    with stage_run(spark, "score", RunKey("date", cfg.run_date.isoformat()),
-                   data_root=cfg.data_root,
-                   dq_run_date=RunDate(cfg.run_date)) as stage:
+    with stage_run(spark, "score", RunKey.of_date(RunDate(cfg.run_date)),
+                   data_root=cfg.data_root) as stage:
         with stage.step("load model"):
             bundle, found = registry.load_bundle(cfg.data_root, cfg.model_version)
             model = bundle.model
