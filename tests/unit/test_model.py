@@ -255,3 +255,57 @@ def test_one_accumulator_averages_each_metric_over_its_own_users():
     assert got["recall@2"] == got["mrr@2"] == got["ndcg@2"] == 1.0
     assert got["recall_all@2"] == pytest.approx((1.0 + 0.0) / 2)
     assert got["ndcg_all@2"] == pytest.approx((1.0 + 0.0) / 2)
+
+
+def test_the_category_affinity_bonus_is_each_categorys_share_of_the_history_so_far():
+    torch.manual_seed(4)
+    cfg = tiny_config(repeat=False, category_affinity=True, sequence_length=4)
+    model = SequenceModel(cfg).eval()
+    with torch.no_grad():
+        model.item.weight.zero_()  # only the bonus is left to score items
+    categories = torch.zeros(40, dtype=torch.long)
+    categories[2:20], categories[20:30], categories[30:] = 2, 3, 1  # 1: unknown category
+    model.set_item_categories(categories)
+    history = torch.tensor([[0, 5, 25, 6]])  # one padding slot; categories 2, 3, 2
+    cats = torch.tensor([[0, 2, 3, 2]])
+    state = torch.zeros(1, cfg.hyper.d_model)  # the gate starts at softplus(bias) = 1
+    scores = model.item_scores(state, history, categories=cats)[0]
+    assert scores[2].item() == pytest.approx(2 / 3) and scores[19].item() == pytest.approx(2 / 3)
+    assert scores[20].item() == pytest.approx(1 / 3)
+    assert (scores[30:] == 0).all()  # an unknown category earns nothing
+    # at position 2 only the history up to it counts (categories 2 and 3, one each)
+    at_two = model.item_scores(state, history, torch.tensor([2]), cats)[0]
+    assert at_two[2].item() == pytest.approx(0.5) and at_two[20].item() == pytest.approx(0.5)
+    # the training loss sees the same bonus as scoring
+    batch = tiny_batch(history, cfg) | {"category_seq": cats,
+                                        "target_seq": torch.tensor([[0, 0, 0, 21]])}
+    expected = F.cross_entropy(model.item_scores(
+        model.encode(batch)[0, [3]], history, torch.tensor([3]), cats), torch.tensor([21]))
+    assert model.losses(batch)["next_item"].item() == pytest.approx(expected.item(), rel=1e-5)
+    without = SequenceModel(tiny_config(repeat=False, sequence_length=4)).eval()
+    without.set_item_categories(categories)
+    with torch.no_grad():
+        without.item.weight.zero_()
+    assert (without.item_scores(state, history, categories=cats)[0, 2:] == 0).all()
+
+
+def test_the_cutoff_weight_weighs_the_last_positions_loss_against_the_history():
+    torch.manual_seed(5)
+    batch_items = torch.tensor([[0, 0, 3, 4, 5, 6, 7, 8]])
+    targets = torch.tensor([[0, 0, 4, 5, 6, 7, 8, 12]])
+    losses = {}
+    for weight in (1.0, 4.0):
+        torch.manual_seed(5)
+        model = SequenceModel(tiny_config(cutoff_weight=weight)).eval()
+        batch = tiny_batch(batch_items, model.cfg) | {"target_seq": targets}
+        hidden = model.encode(batch)
+        positions = torch.arange(2, 8)
+        each = F.cross_entropy(model.item_scores(
+            hidden[0, positions], batch["item_seq"][[0] * 6], positions,
+            batch["category_seq"][[0] * 6]), targets[0, 2:], reduction="none")
+        expected = (each[:5].sum() + weight * each[5]) / (5 + weight)
+        losses[weight] = model.losses(batch)["next_item"].item()
+        assert losses[weight] == pytest.approx(expected.item(), rel=1e-5)
+    assert losses[1.0] != pytest.approx(losses[4.0])
+    with pytest.raises(ValueError, match="cutoff_weight"):
+        tiny_config(cutoff_weight=0.0)

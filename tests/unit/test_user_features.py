@@ -220,3 +220,33 @@ def test_the_feature_contract_check_accepts_built_rows_and_names_what_differs(sp
     with pytest.raises(FeatureContractError, match="target_seq: expected array<int>, found "
                                                    "nothing"):
         check_feature_frame(built, CONTRACT, with_labels=True)
+
+
+def test_several_cutoffs_in_one_pass_give_each_cutoffs_rows_as_if_built_alone(spark):
+    """One pass over the events for several cutoffs (how training examples are built) gives,
+    per cutoff, exactly the rows of that cutoff built alone: an event read by two cutoffs'
+    windows counts in both, the bot rule is decided per cutoff (user 2's session s3 turns
+    into a bot between the two cutoffs), and labels stay within each cutoff's horizon."""
+    item_vocab = spark.createDataFrame([(100, 2), (200, 3)], "item_id bigint, idx int")
+    category_vocab = spark.createDataFrame([(10, 2)], "category_id bigint, idx int")
+    burst = [(f"b{i}", 2, T + timedelta(minutes=5, seconds=i), "view", 100, 10, 3.0, "s3")
+             for i in range(1, 5)]
+    coded_df = with_codes(with_bot_from(events(spark, HISTORY + FUTURE + burst), 3),
+                          item_vocab, category_vocab, CONTRACT)
+    cutoffs = [T - timedelta(hours=2), T, T + timedelta(hours=2)]
+    horizon = timedelta(hours=1)
+
+    def examples(at):
+        return with_labels(user_features(coded_df, at, LOOKBACK, WINDOWS, CONTRACT, "v1"),
+                           labels(coded_df, at, horizon, CONTRACT), CONTRACT)
+
+    together = examples(cutoffs).cache()
+    alone = [examples(cutoff) for cutoff in cutoffs]
+    assert all(frame.columns == together.columns for frame in alone)
+    assertDataFrameEqual(together, alone[0].unionByName(alone[1]).unionByName(alone[2]))
+    per_cutoff = {(r.cutoff, r.user_id) for r in together.select("cutoff", "user_id").collect()}
+    # user 2 is a human as of T (the burst comes 5 minutes after it), a bot as of T + 2 h;
+    # user 1's events before T - 2 h count at all three cutoffs
+    naive = [c.replace(tzinfo=None) for c in cutoffs]
+    assert (naive[1], 2) in per_cutoff and (naive[2], 2) not in per_cutoff
+    assert {(c, 1) for c in naive} <= per_cutoff

@@ -29,7 +29,6 @@ from clickscore.core.delta import (
     with_op,
 )
 from clickscore.core.errors import ClickscoreError, EmptyInputError
-from clickscore.core.frames import union_all
 from clickscore.core.runs import RunCounts
 from clickscore.features.config import FeaturesConfig, TrainingExamplesConfig, VocabConfig
 from clickscore.features.contract import FeatureContract, feature_contract
@@ -68,9 +67,7 @@ def _parameters(contract: FeatureContract, vocab_version: str, sizes: dict[str, 
 
 def _active_users(coded_df: DataFrame, cutoffs: list[datetime], lookback: timedelta) -> int:
     """Users with events in the lookback of each cutoff, summed over cutoffs (one action)."""
-    users_df = union_all([history(coded_df, cutoff, lookback).select(
-        "user_id", F.lit(cutoff).alias("cutoff")) for cutoff in cutoffs])
-    return users_df.distinct().count()
+    return history(coded_df, cutoffs, lookback).select("cutoff", "user_id").distinct().count()
 
 
 def run_features(spark: SparkSession, cfg: FeaturesConfig) -> RunCounts:
@@ -171,15 +168,18 @@ def run_training_examples(spark: SparkSession, cfg: TrainingExamplesConfig) -> R
         active = _active_users(coded_df, cutoffs, cfg.lookback)
         if active == 0:
             raise EmptyInputError("silver.events before the cutoffs", str(key))
-        examples_df = union_all([
-            with_labels(user_features(coded_df, c, cfg.lookback, cfg.windows, contract, version),
-                        labels(coded_df, c, cfg.horizon, contract), contract)
+        # every cutoff in one pass over the events (each event once per cutoff that reads it)
+        split = F.lit(None).cast("string")
+        for c in cutoffs:
+            split = F.when(F.col("cutoff") == F.lit(c), cfg.split_of(c)).otherwise(split)
+        examples_df = (
+            with_labels(user_features(coded_df, cutoffs, cfg.lookback, cfg.windows, contract,
+                                      version),
+                        labels(coded_df, cutoffs, cfg.horizon, contract), contract)
             .withColumn("horizon_s", F.lit(int(cfg.horizon.total_seconds())).cast("bigint"))
             .withColumn("lookback_s", F.lit(int(cfg.lookback.total_seconds())).cast("bigint"))
-            .withColumn("split", F.lit(cfg.split_of(c)))
-            .withColumn("training_set", F.lit(set_id))
-            for c in cutoffs
-        ])
+            .withColumn("split", split)
+            .withColumn("training_set", F.lit(set_id)))
         batch_df = stage.stage("training_examples", examples_df)
         stage.validate(batch_df, TRAINING_EXAMPLES,
                        parameters=_parameters(contract, version, sizes, active))

@@ -2,8 +2,11 @@
 over (coded) silver events.
 
 Features for a cutoff `t` read only events with `event_ts < t` (and within the lookback);
-labels read only `[t, t + horizon)`. What the columns mean, and the sequence length, buckets
-and codes, are the feature contract `schemas/features/user_features.yaml`.
+labels read only `[t, t + horizon)`. Every transform takes one cutoff or several and keys its
+rows by (`cutoff`, `user_id`): the examples of several cutoffs are one pass over the events
+(each event once per cutoff whose window holds it), not a union of one plan per cutoff.
+What the columns mean, and the sequence length, buckets and codes, are the feature contract
+`schemas/features/user_features.yaml`.
 """
 
 from __future__ import annotations
@@ -85,28 +88,51 @@ def with_bot_from(events_df: DataFrame, bot_events_per_minute: int) -> DataFrame
             .drop("_tipping"))
 
 
-def human_as_of(events_df: DataFrame, t: datetime) -> DataFrame:
-    """Events of the sessions that were not bots before `t`; every event when the frame has
-    no `bot_from` (a hand-built one)."""
+def human_as_of(events_df: DataFrame, t: datetime | Column) -> DataFrame:
+    """Events of the sessions that were not bots before `t` (a time, or a column such as
+    `cutoff`); every event when the frame has no `bot_from` (a hand-built one)."""
     if "bot_from" not in events_df.columns:
         return events_df
-    return events_df.where(F.col("bot_from").isNull() | (F.col("bot_from") >= F.lit(t)))
+    at = t if isinstance(t, Column) else F.lit(t)
+    return events_df.where(F.col("bot_from").isNull() | (F.col("bot_from") >= at))
 
 
-def history(events_df: DataFrame, cutoff: datetime, lookback: timedelta) -> DataFrame:
+def _cutoffs(cutoffs: datetime | Sequence[datetime]) -> list[datetime]:
+    return [cutoffs] if isinstance(cutoffs, datetime) else sorted(set(cutoffs))
+
+
+def _per_cutoff(events_df: DataFrame, cutoffs: list[datetime], before: timedelta,
+                after: timedelta) -> DataFrame:
+    """Each event once per cutoff `c` with `c - before <= event_ts < c + after`, with that
+    cutoff in `cutoff`. A literal bound on the whole span comes first, so the scan skips what
+    no cutoff reads."""
+    spanned = events_df.where((F.col("event_ts") >= F.lit(cutoffs[0] - before))
+                              & (F.col("event_ts") < F.lit(cutoffs[-1] + after)))
+    if len(cutoffs) == 1:
+        return spanned.withColumn("cutoff", F.lit(cutoffs[0]))
+    windows = F.array(*[F.struct(F.lit(c).alias("cutoff"), F.lit(c - before).alias("lo"),
+                                 F.lit(c + after).alias("hi")) for c in cutoffs])
+    return (spanned.withColumn("_window", F.explode(windows))
+            .where((F.col("event_ts") >= F.col("_window.lo"))
+                   & (F.col("event_ts") < F.col("_window.hi")))
+            .withColumn("cutoff", F.col("_window.cutoff")).drop("_window"))
+
+
+def history(events_df: DataFrame, cutoffs: datetime | Sequence[datetime],
+            lookback: timedelta) -> DataFrame:
     """Events in `[cutoff - lookback, cutoff)` of sessions that were no bots before the
-    cutoff: all that features may read."""
-    return human_as_of(events_df, cutoff).where(
-        (F.col("event_ts") >= F.lit(cutoff - lookback)) & (F.col("event_ts") < F.lit(cutoff)))
+    cutoff, for each cutoff (column `cutoff`): all that features may read."""
+    return human_as_of(_per_cutoff(events_df, _cutoffs(cutoffs), lookback, timedelta(0)),
+                       F.col("cutoff"))
 
 
-def future(events_df: DataFrame, cutoff: datetime, horizon: timedelta) -> DataFrame:
+def future(events_df: DataFrame, cutoffs: datetime | Sequence[datetime],
+           horizon: timedelta) -> DataFrame:
     """Events in `[cutoff, cutoff + horizon)` of sessions that never became bots (labels may
-    know the future): all that labels may read."""
+    know the future), for each cutoff (column `cutoff`): all that labels may read."""
     if "bot_from" in events_df.columns:
         events_df = events_df.where(F.col("bot_from").isNull())
-    return events_df.where((F.col("event_ts") >= F.lit(cutoff))
-                           & (F.col("event_ts") < F.lit(cutoff + horizon)))
+    return _per_cutoff(events_df, _cutoffs(cutoffs), timedelta(0), horizon)
 
 
 def _left_padded(events: Column, field: str, length: int) -> Column:
@@ -115,13 +141,13 @@ def _left_padded(events: Column, field: str, length: int) -> Column:
 
 
 def sequence_features(history_df: DataFrame, contract: FeatureContract) -> DataFrame:
-    """Per user: the last L events as left-padded int arrays, and `seq_length`.
+    """Per cutoff and user: the last L events as left-padded int arrays, and `seq_length`.
 
     The time-gap bucket of an event is that of the gap since the user's previous event in
     the lookback (1 for the first one).
     """
     length = contract.sequence_length
-    by_time = Window.partitionBy("user_id").orderBy("event_ts", "event_id")
+    by_time = Window.partitionBy("cutoff", "user_id").orderBy("event_ts", "event_id")
     gap_s = (F.unix_micros("event_ts") - F.lag(F.unix_micros("event_ts")).over(by_time)) / 1e6
     events = F.sort_array(F.collect_list(F.struct(
         "event_ts", "event_id", "item_idx", "event_type_idx", "category_idx", "time_gap_bucket",
@@ -129,10 +155,10 @@ def sequence_features(history_df: DataFrame, contract: FeatureContract) -> DataF
     last = F.expr(f"slice(events, greatest(size(events) - {length} + 1, 1), {length})")
     return (history_df
             .withColumn("time_gap_bucket", bucket(gap_s, contract.time_gap_edges_s))
-            .groupBy("user_id").agg(events.alias("events"))
+            .groupBy("cutoff", "user_id").agg(events.alias("events"))
             .withColumn("events", last)
             .select(
-                "user_id",
+                "cutoff", "user_id",
                 F.size("events").cast("int").alias("seq_length"),
                 _left_padded(F.col("events"), "item_idx", length).alias("item_seq"),
                 _left_padded(F.col("events"), "event_type_idx", length).alias("event_type_seq"),
@@ -143,12 +169,11 @@ def sequence_features(history_df: DataFrame, contract: FeatureContract) -> DataF
 
 
 def aggregate_features(
-    history_df: DataFrame, cutoff: datetime, lookback: timedelta,
-    windows: Sequence[tuple[str, timedelta]],
+    history_df: DataFrame, lookback: timedelta, windows: Sequence[tuple[str, timedelta]],
 ) -> DataFrame:
-    """Per user: recency, frequency and revenue over `windows`, conversion, cart abandonment,
-    top-category share and distinct items, all float32 and never null."""
-    t = F.lit(cutoff)
+    """Per cutoff and user: recency, frequency and revenue over `windows`, conversion, cart
+    abandonment, top-category share and distinct items, all float32 and never null."""
+    t = F.col("cutoff")
     lookback_s = F.lit(lookback.total_seconds())
     is_type = {k: F.col("event_type") == k for k in ("cart", "purchase")}
 
@@ -156,9 +181,11 @@ def aggregate_features(
         return F.coalesce((F.unix_micros(t) - F.unix_micros(last)) / 1e6, lookback_s)
 
     def within(window: timedelta) -> Column:
-        return F.col("event_ts") >= F.lit(cutoff - window)
+        micros = window // timedelta(microseconds=1)
+        return F.unix_micros("event_ts") >= F.unix_micros(t) - F.lit(micros)
 
-    per_user_df = history_df.groupBy("user_id").agg(
+    keys = ["cutoff", "user_id"]
+    per_user_df = history_df.groupBy(*keys).agg(
         since(F.max("event_ts")).alias("s_since_last_event"),
         since(F.max(F.when(is_type["cart"], F.col("event_ts")))).alias("s_since_last_cart"),
         since(F.max(F.when(is_type["purchase"], F.col("event_ts")))).alias(
@@ -173,24 +200,24 @@ def aggregate_features(
         F.count_distinct("item_id").alias("distinct_items"),
     )
     # carted items never purchased at or after their first cart (before the cutoff)
-    per_item_df = (history_df.groupBy("user_id", "item_id").agg(
+    per_item_df = (history_df.groupBy(*keys, "item_id").agg(
         F.min(F.when(is_type["cart"], F.col("event_ts"))).alias("first_cart"),
         F.max(F.when(is_type["purchase"], F.col("event_ts"))).alias("last_purchase"))
         .where(F.col("first_cart").isNotNull())
-        .groupBy("user_id").agg(
+        .groupBy(*keys).agg(
             (F.count(F.when(F.col("last_purchase").isNull()
                             | (F.col("last_purchase") < F.col("first_cart")), 1))
              / F.count(F.lit(1))).alias("cart_abandonment")))
     per_category_df = (history_df.where(F.col("category_id").isNotNull())
-                       .groupBy("user_id", "category_id").count()
-                       .groupBy("user_id").agg(
+                       .groupBy(*keys, "category_id").count()
+                       .groupBy(*keys).agg(
                            (F.max("count") / F.sum("count")).alias("top_category_share")))
     floats = ["s_since_last_event", "s_since_last_cart", "s_since_last_purchase",
               "conversion_rate", "cart_abandonment", "top_category_share", "distinct_items"]
     return (per_user_df
-            .join(per_item_df, "user_id", "left")
-            .join(per_category_df, "user_id", "left")
-            .select("user_id",
+            .join(per_item_df, keys, "left")
+            .join(per_category_df, keys, "left")
+            .select(*keys,
                     F.array(*[F.lit(label) for label, _ in windows]).alias("windows"),
                     *[F.col(c).cast("array<float>").alias(c)
                       for c in ("n_events_w", "n_sessions_w", "revenue_w")],
@@ -198,33 +225,39 @@ def aggregate_features(
 
 
 def user_features(
-    coded_df: DataFrame, cutoff: datetime, lookback: timedelta,
+    coded_df: DataFrame, cutoffs: datetime | Sequence[datetime], lookback: timedelta,
     windows: Sequence[tuple[str, timedelta]], contract: FeatureContract, vocab_version: str,
 ) -> DataFrame:
-    """One row per user with events in `[cutoff - lookback, cutoff)`: gold.user_features."""
-    history_df = history(coded_df, cutoff, lookback)
-    return (sequence_features(history_df, contract)
-            .join(aggregate_features(history_df, cutoff, lookback, windows), "user_id")
-            .withColumn("cutoff", F.lit(cutoff))
-            .withColumn("cutoff_date", F.to_date(F.lit(cutoff)))
+    """One row per cutoff and user with events in `[cutoff - lookback, cutoff)`:
+    gold.user_features."""
+    history_df = history(coded_df, cutoffs, lookback)
+    sequences_df = sequence_features(history_df, contract)
+    aggregates_df = aggregate_features(history_df, lookback, windows)
+    keys = ["cutoff", "user_id"]
+    return (sequences_df.join(aggregates_df, keys)
+            .select("user_id", *[c for c in sequences_df.columns if c not in keys],
+                    *[c for c in aggregates_df.columns if c not in keys], "cutoff")
+            .withColumn("cutoff_date", F.to_date("cutoff"))
             .withColumn("vocab_version", F.lit(vocab_version))
             .withColumn("feature_version", F.lit(contract.version)))
 
 
 def labels(
-    coded_df: DataFrame, cutoff: datetime, horizon: timedelta, contract: FeatureContract
+    coded_df: DataFrame, cutoffs: datetime | Sequence[datetime], horizon: timedelta,
+    contract: FeatureContract
 ) -> DataFrame:
-    """Per user with events in `[cutoff, cutoff + horizon)`: `purchased_within_horizon` and
-    `next_items` (the first K item indices, right-padded with 0) with `next_items_len`."""
+    """Per cutoff and user with events in `[cutoff, cutoff + horizon)`:
+    `purchased_within_horizon` and `next_items` (the first K item indices, right-padded with
+    0) with `next_items_len`."""
     k = contract.next_items
     items = F.transform(F.sort_array(F.collect_list(F.struct("event_ts", "event_id",
                                                              "item_idx"))),
                         lambda e: e["item_idx"])
-    return (future(coded_df, cutoff, horizon).groupBy("user_id").agg(
+    return (future(coded_df, cutoffs, horizon).groupBy("cutoff", "user_id").agg(
         F.max(F.when(F.col("event_type") == "purchase", 1).otherwise(0)).cast("int")
         .alias("purchased_within_horizon"),
         F.slice(items, 1, k).alias("next_items"))
-        .select("user_id", "purchased_within_horizon",
+        .select("cutoff", "user_id", "purchased_within_horizon",
                 F.size("next_items").cast("int").alias("next_items_len"),
                 F.concat("next_items", F.array_repeat(F.lit(0), F.lit(k) - F.size("next_items")))
                 .alias("next_items")))
@@ -239,7 +272,9 @@ def with_labels(features_df: DataFrame, labels_df: DataFrame,
     no_items = F.array_repeat(F.lit(0), k)
     target = F.expr(f"transform(item_seq, (x, i) -> IF(x = 0, 0, "
                     f"IF(i < {length - 1}, item_seq[i + 1], next_items[0])))")
-    return (features_df.join(labels_df, "user_id", "left")
+    keys = ["cutoff", "user_id"]
+    return (features_df.join(labels_df, keys, "left")
+            .select(*features_df.columns, *[c for c in labels_df.columns if c not in keys])
             .withColumn("purchased_within_horizon",
                         F.coalesce("purchased_within_horizon", F.lit(0)).cast("int"))
             .withColumn("next_items_len", F.coalesce("next_items_len", F.lit(0)).cast("int"))

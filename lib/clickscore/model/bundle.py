@@ -71,7 +71,8 @@ class ScorerBundle:
         if name == MODEL:
             if hidden is None:
                 hidden = self.model.encode(batch)
-            return self.model.item_scores(hidden[:, -1], batch["item_seq"]).float()
+            return self.model.item_scores(hidden[:, -1], batch["item_seq"],
+                                          categories=batch["category_seq"]).float()
         return self.stats.scores(name, batch["item_seq"].cpu()).to(batch["item_seq"].device)
 
     @torch.no_grad()

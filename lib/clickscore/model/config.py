@@ -44,6 +44,17 @@ class ModelHyper:
         "the model learns what a user's history adds to popularity"))
     category_output: bool = field(default=False, metadata=_choice(
         "an item's output embedding adds its category's, shared by the items of a category"))
+    category_affinity: bool = field(default=False, metadata=_choice(
+        "a learned bonus for items of the categories the user's history holds, in "
+        "proportion to each category's share of it (shoppers come back to their categories)"))
+    cutoff_weight: float = field(default=1.0, metadata=_choice(
+        "weight of the loss at each sequence's last position (the first item after the "
+        "cutoff, what scoring predicts) against the positions inside the history"))
+
+    @property
+    def uses_item_categories(self) -> bool:
+        """Whether the model reads each item's category (set_item_categories)."""
+        return self.category_output or self.category_affinity
 
     def __post_init__(self) -> None:
         for name in ("d_model", "n_heads", "n_layers"):
@@ -56,6 +67,8 @@ class ModelHyper:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         if self.loss == "sampled" and not self.negatives >= 1:
             raise ValueError(f"negatives must be at least 1, got {self.negatives}")
+        if not self.cutoff_weight > 0:
+            raise ValueError(f"cutoff_weight must be positive, got {self.cutoff_weight}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 

@@ -19,7 +19,13 @@ model already ranks like most-popular and the embeddings learn what the user's h
 it; on small data they cannot learn popularity itself faster than counting does. With
 `category_output` (opt-in) an item's output embedding is its own plus its category's
 (`set_item_categories`), so what a history says about categories reaches every item of the
-category at once. The propensity head reads the last state (the most recent event) with the
+category at once. With `category_affinity` (opt-in) every item gets a learned bonus in
+proportion to its category's share of the history at the scored position (a gate read from
+the state scales it): the user's categories, counted rather than left to attention to
+summarize, which on small data it does not learn before it overfits. `cutoff_weight` weighs
+the loss at each sequence's last position, the first item after the cutoff (what scoring
+predicts, usually the first item of a new session), against the positions inside the
+history. The propensity head reads the last state (the most recent event) with the
 aggregate features.
 
 Training losses: full softmax cross-entropy at the positions that have a target (`target_seq`
@@ -75,6 +81,11 @@ class SequenceModel(nn.Module):
         nn.init.normal_(self.item.weight, std=d ** -0.5)
         with torch.no_grad():
             self.item.weight[0].zero_()
+        if cfg.hyper.category_affinity:  # starts at a bonus of one logit for a whole history
+            self.affinity_gate = nn.Linear(d, 1)
+            with torch.no_grad():
+                self.affinity_gate.weight.zero_()
+                self.affinity_gate.bias.fill_(math.log(math.e - 1))  # softplus -> 1
         if cfg.hyper.repeat:
             self.repeat_age = nn.Embedding(cfg.sequence_length, 1)
             self.repeat_gate = nn.Linear(d, 1)
@@ -131,11 +142,13 @@ class SequenceModel(nn.Module):
 
     def parameter_groups(self, learning_rate: float, weight_decay: float
                          ) -> list[dict[str, Any]]:
-        """AdamW's groups: the repeat bonus's few scalars learn ten times faster and without
-        weight decay (like biases: Adam moves a parameter by about the learning rate per
-        step, so at the common rate they would barely leave their start in a short run)."""
-        repeat = [p for n, p in self.named_parameters() if n.startswith("repeat_")]
-        others = [p for n, p in self.named_parameters() if not n.startswith("repeat_")]
+        """AdamW's groups: the repeat and affinity bonuses' few scalars learn ten times faster
+        and without weight decay (like biases: Adam moves a parameter by about the learning
+        rate per step, so at the common rate they would barely leave their start in a short
+        run)."""
+        fast = ("repeat_", "affinity_")
+        repeat = [p for n, p in self.named_parameters() if n.startswith(fast)]
+        others = [p for n, p in self.named_parameters() if not n.startswith(fast)]
         groups: list[dict[str, Any]] = [{"params": others, "lr": learning_rate,
                                          "weight_decay": weight_decay}]
         if repeat:
@@ -164,10 +177,12 @@ class SequenceModel(nn.Module):
         return self.norm(hidden)
 
     def item_scores(self, states: Tensor, history: Tensor | None = None,
-                    positions: Tensor | None = None) -> Tensor:
+                    positions: Tensor | None = None, categories: Tensor | None = None
+                    ) -> Tensor:
         """Scores of every item for each state (N, V); padding and OOV at -inf. `history`
-        (N, L) holds each state's item sequence and `positions` (N,) the position the state
-        is at (default: the last), for the repeat bonus."""
+        (N, L) holds each state's item sequence, `categories` (N, L) its category sequence
+        and `positions` (N,) the position the state is at (default: the last), for the
+        repeat and affinity bonuses."""
         scores = states @ self.output_weights().T
         prior = self._prior()
         if prior is not None:
@@ -176,6 +191,9 @@ class SequenceModel(nn.Module):
             weights, gate = self._repeat_weights(states, history, positions)
             scores = scores + gate * torch.zeros_like(scores).scatter_add_(
                 1, history, weights.to(scores.dtype))
+        if self.cfg.hyper.category_affinity and history is not None and categories is not None:
+            share, gate = self._category_share(states, history, categories, positions)
+            scores = scores + gate * share.to(scores.dtype)[:, self.item_category]
         scores[:, :FIRST_ITEM] = float("-inf")
         return scores
 
@@ -191,6 +209,21 @@ class SequenceModel(nn.Module):
         weights = self.repeat_age(age.clamp(0, length - 1)).squeeze(-1) * seen
         return weights, F.softplus(self.repeat_gate(states))
 
+    def _category_share(self, states: Tensor, history: Tensor, categories: Tensor,
+                        positions: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Per state, each category's share of the history's items at or before its position
+        (N, C), 0 for padding and unknown categories; and the state's gate (N, 1)."""
+        length = history.shape[1]
+        if positions is None:
+            positions = torch.full((history.shape[0],), length - 1, device=history.device)
+        age = positions.unsqueeze(1) - torch.arange(length, device=history.device)
+        seen = ((age >= 0) & (history >= FIRST_ITEM) & (categories >= FIRST_ITEM)).float()
+        counts = torch.zeros(history.shape[0], self.cfg.category_vocab_size,
+                             device=history.device).scatter_add_(1, categories.long(), seen)
+        counts[:, :FIRST_ITEM] = 0.0
+        share = counts / counts.sum(1, keepdim=True).clamp_min(1.0)
+        return share, F.softplus(self.affinity_gate(states))
+
     def propensity_logit(self, hidden: Tensor, dense: Tensor) -> Tensor:
         features = self.dense_norm(torch.log1p(dense.float().clamp_min(0)))
         return self.propensity(torch.cat([hidden[:, -1], features.to(hidden.dtype)], dim=1)
@@ -199,7 +232,8 @@ class SequenceModel(nn.Module):
     def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         """(next-item scores (B, V) after the last event, purchase propensity (B,) in [0, 1])."""
         hidden = self.encode(batch)
-        return (self.item_scores(hidden[:, -1], batch["item_seq"]),
+        return (self.item_scores(hidden[:, -1], batch["item_seq"],
+                                 categories=batch["category_seq"]),
                 torch.sigmoid(self.propensity_logit(hidden, batch["dense"]).float()))
 
     def losses(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -209,14 +243,19 @@ class SequenceModel(nn.Module):
         has_target = targets >= FIRST_ITEM
         states, wanted = hidden[has_target], targets[has_target]
         rows, positions = has_target.nonzero(as_tuple=True)
-        history = batch["item_seq"][rows]
+        history, categories = batch["item_seq"][rows], batch["category_seq"][rows]
+        # the last position's target is the first item after the cutoff
+        weight = torch.where(positions == targets.shape[1] - 1,
+                             self.cfg.hyper.cutoff_weight, 1.0)
         if wanted.numel() == 0:
             next_item = hidden.sum() * 0.0
         elif self.cfg.hyper.loss == "full":
-            next_item = F.cross_entropy(
-                self.item_scores(states, history, positions).float(), wanted)
+            each = F.cross_entropy(self.item_scores(states, history, positions, categories
+                                                    ).float(), wanted, reduction="none")
+            next_item = (each * weight).sum() / weight.sum()
         else:
-            next_item = self._sampled_softmax(states, wanted, history, positions)
+            each = self._sampled_softmax(states, wanted, history, positions, categories)
+            next_item = (each * weight).sum() / weight.sum()
         label = batch["purchased_within_horizon"].float()
         propensity = F.binary_cross_entropy_with_logits(
             self.propensity_logit(hidden, batch["dense"]).float(), label)
@@ -224,9 +263,10 @@ class SequenceModel(nn.Module):
         return {"next_item": next_item, "propensity": propensity, "total": total}
 
     def _sampled_softmax(self, states: Tensor, wanted: Tensor, history: Tensor,
-                         positions: Tensor) -> Tensor:
-        """Sampled softmax over shared log-uniform negatives with logQ correction. Vocabulary
-        indices run by descending support, so log-uniform over them follows popularity."""
+                         positions: Tensor, categories: Tensor) -> Tensor:
+        """Each target's sampled softmax loss (N,) over shared log-uniform negatives with
+        logQ correction. Vocabulary indices run by descending support, so log-uniform over
+        them follows popularity."""
         n_items = self.cfg.item_vocab_size - FIRST_ITEM
         u = torch.rand(self.cfg.hyper.negatives, device=states.device)
         ranks = (torch.exp(u * math.log(n_items + 1)) - 1).long().clamp_(0, n_items - 1)
@@ -252,7 +292,12 @@ class SequenceModel(nn.Module):
                 bonus += ((history[:, slot, None] == negatives.unsqueeze(0))
                           * weights[:, slot, None])
             negative = negative + gate * bonus
+        if self.cfg.hyper.category_affinity:
+            share, gate = self._category_share(states, history, categories, positions)
+            positive = positive + gate.squeeze(1) * share.gather(
+                1, self.item_category[wanted].unsqueeze(1)).squeeze(1)
+            negative = negative + gate * share[:, self.item_category[negatives]]
         negative = negative.masked_fill(negatives.unsqueeze(0) == wanted.unsqueeze(1),
                                         float("-inf"))  # accidental hits
         logits = torch.cat([positive.unsqueeze(1), negative], dim=1).float()
-        return F.cross_entropy(logits, torch.zeros_like(wanted))
+        return F.cross_entropy(logits, torch.zeros_like(wanted), reduction="none")

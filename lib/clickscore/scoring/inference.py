@@ -113,7 +113,8 @@ class Scorer:
                       else None)
             if self.bundle is None:
                 assert hidden is not None
-                logits = self.model.item_scores(hidden[:, -1], inputs["item_seq"]).float()
+                logits = self.model.item_scores(hidden[:, -1], inputs["item_seq"],
+                                               categories=inputs["category_seq"]).float()
                 propensity = torch.sigmoid(self.model.propensity_logit(
                     hidden, inputs["dense"]).float()).double().cpu().numpy()
             else:

@@ -198,7 +198,7 @@ def run_train(spark: SparkSession, cfg: TrainConfig) -> RunCounts:
                 counts = (target_counts(frames["train"], size)
                           if model_cfg.hyper.popularity_prior else None)
                 categories = (item_categories(frames["train"], size)
-                              if model_cfg.hyper.category_output else None)
+                              if model_cfg.hyper.uses_item_categories else None)
                 result = _distributed(spark, cfg, model_cfg, loop, train, validation,
                                       rows["train"], counts, categories)
             with stage.step("evaluate"):

@@ -54,6 +54,8 @@ SEARCH_SPACE: tuple[tuple[str, str, Any], ...] = (
     ("popularity_prior", "categorical", (False, True)),
     ("repeat", "categorical", (False, True)),
     ("category_output", "categorical", (False, True)),
+    ("category_affinity", "categorical", (False, True)),
+    ("cutoff_weight", "log", (1.0, 10.0)),
     ("keep", "categorical", ("best", "last")),
 )
 
@@ -128,7 +130,7 @@ def run_tune(spark: SparkSession, cfg: TuneConfig) -> RunCounts:
                     result = train_function(
                         replace(model_cfg, hyper=hyper), loop, train, validation,
                         rows["train"], counts if hyper.popularity_prior else None,
-                        categories if hyper.category_output else None, on_epoch=report)
+                        categories if hyper.uses_item_categories else None, on_epoch=report)
                     history = result["history"]
                     kept = (history[-1] if loop.keep == "last" else
                             max(history, key=lambda h: h.get(OBJECTIVE, 0.0)))
