@@ -49,6 +49,15 @@ SEQUENCES = ("item_seq", "event_type_seq", "category_seq", "time_gap_seq", "pric
 FIRST_ITEM = 2  # 0 = padding, 1 = out-of-vocabulary
 
 
+def _ages(history: Tensor, positions: Tensor | None) -> Tensor:
+    """Per history slot, how many positions before the scored one it lies (N, L); negative
+    after it. `positions` (N,) defaults to the last."""
+    length = history.shape[1]
+    if positions is None:
+        positions = torch.full((history.shape[0],), length - 1, device=history.device)
+    return positions.unsqueeze(1) - torch.arange(length, device=history.device)
+
+
 class SequenceModel(nn.Module):
     item_prior: Tensor  # buffers (V,): the popularity prior, and each item's category index
     item_category: Tensor
@@ -146,13 +155,13 @@ class SequenceModel(nn.Module):
         and without weight decay (like biases: Adam moves a parameter by about the learning
         rate per step, so at the common rate they would barely leave their start in a short
         run)."""
-        fast = ("repeat_", "affinity_")
-        repeat = [p for n, p in self.named_parameters() if n.startswith(fast)]
-        others = [p for n, p in self.named_parameters() if not n.startswith(fast)]
+        prefixes = ("repeat_", "affinity_")
+        fast = [p for n, p in self.named_parameters() if n.startswith(prefixes)]
+        others = [p for n, p in self.named_parameters() if not n.startswith(prefixes)]
         groups: list[dict[str, Any]] = [{"params": others, "lr": learning_rate,
                                          "weight_decay": weight_decay}]
-        if repeat:
-            groups.append({"params": repeat, "lr": 10 * learning_rate, "weight_decay": 0.0})
+        if fast:
+            groups.append({"params": fast, "lr": 10 * learning_rate, "weight_decay": 0.0})
         return groups
 
     def _attention_mask(self, is_pad: Tensor) -> Tensor:
@@ -202,9 +211,7 @@ class SequenceModel(nn.Module):
         """Per history slot, its weight (N, L): the learned weight of its age where it holds
         an item at or before the state's position, else 0; and the state's gate (N, 1)."""
         length = history.shape[1]
-        if positions is None:
-            positions = torch.full((history.shape[0],), length - 1, device=history.device)
-        age = positions.unsqueeze(1) - torch.arange(length, device=history.device)
+        age = _ages(history, positions)
         seen = (age >= 0) & (history >= FIRST_ITEM)
         weights = self.repeat_age(age.clamp(0, length - 1)).squeeze(-1) * seen
         return weights, F.softplus(self.repeat_gate(states))
@@ -213,10 +220,7 @@ class SequenceModel(nn.Module):
                         positions: Tensor | None) -> tuple[Tensor, Tensor]:
         """Per state, each category's share of the history's items at or before its position
         (N, C), 0 for padding and unknown categories; and the state's gate (N, 1)."""
-        length = history.shape[1]
-        if positions is None:
-            positions = torch.full((history.shape[0],), length - 1, device=history.device)
-        age = positions.unsqueeze(1) - torch.arange(length, device=history.device)
+        age = _ages(history, positions)
         seen = ((age >= 0) & (history >= FIRST_ITEM) & (categories >= FIRST_ITEM)).float()
         counts = torch.zeros(history.shape[0], self.cfg.category_vocab_size,
                              device=history.device).scatter_add_(1, categories.long(), seen)
