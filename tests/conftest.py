@@ -107,6 +107,11 @@ def spark(data_root: str) -> SparkSession:
             "spark.databricks.delta.snapshotPartitions": "2",
             "spark.sql.sources.parallelPartitionDiscovery.parallelism": "4",
             "spark.ui.enabled": "false",
+            # the suite's batches are tiny: compiling generated code (Janino, and the class
+            # lookups it makes through the whole class path; a third of the JVM's samples)
+            # costs more than it saves (benchmarks/bench_codegen.py)
+            "spark.sql.codegen.wholeStage": "false",
+            "spark.sql.codegen.factoryMode": "NO_CODEGEN",
         },
     )
     yield session
