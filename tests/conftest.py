@@ -23,6 +23,16 @@ from clickscore.core.spark import DATABASES, get_spark
 # processes the tests start inherit it.
 os.environ["CLICKSCORE_DATA_DOCS"] = "off"
 
+# The suite's batches are tiny: compiling Spark's generated code (Janino, and the class lookups
+# it makes through the whole class path; a third of the JVM's samples) costs more than it
+# saves (benchmarks/bench_codegen.py). The test session runs interpreted, and so does every
+# Spark driver the tests start (PySpark adds $PYSPARK_SUBMIT_ARGS to the JVM it launches; the
+# cluster tests pass the same settings to spark-submit).
+TEST_SPARK_CONF = {"spark.sql.codegen.wholeStage": "false",
+                   "spark.sql.codegen.factoryMode": "NO_CODEGEN"}
+os.environ.setdefault("PYSPARK_SUBMIT_ARGS", " ".join(
+    f"--conf {k}={v}" for k, v in TEST_SPARK_CONF.items()) + " pyspark-shell")
+
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 REES46_FILE = SHARED_DATA / "rees46_multicategory_2019oct_head" / "2019-Oct_head17434.csv.gz"
 TAOBAO_FILE = SHARED_DATA / "taobao_userbehavior_subset" / "UserBehavior_subset110300.csv.gz"
@@ -107,11 +117,7 @@ def spark(data_root: str) -> SparkSession:
             "spark.databricks.delta.snapshotPartitions": "2",
             "spark.sql.sources.parallelPartitionDiscovery.parallelism": "4",
             "spark.ui.enabled": "false",
-            # the suite's batches are tiny: compiling generated code (Janino, and the class
-            # lookups it makes through the whole class path; a third of the JVM's samples)
-            # costs more than it saves (benchmarks/bench_codegen.py)
-            "spark.sql.codegen.wholeStage": "false",
-            "spark.sql.codegen.factoryMode": "NO_CODEGEN",
+            **TEST_SPARK_CONF,
         },
     )
     yield session

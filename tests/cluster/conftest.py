@@ -19,6 +19,8 @@ from pathlib import Path
 import pyspark
 import pytest
 
+from tests.conftest import TEST_SPARK_CONF
+
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 SPARK_HOME = Path(pyspark.__file__).parent
@@ -114,7 +116,7 @@ def submit(cluster: Cluster, job: str, args: list[str], data_root: Path, *,
            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """spark-submit jobs/<job>.py to the cluster with the packaged code."""
     settings = {"spark.executor.memory": "1g", "spark.driver.memory": "1g",
-                "spark.sql.shuffle.partitions": "4", **(conf or {})}
+                "spark.sql.shuffle.partitions": "4", **TEST_SPARK_CONF, **(conf or {})}
     command = [str(VENV_BIN / "spark-submit"), "--master", cluster.master_url,
                "--py-files", str(PY_FILES), "--jars", JARS,
                *[a for k, v in settings.items() for a in ("--conf", f"{k}={v}")],

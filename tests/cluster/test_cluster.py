@@ -23,6 +23,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from tests.cluster.conftest import GPU_CONF, JARS, PY_FILES, ROOT, VENV_BIN, submit
+from tests.conftest import TEST_SPARK_CONF
 from tests.dags.conftest import AIRFLOW_PYTHON, airflow_env
 from tests.integration import postgres as pg
 from tests.integration.test_real_data import taobao_sessions_in_duckdb
@@ -106,7 +107,8 @@ def test_every_stage_runs_on_a_standalone_cluster_and_the_daily_dag_through_airf
     # Airflow against the cluster: ingest -> sessionize -> features -> score -> export
     home = tmp_path / "airflow"
     properties = tmp_path / "spark-stages.conf"  # the daily stages' properties file
-    properties.write_text("".join(f"{k} {v}\n" for k, v in ONE_EXECUTOR.items()))
+    properties.write_text("".join(f"{k} {v}\n" for k, v in {**ONE_EXECUTOR,
+                                                             **TEST_SPARK_CONF}.items()))
     env = airflow_env(home, **{
         "PATH": f"{VENV_BIN}:{AIRFLOW_PYTHON.parent}:/usr/bin:/bin",
         "AIRFLOW_CONN_CLICKSCORE_SPARK": cluster.master_url,
