@@ -5,9 +5,10 @@ the size the test suite runs.
 
 Runs dated ingest and sessionize of `--days` generated days (the first day warms the JVM and
 is not counted) once per setting, each in a fresh process and data root: Spark's default
-(whole-stage code generation, compiled projections), whole-stage code generation off, and
-everything interpreted (`spark.sql.codegen.factoryMode=NO_CODEGEN`, the test session's
-setting, tests/conftest.py). Prints per setting the wall seconds and the JVM's CPU seconds
+(whole-stage code generation, compiled projections), whole-stage code generation off (every
+test JVM's setting, tests/conftest.py), and everything interpreted
+(`spark.sql.codegen.factoryMode=NO_CODEGEN`, which the tests cannot use: it breaks
+`spark.catalog.listTables`). Prints per setting the wall seconds and the JVM's CPU seconds
 of the counted runs, and their ratio to the default measured in the same invocation; writes
 benchmarks/out/codegen.json.
 """
