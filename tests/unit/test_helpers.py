@@ -30,3 +30,25 @@ def test_a_duplicate_row_and_other_columns_are_differences(spark):
         assert_same_rows(a, a.distinct())
     with pytest.raises(AssertionError, match="columns differ"):
         assert_same_rows(a, a.withColumnRenamed("n", "m"))
+
+
+def test_the_suite_splits_into_units_that_keep_what_they_share_together():
+    from tests.conftest import UNIT_ORDER, UNITS, test_group
+
+    groups = {nodeid: test_group(nodeid) for nodeid in (
+        "tests/cluster/test_cluster.py::test_every_stage",
+        "tests/integration/test_cli.py::test_the_demo_runs_every_stage_within_its_line_budget",
+        "tests/integration/test_report_and_notebooks.py::test_the_report_shows",
+        "tests/integration/test_cli.py::test_help_lists_the_stages_and_bad_arguments_exit_2",
+        "tests/integration/test_kills.py::test_a_run_killed",
+        "tests/dags/test_dag_integrity.py::test_the_folder_parses",
+        "tests/integration/test_scoring.py::test_scores_every_active_user",
+        "tests/integration/test_scoring.py::test_real_samples_score_every_user_of_the_day",
+        "tests/integration/test_features_real.py::test_taobao_training_examples",
+        "tests/integration/test_time_zones.py::test_every_stage",
+        "tests/unit/test_helpers.py::test_equal_multisets")}
+    assert list(groups.values()) == ["cluster", "demo", "demo", "cli", "kills", "dags",
+                                     "generated", "real", "real", "time-zones", "in-process"]
+    # every unit is handed out, the cluster (the longest) first
+    assert sorted(UNIT_ORDER) == sorted(["in-process", *(name for name, _ in UNITS)])
+    assert UNIT_ORDER[0] == "cluster"
