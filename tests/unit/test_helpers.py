@@ -47,7 +47,7 @@ def test_the_suite_splits_into_units_that_keep_what_they_share_together():
         "tests/integration/test_features_real.py::test_taobao_training_examples",
         "tests/integration/test_time_zones.py::test_every_stage",
         "tests/unit/test_helpers.py::test_equal_multisets")}
-    assert list(groups.values()) == ["cluster", "demo", "demo", "cli", "kills", "dags",
+    assert list(groups.values()) == ["cluster", "cluster", "cluster", "cli", "kills", "dags",
                                      "generated", "real", "real", "time-zones", "in-process"]
     # every unit is handed out, the cluster (the longest) first
     assert sorted(UNIT_ORDER) == sorted(["in-process", *(name for name, _ in UNITS)])
