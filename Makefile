@@ -62,8 +62,8 @@ demo: $(STAMP)
 notebooks: $(STAMP)
 	$(VENV)/bin/python notebooks/run.py --data-root $(DATA_ROOT)
 
-# Two test processes taking units of tests (the cluster and Airflow, the generated model, the
-# real samples, the demo, ...) longest first, each the next when it runs short (tests/conftest.py).
+# Two test processes taking units of tests (the cluster and Airflow with the demo, the generated
+# model, the real samples, ...) longest first, each the next when it runs short (tests/conftest.py).
 test: $(STAMP) $(AIRFLOW_STAMP) dist browser postgres
 	$(VENV)/bin/python -m pytest -n 2 --dist loadgroup --durations=30
 

@@ -39,49 +39,47 @@ REES46_FILE = SHARED_DATA / "rees46_multicategory_2019oct_head" / "2019-Oct_head
 TAOBAO_FILE = SHARED_DATA / "taobao_userbehavior_subset" / "UserBehavior_subset110300.csv.gz"
 
 
-# Units of work for `--dist loadgroup`. Each unit runs whole on one worker, so what its tests
-# share (a session-wide warehouse state, the demo's warehouse, a cluster) is built once; the
-# tests of different units share nothing but the Spark session, and each starts from a
-# warehouse of its own (`empty_warehouse` or a restored state). Two workers take the units in
-# `UNIT_ORDER`, longest first, each taking the next when it runs short: one long unit per
-# worker at first, then the shorter ones fill in. With two fixed halves (one Spark-bound,
-# one subprocess-bound) one worker ended 700+ s before the other.
+# Units of work for `--dist loadgroup`, in the order the two workers take them: longest first
+# (measured in full runs: the cluster 2,100-2,300 s and the demo with its readers ~1,200,
+# generated ~2,500, real ~1,900, days ~800, kills ~620, cli ~450, time zones ~400; the unit
+# tests, `in-process`, ~250, go last), each worker taking the next when it runs short. Each
+# unit runs whole on one worker, so what its tests share (a session-wide warehouse state, the
+# demo's warehouse, a cluster) is built once; tests of different units share nothing but the
+# Spark session, and each starts from a warehouse of its own (`empty_warehouse` or a restored
+# state). A test belongs to the unit of its longest matching prefix. With two fixed halves
+# (one Spark-bound, one subprocess-bound) one worker ended 700+ s before the other.
 UNITS = (
     # the cluster, then the demo's warehouse (the demo itself, its report page and the
     # notebooks read from it) in the same worker: the report test failed (in 7 s, cause not
-    # yet read) when the demo unit ran in a worker after the generated-model unit, and passed
-    # in every run where it followed the cluster test
+    # yet read) when the demo ran in a worker after the generated-model unit, and passed in
+    # every run where it followed the cluster test
     ("cluster", ("tests/cluster/", "tests/integration/test_cli.py::test_the_demo_runs",
                  "tests/integration/test_report_and_notebooks.py")),
-    ("kills", ("tests/integration/test_kills.py",)),
-    ("cli", ("tests/integration/test_cli.py",)),
-    ("dags", ("tests/dags/",)),
+    # the generated training examples and the model trained on them
+    ("generated", ("tests/integration/test_scoring.py",
+                   "tests/integration/test_training.py")),
     # the real samples' states (rees46_day, rees46_all, taobao_all)
     ("real", ("tests/integration/test_dq_gates.py", "tests/integration/test_features_real.py",
               "tests/integration/test_real_data.py", "tests/integration/test_invoke.py",
               "tests/integration/test_scoring.py::test_real_samples")),
-    # the generated training examples and the model trained on them
-    ("generated", ("tests/integration/test_scoring.py",
-                   "tests/integration/test_training.py")),
     ("days", ("tests/integration/test_bad_inputs.py", "tests/integration/test_delta_io.py",
               "tests/integration/test_generated_days.py", "tests/integration/test_sources.py",
               "tests/integration/test_staging.py")),
+    ("kills", ("tests/integration/test_kills.py",)),
+    ("cli", ("tests/integration/test_cli.py",)),
     ("time-zones", ("tests/integration/test_time_zones.py",)),
+    ("dags", ("tests/dags/",)),
 )
-# longest first (measured in full runs: cluster 2,100-2,300 s and the demo with its readers
-# ~1,200, generated ~2,500, real ~1,900, days ~800, kills ~620, cli ~450, time zones ~400,
-# the rest ~250)
-UNIT_ORDER = ("cluster", "generated", "real", "days", "kills", "cli", "time-zones",
-              "in-process", "dags")
+IN_PROCESS = "in-process"  # everything else: the unit tests, in the session's Spark
+RANK = {name: n for n, (name, _) in enumerate(UNITS)}  # IN_PROCESS ranks last
 
 
 def test_group(nodeid: str) -> str:
-    """The unit of work `nodeid` belongs to: one of `UNITS`, else `in-process` (the unit
-    tests, in the session's Spark)."""
-    for name, prefixes in UNITS:
-        if nodeid.startswith(prefixes):
-            return name
-    return "in-process"
+    """The unit `nodeid` belongs to: that of its longest matching prefix in `UNITS`, else
+    `IN_PROCESS`."""
+    matches = [(len(prefix), name) for name, prefixes in UNITS for prefix in prefixes
+               if nodeid.startswith(prefix)]
+    return max(matches)[1] if matches else IN_PROCESS
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -91,7 +89,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
-    """`--dist loadgroup` with the units above, handed out in `UNIT_ORDER`. xdist's own
+    """`--dist loadgroup` with the units above, handed out in their order. xdist's own
     loadgroup reads the group from a suffix its workers add to node ids, which pytest 9 no
     longer reports (measured: both workers built every state and ran the demo twice); this
     scheduler reads the group from the node id's path instead, and orders the queue (xdist
@@ -105,12 +103,9 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | 
             return test_group(nodeid)
 
         def _assign_work_unit(self, node: object) -> None:
-            if not getattr(self, "_ordered", False):  # once, before the first unit goes out
-                rank = {name: n for n, name in enumerate(UNIT_ORDER)}
-                queued = sorted(self.workqueue.items(), key=lambda kv: rank.get(kv[0], 99))
-                self.workqueue.clear()
-                self.workqueue.update(queued)
-                self._ordered = True
+            queued = sorted(self.workqueue.items(), key=lambda unit: RANK.get(unit[0], len(RANK)))
+            self.workqueue.clear()
+            self.workqueue.update(queued)
             super()._assign_work_unit(node)
 
     return Units(config, log)
