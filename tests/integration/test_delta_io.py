@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
+from clickscore.core import delta as delta_io
 from clickscore.core.contracts import table_schema
-from clickscore.core.delta import append, merge_insert_new, table_version
+from clickscore.core.delta import _latest_commit, append, merge_insert_new, table_version
 from clickscore.core.display import run_sql
 from clickscore.core.sql import SqlConfig
 from tests.conftest import utc
@@ -33,6 +35,13 @@ def test_an_empty_append_and_a_merge_with_nothing_new_report_nothing_written(emp
     more = spark.createDataFrame([("v1", "brand9", 9, 1, *window, 1)], schema.struct)
     inserted = merge_insert_new(spark, df.unionByName(more), "ml.brand_vocab")
     assert (inserted["numSourceRows"], inserted["numTargetRowsInserted"]) == (4, 1)
+    # read from the Delta log in the driver, as Delta's history(1) reports it (a MERGE's
+    # metrics too), and never Delta's history-reading fallback
+    latest = DeltaTable.forName(spark, "ml.brand_vocab").history(1).first()
+    assert _latest_commit(spark, "ml.brand_vocab", with_metrics=True) == (
+        latest.version, latest.operationMetrics)
+    assert table_version(spark, "ml.brand_vocab") == latest.version == version + 1
+    assert not delta_io._fell_back
 
 
 def test_the_runbooks_restore_through_clickscore_sql_brings_a_version_back(empty_warehouse,
