@@ -41,7 +41,7 @@ def test_an_empty_append_and_a_merge_with_nothing_new_report_nothing_written(emp
     assert _latest_commit(spark, "ml.brand_vocab", with_metrics=True) == (
         latest.version, latest.operationMetrics)
     assert table_version(spark, "ml.brand_vocab") == latest.version == version + 1
-    assert not delta_io._fell_back
+    assert delta_io._log_reads
 
 
 def test_the_runbooks_restore_through_clickscore_sql_brings_a_version_back(empty_warehouse,

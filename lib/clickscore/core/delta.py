@@ -65,27 +65,28 @@ def _latest_commit(spark: SparkSession, table: str, *,
     through Delta's own classes (`DeltaLog.update`, `DeltaHistoryManager.getCommitInfoOpt`).
     `DeltaTable.history(1)` gives the same but runs a Spark job over the commit files each
     time (0.15-0.3 s; the stage runs ask several times per run). Where those classes are not
-    reachable (another Delta release), it falls back to `history(1)`."""
-    try:
-        jvm = spark.sparkContext._jvm
-        assert jvm is not None
-        delta_log = DeltaTable.forName(spark, table)._jdt.deltaLog()
-        snapshot = delta_log.update(False, getattr(delta_log, "update$default$2")(),
-                                    getattr(delta_log, "update$default$3")())
-        version = int(snapshot.version())
-        if not with_metrics:
-            return version, {}
-        commit = jvm.org.apache.spark.sql.delta.DeltaHistoryManager.getCommitInfoOpt(
-            delta_log.store(), jvm.org.apache.spark.sql.delta.util.FileNames.unsafeDeltaFile(
-                delta_log.logPath(), version), delta_log.newDeltaHadoopConf())
-        found = commit.get().operationMetrics() if commit.isDefined() else None
-        metrics = (dict(jvm.scala.jdk.javaapi.CollectionConverters.asJava(found.get()))
-                   if found is not None and found.isDefined() else {})
-        return version, metrics
-    except Py4JError as exc:
-        if not _fell_back:
+    reachable (another Delta release), it falls back to `history(1)` for the rest of the
+    process."""
+    global _log_reads
+    if _log_reads:
+        try:
+            delta_log = DeltaTable.forName(spark, table)._jdt.deltaLog()
+            snapshot = delta_log.update(False, getattr(delta_log, "update$default$2")(),
+                                        getattr(delta_log, "update$default$3")())
+            version = int(snapshot.version())
+            if not with_metrics:
+                return version, {}
+            jvm = spark.sparkContext._jvm
+            assert jvm is not None
+            commit = jvm.org.apache.spark.sql.delta.DeltaHistoryManager.getCommitInfoOpt(
+                delta_log.store(), jvm.org.apache.spark.sql.delta.util.FileNames
+                .unsafeDeltaFile(delta_log.logPath(), version), delta_log.newDeltaHadoopConf())
+            found = commit.get().operationMetrics() if commit.isDefined() else None
+            return version, (dict(jvm.scala.jdk.javaapi.CollectionConverters.asJava(found.get()))
+                             if found is not None and found.isDefined() else {})
+        except Py4JError as exc:
             log.debug("Delta log classes not reachable (%s); reading history(1)", exc)
-            _fell_back.append(True)
+            _log_reads = False
     row = DeltaTable.forName(spark, table).history(1).select(
         "version", "operationMetrics").first()  # one read of the log for both
     if row is None:
@@ -93,7 +94,7 @@ def _latest_commit(spark: SparkSession, table: str, *,
     return int(row[0]), dict(row[1] or {})
 
 
-_fell_back: list[bool] = []
+_log_reads = True  # False once Delta's log classes were found unreachable in this process
 
 
 def _own_metrics(spark: SparkSession, table: str, before: int,
