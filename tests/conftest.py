@@ -30,7 +30,22 @@ os.environ["CLICKSCORE_DATA_DOCS"] = "off"
 # JVM it launches; the cluster tests pass the same setting to spark-submit). Interpreting the
 # projections too (`spark.sql.codegen.factoryMode=NO_CODEGEN`) saves a little more but breaks
 # `spark.catalog.listTables` (EXPRESSION_DECODING_FAILED), so they stay compiled.
-TEST_SPARK_CONF = {"spark.sql.codegen.wholeStage": "false"}
+#
+# The short-lived JVMs the tests start (a CLI command's process, spark-submit's drivers, the
+# standalone cluster's daemons and executors) run with the JIT's C1 compiler only: in a
+# JVM's first minute or two the C2 compiler thread is its busiest (75 of 202 CPU-s of a
+# 2-minute run), and C1 alone cut an ingest and a sessionize in two fresh CLI processes from
+# 165 to 109 CPU-s and from 98 to 87 s (benchmarks/bench_jit.py). Longer processes keep C2:
+# the demo (4 minutes) ran slower with C1 alone (266 s against 217), and so did the test
+# session's own JVM. On this 2-core machine the CPU-seconds saved go to the other test worker.
+SHORT_JVM_OPTIONS = "-XX:TieredStopAtLevel=1"
+# spark-submit adds $SPARK_SUBMIT_OPTS to the driver JVM it launches (PySpark's too), and
+# spark-class $SPARK_DAEMON_JAVA_OPTS to a standalone master's or worker's
+SHORT_JVM_ENV = {"SPARK_SUBMIT_OPTS": SHORT_JVM_OPTIONS,
+                 "SPARK_DAEMON_JAVA_OPTS": SHORT_JVM_OPTIONS}
+TEST_SPARK_CONF = {"spark.sql.codegen.wholeStage": "false",
+                   # executors exist on the cluster only (a local executor is the driver)
+                   "spark.executor.extraJavaOptions": SHORT_JVM_OPTIONS}
 os.environ.setdefault("PYSPARK_SUBMIT_ARGS", " ".join(
     f"--conf {k}={v}" for k, v in TEST_SPARK_CONF.items()) + " pyspark-shell")
 

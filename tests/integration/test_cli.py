@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from clickscore import registry
+from tests.conftest import SHORT_JVM_ENV
 from tests.integration.helpers import CLI, run_cli
 
 pytestmark = pytest.mark.integration
@@ -39,7 +40,7 @@ def test_spark_submit_keeps_the_submitters_master_and_conf_and_a_later_process_r
     (one job's JVM serves both proofs)."""
     spark_submit = Path(sys.executable).parent / "spark-submit"
     root = tmp_path / "submitted"
-    env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, **SHORT_JVM_ENV}
     result = subprocess.run(
         [str(spark_submit), "--master", "local[1]", "--driver-memory", "1g",
          "--packages", "io.delta:delta-spark_2.13:4.0.1",
@@ -127,7 +128,8 @@ def test_a_second_process_on_a_busy_data_root_waits_then_fails_in_one_line(tmp_p
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         busy = subprocess.run([*CLI, "sql", "SELECT 41 + 1 AS answer", "--data-root", str(root)],
                               capture_output=True, text=True, timeout=300, check=False,
-                              env={**os.environ, "CLICKSCORE_CATALOG_WAIT_S": "3"})
+                              env={**os.environ, "CLICKSCORE_CATALOG_WAIT_S": "3",
+                                   **SHORT_JVM_ENV})
         assert busy.returncode == 1
         lines = (busy.stdout + busy.stderr).strip().splitlines()
         assert len(lines) == 2, lines
@@ -149,7 +151,8 @@ def test_with_a_shared_metastore_analysts_query_while_a_job_runs(spark, tmp_path
     from tests.integration import postgres as pg
 
     root = tmp_path / "shared"
-    env = {**os.environ, "CLICKSCORE_DRIVER_MEMORY": "1g", "CLICKSCORE_SPARK_MASTER": "local[1]",
+    env = {**os.environ, **SHORT_JVM_ENV, "CLICKSCORE_DRIVER_MEMORY": "1g",
+           "CLICKSCORE_SPARK_MASTER": "local[1]",
            "CLICKSCORE_METASTORE_URL": pg.create_database(postgres, "metastore"),
            "CLICKSCORE_METASTORE_USER": pg.USER, "CLICKSCORE_METASTORE_PASSWORD": pg.PASSWORD}
 

@@ -1,0 +1,74 @@
+"""The JIT in short-lived JVMs: an ingest and a sessionize of one generated day, each in a fresh
+`clickscore` process (its own driver JVM, as a CLI test, an Airflow task or a spark-submit
+has), with the JVM's default tiered compilation (C1 then C2) and with the C1 compiler only
+(`-XX:TieredStopAtLevel=1`, given through `$SPARK_SUBMIT_OPTS`), alternated round by round.
+
+    python benchmarks/bench_jit.py [--rounds 2] [--users 500]
+
+Prints each setting's wall seconds and the CPU-seconds the whole machine spent meanwhile (busy
+time from /proc/stat: the JVM is not a waited-for child of the process that starts it, so its
+CPU time never reaches this process's `getrusage`). Run it on a quiet machine; the default
+setting is the reference. On 2 cores CPU-seconds are what a second test worker competes for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CLI = [sys.executable, "-m", "clickscore.cli"]
+SETTINGS = {"default (C1 + C2)": "", "C1 only": "-XX:TieredStopAtLevel=1"}
+DAY = "2019-10-01"
+
+
+def busy_seconds() -> float:
+    """CPU-seconds the whole machine has been busy (every core; idle and iowait excluded)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def stage_runs(landing: Path, options: str) -> None:
+    root = tempfile.mkdtemp(prefix="bench-jit-root-")
+    env = {**os.environ, "SPARK_SUBMIT_OPTS": options, "CLICKSCORE_DATA_DOCS": "off"}
+    for argv in (["ingest", "--source", "rees46", "--input",
+                  str(landing / f"events-{DAY}.csv.gz"), "--run-date", DAY],
+                 ["sessionize", "--run-date", DAY]):
+        done = subprocess.run([*CLI, *argv, "--data-root", root], env=env, text=True,
+                              capture_output=True, check=False)
+        if done.returncode:
+            sys.exit(f"{argv[0]} failed:\n{done.stderr[-3000:]}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--users", type=int, default=500)
+    args = parser.parse_args()
+    landing = Path(tempfile.mkdtemp(prefix="bench-jit-landing-"))
+    subprocess.run([*CLI, "generate", "--output", str(landing), "--days", "1",
+                    "--users", str(args.users)], check=True, capture_output=True)
+    totals = {name: [0.0, 0.0] for name in SETTINGS}
+    for n in range(args.rounds):
+        for name, options in (SETTINGS.items() if n % 2 == 0 else
+                              reversed(SETTINGS.items())):
+            cpu, wall = busy_seconds(), time.perf_counter()
+            stage_runs(landing, options)
+            wall, cpu = time.perf_counter() - wall, busy_seconds() - cpu
+            totals[name][0] += wall
+            totals[name][1] += cpu
+            print(f"round {n + 1} {name:18s} wall {wall:6.1f} s  machine CPU {cpu:6.1f} s",
+                  flush=True)
+    (ref_wall, ref_cpu) = totals[next(iter(SETTINGS))]
+    for name, (wall, cpu) in totals.items():
+        print(f"{name:18s} per round: wall {wall / args.rounds:6.1f} s ({wall / ref_wall:.2f}x)"
+              f"  machine CPU {cpu / args.rounds:6.1f} s ({cpu / ref_cpu:.2f}x)")
+
+
+if __name__ == "__main__":
+    main()
