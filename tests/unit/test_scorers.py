@@ -17,7 +17,9 @@ from clickscore.model.metrics import (
     Estimate,
     auc,
     auc_estimate,
+    average_precision,
     compare,
+    estimate,
     expected_calibration_error,
     mean_estimate,
 )
@@ -38,6 +40,43 @@ def test_a_mean_of_two_users_has_the_interval_worked_out_by_hand():
     wide = auc_estimate(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1]))
     assert wide.low < 0.75 < wide.high or wide.low <= 0.75 <= wide.high
     assert format(Estimate(0.5, 0.25, 0.75, 2)) == "0.5000 [0.2500, 0.7500]"
+
+
+def test_pr_auc_and_calibration_error_over_many_resamples_at_once_equal_each_one_alone():
+    """PR-AUC and ECE compute along an axis (every bootstrap resample in one call): each row
+    equals scikit-learn's average_precision_score and the ECE of that row alone, with ties
+    (a tied run of probabilities is one threshold) and a resample of one class (NaN)."""
+    from sklearn.metrics import average_precision_score
+
+    rng = np.random.default_rng(3)
+    p = np.round(rng.random((40, 30)), 1)  # rounded: many ties
+    labels = (rng.random((40, 30)) < p).astype(float)
+    labels[0] = 0.0  # no positive: undefined
+    labels[1] = 1.0  # no negative: undefined
+    together = average_precision(p, labels)
+    assert np.isnan(together[:2]).all()
+    assert together[2:] == pytest.approx([average_precision_score(y, q)
+                                          for q, y in zip(p[2:], labels[2:], strict=True)])
+    # scikit-learn's own example
+    assert average_precision(np.array([0.1, 0.4, 0.35, 0.8]),
+                             np.array([0, 0, 1, 1])) == pytest.approx(0.8333333)
+
+    def ece_alone(q: np.ndarray, y: np.ndarray) -> float:  # the definition, bin by bin
+        which = np.minimum((q * 10).astype(int), 9)
+        return sum((which == b).mean() * abs(y[which == b].mean() - q[which == b].mean())
+                   for b in range(10) if (which == b).any())
+
+    assert expected_calibration_error(p, labels) == pytest.approx(
+        [ece_alone(q, y) for q, y in zip(p, labels, strict=True)])
+    # the interval is that of the same resamples taken one at a time
+    q, y = p.ravel(), labels.ravel()
+    got = estimate(average_precision, q, y, resamples=300, seed=5)
+    draws = np.random.default_rng(5).integers(0, len(q), size=(100, len(q)))
+    alone = [average_precision_score(y[row], q[row]) for row in draws]
+    first = estimate(average_precision, q, y, resamples=100, seed=5)
+    assert (first.low, first.high) == pytest.approx(tuple(np.percentile(alone, [2.5, 97.5])))
+    assert got.value == pytest.approx(average_precision_score(y, q))
+    assert got.low < got.value < got.high and got.n == len(q)
 
 
 def test_a_difference_inside_the_interval_is_a_tie_and_outside_it_a_win():

@@ -102,18 +102,46 @@ def all_targets_hits(top: Tensor, targets: Tensor, k: int = 20) -> dict[str, Ten
 
 
 def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray,
-                               bins: int = 10) -> float:
+                               bins: int = 10, axis: int = -1) -> Any:
     """Mean |observed rate - mean predicted probability| over equal-width probability bins,
-    weighted by the share of predictions in each bin."""
+    weighted by the share of predictions in each bin; along an axis, so that many bootstrap
+    resamples are computed at once. A bin's term, its share times the gap of its means, is
+    |sum of labels - sum of probabilities| in the bin over all rows."""
     probabilities = np.asarray(probabilities, dtype=float)
     labels = np.asarray(labels, dtype=float)
     which = np.minimum((probabilities * bins).astype(int), bins - 1)
-    error = 0.0
+    error = np.zeros(np.delete(probabilities.shape, axis if axis >= 0 else
+                               probabilities.ndim + axis))
     for b in range(bins):
         in_bin = which == b
-        if in_bin.any():
-            error += in_bin.mean() * abs(labels[in_bin].mean() - probabilities[in_bin].mean())
-    return float(error)
+        error = error + np.abs((labels * in_bin).sum(axis=axis)
+                               - (probabilities * in_bin).sum(axis=axis))
+    n = probabilities.shape[axis]
+    return error / n if n else np.full_like(error, np.nan)
+
+
+def average_precision(probabilities: np.ndarray, labels: np.ndarray, axis: int = -1) -> Any:
+    """PR-AUC as scikit-learn's average_precision_score computes it (the sum over distinct
+    thresholds, highest first, of the gain in recall times the precision there; tied
+    probabilities form one threshold), along an axis so that many bootstrap resamples are
+    computed at once; NaN where one class is missing."""
+    p = np.moveaxis(np.asarray(probabilities, dtype=float), axis, -1)
+    y = np.moveaxis(np.asarray(labels, dtype=float), axis, -1)
+    order = np.argsort(-p, axis=-1, kind="stable")
+    p, y = np.take_along_axis(p, order, -1), np.take_along_axis(y, order, -1)
+    true_positives = np.cumsum(y, axis=-1)
+    # the last row of each run of tied probabilities: where a threshold ends
+    ends = np.ones(p.shape, dtype=bool)
+    ends[..., :-1] = p[..., :-1] != p[..., 1:]
+    at_ends = np.where(ends, true_positives, 0.0)
+    before = np.maximum.accumulate(at_ends, axis=-1)  # true positives at the latest end
+    before = np.concatenate([np.zeros(p.shape[:-1] + (1,)), before[..., :-1]], axis=-1)
+    precision = true_positives / np.arange(1, p.shape[-1] + 1)
+    positives = true_positives[..., -1] if p.shape[-1] else np.zeros(p.shape[:-1])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        value = (np.where(ends, true_positives - before, 0.0) * precision).sum(axis=-1) / (
+            positives)
+    return np.where((positives > 0) & (positives < p.shape[-1]), value, np.nan)
 
 
 def reliability_curve(probabilities: np.ndarray, labels: np.ndarray, bins: int = 10
@@ -231,23 +259,16 @@ def auc_estimate(p: np.ndarray, labels: np.ndarray, *, resamples: int = 1000,
     return Estimate(value, low, high, len(labels))
 
 
-def estimate(statistic: Any, *data: np.ndarray, resamples: int = 200, seed: int = 0
+def estimate(statistic: Any, *data: np.ndarray, resamples: int = 1000, seed: int = 0
              ) -> Estimate:
-    """Any statistic of paired rows (`statistic(*arrays) -> float`, for example
-    scikit-learn's average_precision_score) with its percentile bootstrap interval, one
-    resample at a time: for the statistics that do not vectorize."""
+    """A statistic of paired rows that computes along an axis (`statistic(*arrays, axis=-1)`,
+    NaN where undefined: `average_precision`, `expected_calibration_error`) with its
+    percentile bootstrap interval over rows."""
     arrays = tuple(np.asarray(d, dtype=float) for d in data)
-
-    def one(*columns: np.ndarray, axis: int = -1) -> float:
-        try:
-            return float(statistic(*columns))
-        except ValueError:  # a resample with one class only
-            return float("nan")
-
-    value = one(*arrays) if len(arrays[0]) else float("nan")
+    value = float(statistic(*arrays, axis=-1)) if len(arrays[0]) else float("nan")
     if value != value:
         return Estimate(value, value, value, len(arrays[0]))
-    low, high = _interval(one, arrays, resamples, seed, vectorized=False)
+    low, high = _interval(statistic, arrays, resamples, seed)
     return Estimate(value, low, high, len(arrays[0]))
 
 
