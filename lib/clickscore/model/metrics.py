@@ -110,14 +110,10 @@ def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray,
     probabilities = np.asarray(probabilities, dtype=float)
     labels = np.asarray(labels, dtype=float)
     which = np.minimum((probabilities * bins).astype(int), bins - 1)
-    error = np.zeros(np.delete(probabilities.shape, axis if axis >= 0 else
-                               probabilities.ndim + axis))
-    for b in range(bins):
-        in_bin = which == b
-        error = error + np.abs((labels * in_bin).sum(axis=axis)
-                               - (probabilities * in_bin).sum(axis=axis))
-    n = probabilities.shape[axis]
-    return error / n if n else np.full_like(error, np.nan)
+    gaps = sum(np.abs((labels * in_bin).sum(axis=axis) - (probabilities * in_bin).sum(axis=axis))
+               for in_bin in (which == b for b in range(bins)))
+    with np.errstate(invalid="ignore"):  # no rows: NaN
+        return gaps / probabilities.shape[axis]
 
 
 def average_precision(probabilities: np.ndarray, labels: np.ndarray, axis: int = -1) -> Any:
@@ -192,11 +188,11 @@ class Estimate:
                    int(values["n"]))
 
 
-def _interval(statistic: Any, data: tuple[np.ndarray, ...], resamples: int, seed: int,
-              vectorized: bool = True) -> tuple[float, float]:
+def _interval(statistic: Any, data: tuple[np.ndarray, ...], resamples: int, seed: int
+              ) -> tuple[float, float]:
     """The percentile bootstrap interval of `statistic` over paired rows: `resamples` draws
     of the rows with replacement (in batches of 100, so memory stays small), the statistic of
-    each (vectorized along the last axis, or one draw at a time), and the 2.5th and 97.5th
+    each (computed along the last axis, a batch at once), and the 2.5th and 97.5th
     percentiles of those that are defined (a draw of one class only has no ROC-AUC: it is
     left out, where scipy.stats.bootstrap would return NaN for the whole interval)."""
     n = len(data[0])
@@ -207,11 +203,7 @@ def _interval(statistic: Any, data: tuple[np.ndarray, ...], resamples: int, seed
     draws: list[np.ndarray] = []
     for start in range(0, resamples, 100):
         index = rng.integers(0, n, size=(min(100, resamples - start), n))
-        if vectorized:
-            draws.append(np.asarray(statistic(*(d[index] for d in data), axis=-1), float))
-        else:
-            draws.append(np.array([statistic(*(d[row] for d in data)) for row in index],
-                                  dtype=float))
+        draws.append(np.asarray(statistic(*(d[index] for d in data), axis=-1), float))
     values = np.concatenate(draws)
     values = values[~np.isnan(values)]
     if not len(values):

@@ -158,7 +158,7 @@ def propensity_metrics(p: np.ndarray, labels: np.ndarray, *, raw: np.ndarray | N
     """ROC-AUC, PR-AUC, log loss and ECE of probabilities `p` (and ECE of `raw`, the
     probabilities before calibration), each with its bootstrap interval."""
     labels = np.asarray(labels, dtype=float)
-    # PR-AUC and ECE sort or bin every resample (n log n each): a fifth of the resamples
+    # PR-AUC sorts and ECE bins every resample: a fifth of the resamples
     small = max(100, resamples // 5)
     losses = -(labels * np.log(p) + (1 - labels) * np.log(1 - p))
     out = {"roc_auc": auc_estimate(p, labels, resamples=resamples, seed=seed),
