@@ -35,6 +35,11 @@ log = logging.getLogger(__name__)
 # Written by setup (`python -m clickscore.core.spark --fetch-jars`) into the environment.
 JARS_RECORD = Path(sys.prefix) / "clickscore-spark-jars.txt"
 LOG4J2_CONFIG = Path(__file__).with_name("log4j2.properties")
+# Written by setup (`python -m clickscore.core.spark --class-archive`) into the environment: a
+# class-data archive of the classes a Spark driver loads, which later JVMs map instead of
+# parsing and verifying them again (`class_archive_options`).
+CLASS_ARCHIVE = Path(sys.prefix) / "clickscore-spark.jsa"
+CLASS_ARCHIVE_ENV = "CLICKSCORE_CLASS_ARCHIVE"  # "off": start without it
 
 DATABASES = ("bronze", "silver", "gold", "quarantine", "ops", "ml")
 # The warehouse export's JDBC driver (Maven Central), fetched by setup with the Delta jars.
@@ -68,13 +73,19 @@ def local_defaults(data_root: str, *, ui: bool = False) -> dict[str, str]:
         "spark.sql.adaptive.enabled": "true",
         # Delta rebuilds table state with 50 tasks by default: far too many for small tables.
         "spark.databricks.delta.snapshotPartitions": str(max(2, cores)),
+        # Spark keeps 100 compiled expression classes by default; a stage run's queries (its
+        # own, Delta's log replay and commits, GX's metrics, the run record) need more, so a
+        # process running several stages recompiled the same classes with Janino and the JIT
+        # compiled them again (9,984 classes unloaded in one scoring test; 2,000 entries: 139,
+        # and 0.7x the JVM's CPU; benchmarks/README.md). A static setting: set at launch.
+        "spark.sql.codegen.cache.maxEntries": "2000",
         "spark.ui.enabled": "true" if ui else "false",
         "spark.ui.showConsoleProgress": "false",
         # executors' Python workers convert timestamps in their process's time zone too
         "spark.executorEnv.TZ": "UTC",
     }
     java_options = [f"-Dlog4j2.configurationFile={LOG4J2_CONFIG.as_uri()}",
-                    "-Duser.timezone=UTC"]
+                    "-Duser.timezone=UTC", *class_archive_options()]
     shared = os.environ.get(METASTORE_URL_ENV)
     if shared:
         conf.update(shared_metastore(shared))
@@ -86,6 +97,16 @@ def local_defaults(data_root: str, *, ui: bool = False) -> dict[str, str]:
         java_options.insert(0, f"\"-Dderby.system.home={data_root}\"")
     conf["spark.driver.extraJavaOptions"] = " ".join(java_options)
     return conf
+
+
+def class_archive_options() -> list[str]:
+    """JVM options that start a JVM from setup's class-data archive (AppCDS), when there is
+    one. The JVM checks the archive against its own build and class path and ignores one
+    that does not match (another JDK, other jars); quietly, so a stale archive costs the
+    start-up time it would have saved and prints nothing."""
+    if os.environ.get(CLASS_ARCHIVE_ENV) == "off" or not CLASS_ARCHIVE.exists():
+        return []
+    return [f"-XX:SharedArchiveFile={CLASS_ARCHIVE}", "-Xlog:cds=off", "-Xlog:cds+dynamic=off"]
 
 
 def shared_metastore(url: str) -> dict[str, str]:
@@ -268,8 +289,49 @@ def _fetch_jars() -> None:
              spark.version)
 
 
+def _dump_class_archive() -> None:
+    """Write `CLASS_ARCHIVE`: a local session does what every stage does (Delta writes,
+    reads, a merge, the table's history, the catalog), then `jcmd VM.cds dynamic_dump` saves
+    the classes its JVM loaded from the JDK and Spark's jars (the Delta jars come through
+    Spark's own class loader, which JDK 17 does not archive). Skipped, saying why, where the
+    JDK has no `jcmd`: the archive only saves start-up time."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    java = shutil.which("java", path=os.path.join(os.environ["JAVA_HOME"], "bin")
+                        ) if os.environ.get("JAVA_HOME") else shutil.which("java")
+    jcmd = Path(os.path.realpath(java)).with_name("jcmd") if java else None
+    if jcmd is None or not jcmd.exists():
+        log.warning("no jcmd beside %s: no class-data archive (JVMs start without one)", java)
+        return
+    CLASS_ARCHIVE.unlink(missing_ok=True)  # this JVM must load its classes, not map them
+    os.environ["SPARK_SUBMIT_OPTS"] = " ".join(
+        [os.environ.get("SPARK_SUBMIT_OPTS", ""), "-XX:+RecordDynamicDumpInfo"]).strip()
+    with tempfile.TemporaryDirectory() as root:
+        spark = get_spark(root, app_name="clickscore-setup", conf={"spark.master": "local[1]"})
+        table = "ops.class_archive_probe"
+        spark.range(100).selectExpr("id", "id % 7 AS k", "current_timestamp() AS ts") \
+            .write.format("delta").mode("overwrite").saveAsTable(table)
+        spark.sql(f"MERGE INTO {table} t USING (SELECT 1L AS id, 3L AS k) s ON t.id = s.id "
+                  "WHEN MATCHED THEN UPDATE SET t.k = s.k")
+        spark.sql(f"SELECT k, count(*) AS n FROM {table} GROUP BY k ORDER BY k").collect()
+        spark.sql(f"DESCRIBE HISTORY {table}").collect()
+        spark.catalog.listTables("ops")
+        pid = spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid()  # type: ignore[union-attr]
+        done = subprocess.run([str(jcmd), str(pid), "VM.cds", "dynamic_dump",
+                               str(CLASS_ARCHIVE)], capture_output=True, text=True, check=False)
+        spark.stop()
+    if done.returncode or not CLASS_ARCHIVE.exists():
+        log.warning("no class-data archive: %s", (done.stdout + done.stderr)[-500:])
+        return
+    log.info("class-data archive written: %s (%.0f MB)", CLASS_ARCHIVE,
+             CLASS_ARCHIVE.stat().st_size / 1e6)
+
+
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO)
-    if sys.argv[1:] != ["--fetch-jars"]:
-        sys.exit("usage: python -m clickscore.core.spark --fetch-jars")
-    _fetch_jars()
+    commands = {"--fetch-jars": _fetch_jars, "--class-archive": _dump_class_archive}
+    if len(sys.argv) != 2 or sys.argv[1] not in commands:
+        sys.exit("usage: python -m clickscore.core.spark --fetch-jars | --class-archive")
+    commands[sys.argv[1]]()
