@@ -11,7 +11,8 @@ DATA_ROOT ?= .clickscore
 
 # Creates the venv, installs the locked dependencies (torch, petastorm, Spark, Delta, GX...)
 # with uv, fetches the Delta jars from Maven Central once into the Ivy cache, and the Data Docs
-# front-end files from the npm registry once into the venv (so Data Docs render offline).
+# front-end files from the npm registry once into the venv (so Data Docs render offline), and
+# writes a class-data archive that later Spark JVMs start from.
 $(STAMP): pyproject.toml uv.lock
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
@@ -19,6 +20,9 @@ $(STAMP): pyproject.toml uv.lock
 	@echo "fetching the Delta jars (Maven Central) and the Data Docs assets (npm registry)"
 	@$(VENV)/bin/python -m clickscore.core.spark --fetch-jars > $(VENV)/setup.log 2>&1 && \
 	  $(VENV)/bin/python -m clickscore.dq.docs_assets --fetch >> $(VENV)/setup.log 2>&1 || \
+	  { tail -n 40 $(VENV)/setup.log; exit 1; }
+	@echo "writing the JVMs' class-data archive (clickscore.core.spark.CLASS_ARCHIVE)"
+	@$(VENV)/bin/python -m clickscore.core.spark --class-archive >> $(VENV)/setup.log 2>&1 || \
 	  { tail -n 40 $(VENV)/setup.log; exit 1; }
 	touch $(STAMP)
 

@@ -1,7 +1,9 @@
-"""The JIT in short-lived JVMs: an ingest and a sessionize of one generated day, each in a fresh
-`clickscore` process (its own driver JVM, as a CLI test, an Airflow task or a spark-submit
-has), with the JVM's default tiered compilation (C1 then C2) and with the C1 compiler only
-(`-XX:TieredStopAtLevel=1`, given through `$SPARK_SUBMIT_OPTS`), alternated round by round.
+"""The JIT and class loading in short-lived JVMs: an ingest and a sessionize of one generated
+day, each in a fresh `clickscore` process (its own driver JVM, as a CLI test, an Airflow task
+or a spark-submit has), with the JVM's default tiered compilation (C1 then C2), with the C1
+compiler only (`-XX:TieredStopAtLevel=1`, given through `$SPARK_SUBMIT_OPTS`), and with C1
+only and setup's class-data archive (`clickscore.core.spark.CLASS_ARCHIVE`; the other two
+start without it), alternated round by round.
 
     python benchmarks/bench_jit.py [--rounds 2] [--users 500]
 
@@ -22,7 +24,10 @@ import time
 from pathlib import Path
 
 CLI = [sys.executable, "-m", "clickscore.cli"]
-SETTINGS = {"default (C1 + C2)": "", "C1 only": "-XX:TieredStopAtLevel=1"}
+ARCHIVE_OFF = {"CLICKSCORE_CLASS_ARCHIVE": "off"}
+SETTINGS = {"default (C1 + C2)": ("", ARCHIVE_OFF),
+            "C1 only": ("-XX:TieredStopAtLevel=1", ARCHIVE_OFF),
+            "C1 + class archive": ("-XX:TieredStopAtLevel=1", {})}
 DAY = "2019-10-01"
 
 
@@ -33,9 +38,9 @@ def busy_seconds() -> float:
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
-def stage_runs(landing: Path, options: str) -> None:
+def stage_runs(landing: Path, options: str, extra: dict[str, str]) -> None:
     root = tempfile.mkdtemp(prefix="bench-jit-root-")
-    env = {**os.environ, "SPARK_SUBMIT_OPTS": options, "CLICKSCORE_DATA_DOCS": "off"}
+    env = {**os.environ, "SPARK_SUBMIT_OPTS": options, "CLICKSCORE_DATA_DOCS": "off", **extra}
     for argv in (["ingest", "--source", "rees46", "--input",
                   str(landing / f"events-{DAY}.csv.gz"), "--run-date", DAY],
                  ["sessionize", "--run-date", DAY]):
@@ -55,10 +60,10 @@ def main() -> None:
                     "--users", str(args.users)], check=True, capture_output=True)
     totals = {name: [0.0, 0.0] for name in SETTINGS}
     for n in range(args.rounds):
-        for name, options in (SETTINGS.items() if n % 2 == 0 else
-                              reversed(SETTINGS.items())):
+        for name, (options, extra) in (SETTINGS.items() if n % 2 == 0 else
+                                       reversed(SETTINGS.items())):
             cpu, wall = busy_seconds(), time.perf_counter()
-            stage_runs(landing, options)
+            stage_runs(landing, options, extra)
             wall, cpu = time.perf_counter() - wall, busy_seconds() - cpu
             totals[name][0] += wall
             totals[name][1] += cpu

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
-from clickscore.core.spark import DATABASES, get_spark
+from clickscore.core.spark import DATABASES, class_archive_options, get_spark
 
 # The suite renders Data Docs only in the tests that look at them (they set it back on);
 # processes the tests start inherit it.
@@ -38,7 +38,16 @@ os.environ["CLICKSCORE_DATA_DOCS"] = "off"
 # 165 to 109 CPU-s and from 98 to 87 s (benchmarks/bench_jit.py). Longer processes keep C2:
 # the demo (4 minutes) ran slower with C1 alone (266 s against 217), and so did the test
 # session's own JVM. On this 2-core machine the CPU-seconds saved go to the other test worker.
-SHORT_JVM_OPTIONS = "-XX:TieredStopAtLevel=1"
+#
+# They also start from setup's class-data archive (`clickscore.core.spark.CLASS_ARCHIVE`),
+# which a local session's driver gets from `local_defaults`; spark-submit's drivers and the
+# cluster's JVMs get it here.
+#
+# With C1 only the JVM reserves 48 MB for compiled code (240 MB with C2): a sessionize filled
+# it in 24 s, and the JVM went on interpreting ("CodeCache is full. Compiler has been
+# disabled"). They get the 240 MB a default JVM has.
+SHORT_JVM_OPTIONS = " ".join(["-XX:TieredStopAtLevel=1", "-XX:ReservedCodeCacheSize=240m",
+                              *class_archive_options()])
 # spark-submit adds $SPARK_SUBMIT_OPTS to the driver JVM it launches (PySpark's too), and
 # spark-class $SPARK_DAEMON_JAVA_OPTS to a standalone master's or worker's
 SHORT_JVM_ENV = {"SPARK_SUBMIT_OPTS": SHORT_JVM_OPTIONS,

@@ -156,3 +156,30 @@ def test_every_column_comment_fits_the_metastore():
     too_long = [f"{t}.{c.name}: {len(c.comment)}" for t in tables
                 for c in table_schema(t).columns if len(c.comment.encode()) > 256]
     assert not too_long, too_long
+
+
+def test_spark_jvms_start_from_the_class_archive_and_a_stale_one_is_ignored_silently(
+        tmp_path, monkeypatch):
+    """`local_defaults` gives the driver setup's class-data archive where there is one; a JVM
+    given an archive that is not one (another JDK's, or damaged) starts all the same and says
+    nothing, so no command's output changes; `CLICKSCORE_CLASS_ARCHIVE=off` leaves it out."""
+    from clickscore.core import spark as core_spark
+
+    archive = tmp_path / "clickscore-spark.jsa"
+    monkeypatch.setattr(core_spark, "CLASS_ARCHIVE", archive)
+    assert core_spark.class_archive_options() == []
+    archive.write_bytes(os.urandom(64 * 1024))
+    options = core_spark.class_archive_options()
+    assert options[0] == f"-XX:SharedArchiveFile={archive}"
+    driver = core_spark.local_defaults(str(tmp_path))["spark.driver.extraJavaOptions"]
+    assert f"-XX:SharedArchiveFile={archive}" in driver
+    plain = subprocess.run(["java", "-version"], capture_output=True, text=True, check=True)
+    stale = subprocess.run(["java", *options, "-version"], capture_output=True, text=True,
+                           check=False)
+    assert stale.returncode == 0, stale.stderr
+    assert stale.stdout == "" and len(stale.stderr.splitlines()) == len(
+        plain.stderr.splitlines()), stale.stderr
+    monkeypatch.setenv(core_spark.CLASS_ARCHIVE_ENV, "off")
+    assert core_spark.class_archive_options() == []
+    assert "SharedArchiveFile" not in core_spark.local_defaults(str(tmp_path))[
+        "spark.driver.extraJavaOptions"]
