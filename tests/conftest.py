@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,8 +56,8 @@ SHORT_JVM_ENV = {"SPARK_SUBMIT_OPTS": SHORT_JVM_OPTIONS,
 TEST_SPARK_CONF = {"spark.sql.codegen.wholeStage": "false",
                    # executors exist on the cluster only (a local executor is the driver)
                    "spark.executor.extraJavaOptions": SHORT_JVM_OPTIONS}
-os.environ.setdefault("PYSPARK_SUBMIT_ARGS", " ".join(
-    f"--conf {k}={v}" for k, v in TEST_SPARK_CONF.items()) + " pyspark-shell")
+os.environ.setdefault("PYSPARK_SUBMIT_ARGS", " ".join(  # PySpark splits it as a shell would
+    f"--conf {shlex.quote(f'{k}={v}')}" for k, v in TEST_SPARK_CONF.items()) + " pyspark-shell")
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 REES46_FILE = SHARED_DATA / "rees46_multicategory_2019oct_head" / "2019-Oct_head17434.csv.gz"
