@@ -29,6 +29,10 @@ ENVIRONMENT = (
     ("CLICKSCORE_SPARK_LOG_LEVEL", "Spark's log level (default `WARN`; `--verbose` shows INFO)"),
     ("CLICKSCORE_CATALOG_WAIT_S", "how long a process waits for a busy embedded catalog "
                                   "(default 300 s)"),
+    ("CLICKSCORE_CLASS_ARCHIVE", "`off`: local Spark drivers start without the class-data "
+                                 "archive setup writes (`<venv>/clickscore-spark.jsa`; it saves "
+                                 "each fresh JVM a few CPU-seconds, and a JVM ignores one that "
+                                 "does not match its JDK or jars)"),
     ("CLICKSCORE_METASTORE_URL", "JDBC URL of a shared Hive metastore in PostgreSQL, instead "
                                  "of the data root's embedded Derby"),
     ("CLICKSCORE_METASTORE_USER", "its user (default `clickscore`)"),
