@@ -77,7 +77,7 @@ def local_defaults(data_root: str, *, ui: bool = False) -> dict[str, str]:
         # own, Delta's log replay and commits, GX's metrics, the run record) need more, so a
         # process running several stages recompiled the same classes with Janino and the JIT
         # compiled them again (9,984 classes unloaded in one scoring test; 2,000 entries: 139,
-        # and 0.7x the JVM's CPU; benchmarks/README.md). A static setting: set at launch.
+        # and about 0.75x the JVM's CPU; benchmarks/README.md). A static setting: set at launch.
         "spark.sql.codegen.cache.maxEntries": "2000",
         "spark.ui.enabled": "true" if ui else "false",
         "spark.ui.showConsoleProgress": "false",
