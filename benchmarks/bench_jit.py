@@ -23,8 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from clickscore.core.spark import CLASS_ARCHIVE_ENV
+
 CLI = [sys.executable, "-m", "clickscore.cli"]
-ARCHIVE_OFF = {"CLICKSCORE_CLASS_ARCHIVE": "off"}
+ARCHIVE_OFF = {CLASS_ARCHIVE_ENV: "off"}
 # with C1 only the JVM reserves 48 MB for compiled code, which a sessionize can fill (the JVM
 # then dies: "Out of space in CodeCache"); the tests give their C1 JVMs a default JVM's 240 MB
 C1 = "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m"

@@ -299,8 +299,8 @@ def _dump_class_archive() -> None:
     import subprocess
     import tempfile
 
-    java = shutil.which("java", path=os.path.join(os.environ["JAVA_HOME"], "bin")
-                        ) if os.environ.get("JAVA_HOME") else shutil.which("java")
+    home = os.environ.get("JAVA_HOME")  # the JVM Spark starts: $JAVA_HOME's, else the PATH's
+    java = str(Path(home) / "bin" / "java") if home else shutil.which("java")
     jcmd = Path(os.path.realpath(java)).with_name("jcmd") if java else None
     if jcmd is None or not jcmd.exists():
         log.warning("no jcmd beside %s: no class-data archive (JVMs start without one)", java)
