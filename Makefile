@@ -13,10 +13,16 @@ DATA_ROOT ?= .clickscore
 # with uv, fetches the Delta jars from Maven Central once into the Ivy cache, and the Data Docs
 # front-end files from the npm registry once into the venv (so Data Docs render offline), and
 # writes a class-data archive that later Spark JVMs start from.
+#
+# Both venvs get their bytecode at install time (--compile-bytecode): where
+# $PYTHONDONTWRITEBYTECODE is set (this machine's image sets it) nothing writes a .pyc on first
+# import, and every process compiled its imports from source again: `import great_expectations`
+# took 10.5 s, 3.7 s with the bytecode; the suite starts dozens of such processes.
 $(STAMP): pyproject.toml uv.lock
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
-	UV_PROJECT_ENVIRONMENT=$(VENV) $(VENV)/bin/uv sync --quiet --frozen --inexact --extra dev
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(VENV)/bin/uv sync --quiet --frozen --inexact --extra dev \
+	  --compile-bytecode
 	@echo "fetching the Delta jars (Maven Central) and the Data Docs assets (npm registry)"
 	@$(VENV)/bin/python -m clickscore.core.spark --fetch-jars > $(VENV)/setup.log 2>&1 && \
 	  $(VENV)/bin/python -m clickscore.dq.docs_assets --fetch >> $(VENV)/setup.log 2>&1 || \
@@ -34,7 +40,7 @@ setup: $(STAMP)
 # which this machine cannot reach). Its SparkSubmitOperator calls the main venv's spark-submit.
 $(AIRFLOW_STAMP): deploy/airflow-requirements.lock $(STAMP)
 	test -x $(AIRFLOW_VENV)/bin/python || $(PYTHON) -m venv $(AIRFLOW_VENV)
-	$(VENV)/bin/uv pip sync --quiet --python $(AIRFLOW_VENV)/bin/python \
+	$(VENV)/bin/uv pip sync --quiet --compile-bytecode --python $(AIRFLOW_VENV)/bin/python \
 	  deploy/airflow-requirements.lock
 	touch $(AIRFLOW_STAMP)
 
