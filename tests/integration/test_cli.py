@@ -1,7 +1,8 @@
-"""The console script in separate processes: tables written by one process resolve by name in
-the next (persistent catalog), `--help` and a wrong command line, spark-submit's settings,
-the demo, a busy data root, a shared metastore. The commands' own behaviour (output formats,
-failures in one line) is tested in this process (tests/integration/test_invoke.py)."""
+"""The console script in separate processes: `--help` and a wrong command line, the demo, a busy
+data root, and a job submitted with spark-submit (its settings) whose tables resolve by name in
+later processes through a shared metastore while a job runs. The commands' own behaviour
+(output formats, failures in one line) is tested in this process
+(tests/integration/test_invoke.py)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 
 from clickscore import registry
+from clickscore.core.spark import recorded_jars
 from tests.conftest import SHORT_JVM_ENV
 from tests.integration.helpers import CLI, run_cli
 
@@ -31,38 +34,6 @@ def test_help_lists_the_stages_and_bad_arguments_exit_2():
     bad = subprocess.run([*CLI, "sessionize", "--run-date", "yesterday"], capture_output=True,
                          text=True, check=False)
     assert bad.returncode == 2 and "YYYY-MM-DD or 'all'" in bad.stderr
-
-
-def test_spark_submit_keeps_the_submitters_master_and_conf_and_a_later_process_reads_by_name(
-        spark, tmp_path, rees46_file):
-    """jobs/*.py run through spark-submit: --master and --conf from the command line win;
-    then the CLI in a later process of its own resolves the tables the job made by name
-    (one job's JVM serves both proofs)."""
-    spark_submit = Path(sys.executable).parent / "spark-submit"
-    root = tmp_path / "submitted"
-    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, **SHORT_JVM_ENV}
-    result = subprocess.run(
-        [str(spark_submit), "--master", "local[1]", "--driver-memory", "1g",
-         "--packages", "io.delta:delta-spark_2.13:4.0.1",
-         "--conf", "spark.sql.shuffle.partitions=3",
-         str(Path(__file__).resolve().parents[2] / "jobs" / "ingest.py"),
-         "--source", "rees46", "--input", str(rees46_file), "--run-date", "2019-10-01",
-         "--data-root", str(root), "--verbose"],
-        capture_output=True, text=True, env=env, timeout=600, check=False, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    # spark-submit sends the driver's log to stdout; --verbose shows the debug lines
-    logs = result.stdout + result.stderr
-    assert "master=local[1] submitted=True shuffle.partitions=3" in logs
-    assert "'input_rows': 17434" in logs
-    # the table, read by path, and by name from a later process through the catalog
-    assert spark.read.format("delta").load(str(root / "warehouse" / "bronze.db" / "events")
-                                           ).count() == 17434
-    query = run("sql", "SELECT event_type, count(*) AS n FROM bronze.events GROUP BY 1 "
-                "ORDER BY 1", "--format", "json", data_root=root)
-    assert query.returncode == 0, query.stderr[-3000:]
-    rows = [json.loads(line) for line in query.stdout.splitlines() if line.startswith("{")]
-    assert rows == [{"event_type": "cart", "n": 165}, {"event_type": "purchase", "n": 214},
-                    {"event_type": "view", "n": 17_055}]
 
 
 def test_the_demo_runs_every_stage_within_its_line_budget(demo):
@@ -144,36 +115,62 @@ def test_a_second_process_on_a_busy_data_root_waits_then_fails_in_one_line(tmp_p
     assert free.stdout.split() == ["answer", "42"]
 
 
-def test_with_a_shared_metastore_analysts_query_while_a_job_runs(spark, tmp_path, rees46_file,
-                                                                 postgres):
-    """$CLICKSCORE_METASTORE_URL puts the catalog in PostgreSQL: a job and analysts' queries
-    from other processes use one data root at once, and every query answers the same."""
+def test_a_submitted_job_keeps_its_settings_and_analysts_query_by_name_while_a_job_runs(
+        spark, tmp_path, rees46_file, postgres):
+    """jobs/*.py through spark-submit: --master and --conf from the submitter's command line
+    win over the environment's defaults. With $CLICKSCORE_METASTORE_URL the catalog is in
+    PostgreSQL: the tables the submitted job made resolve by name in later processes, and a
+    job and analysts' queries use one data root at once, every query answering the same. (One
+    submitted JVM serves the spark-submit and the by-name proofs; the standalone cluster test
+    submits to a master, reading by name through the embedded catalog.)"""
     from tests.integration import postgres as pg
 
     root = tmp_path / "shared"
     env = {**os.environ, **SHORT_JVM_ENV, "CLICKSCORE_DRIVER_MEMORY": "1g",
-           "CLICKSCORE_SPARK_MASTER": "local[1]",
+           "CLICKSCORE_SPARK_MASTER": "local[1]", "PYSPARK_PYTHON": sys.executable,
            "CLICKSCORE_METASTORE_URL": pg.create_database(postgres, "metastore"),
            "CLICKSCORE_METASTORE_USER": pg.USER, "CLICKSCORE_METASTORE_PASSWORD": pg.PASSWORD}
+
+    # the README's spark-submit: Delta through --packages, the metastore's JDBC driver on the
+    # driver's class path; the environment asks for local[2] and the submitter's local[1] wins
+    driver_jar = next(urlparse(j).path for j in recorded_jars() or []
+                      if Path(j).name.startswith("org.postgresql_postgresql-"))
+    submitted = subprocess.run(
+        [str(Path(sys.executable).parent / "spark-submit"), "--master", "local[1]",
+         "--driver-memory", "1g", "--packages", "io.delta:delta-spark_2.13:4.0.1",
+         "--driver-class-path", driver_jar, "--conf", "spark.sql.shuffle.partitions=3",
+         str(Path(__file__).resolve().parents[2] / "jobs" / "ingest.py"),
+         "--source", "rees46", "--input", str(rees46_file), "--run-date", "2019-10-01",
+         "--data-root", str(root), "--verbose"],
+        capture_output=True, text=True, env={**env, "CLICKSCORE_SPARK_MASTER": "local[2]"},
+        timeout=600, check=False, cwd=tmp_path)
+    assert submitted.returncode == 0, submitted.stderr[-3000:]
+    # spark-submit sends the driver's log to stdout; --verbose shows the debug lines
+    logs = submitted.stdout + submitted.stderr
+    assert "master=local[1] submitted=True shuffle.partitions=3" in logs
+    assert "'input_rows': 17434" in logs
+    assert pg.PASSWORD not in logs
+    assert not (root / "metastore_db").exists()  # no embedded catalog was made
+    assert spark.read.format("delta").load(str(root / "warehouse" / "bronze.db" / "events")
+                                           ).count() == 17434
 
     def cli(*args: str) -> subprocess.Popen:
         return subprocess.Popen([*CLI, *args, "--data-root", str(root)], env=env, text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
-    ingest = cli("ingest", "--source", "rees46", "--input", str(rees46_file), "--run-date",
-                 "2019-10-01")
-    assert ingest.wait(timeout=600) == 0, ingest.communicate()[1][-3000:]
-    assert not (root / "metastore_db").exists()  # no embedded catalog was made
-
+    # the job, and two analysts reading by name what the submitted job made, at once
     job = cli("sessionize", "--run-date", "2019-10-01")
-    count = "SELECT count(*) AS n FROM bronze.events"
-    analysts = [cli("sql", count, "--format", "csv") for _ in range(2)]
-    answers = [a.communicate(timeout=600) for a in analysts]
+    analysts = [cli("sql", "SELECT count(*) AS n FROM bronze.events", "--format", "csv"),
+                cli("sql", "SELECT event_type, count(*) AS n FROM bronze.events GROUP BY 1 "
+                    "ORDER BY 1", "--format", "json")]
+    (counted, err), (grouped, err2) = [a.communicate(timeout=600) for a in analysts]
     _, job_err = job.communicate(timeout=600)
     assert job.returncode == 0, job_err[-3000:]
-    for analyst, (out, err) in zip(analysts, answers, strict=True):
-        assert analyst.returncode == 0, err[-3000:]
-        assert out.split() == ["n", "17434"]
+    assert [a.returncode for a in analysts] == [0, 0], (err[-3000:], err2[-3000:])
+    assert counted.split() == ["n", "17434"]
+    assert [json.loads(line) for line in grouped.splitlines() if line.startswith("{")] == [
+        {"event_type": "cart", "n": 165}, {"event_type": "purchase", "n": 214},
+        {"event_type": "view", "n": 17_055}]
     sessions = spark.read.format("delta").load(str(root / "warehouse" / "silver.db" /
                                                    "sessions"))
     assert sessions.count() > 1000
