@@ -12,12 +12,11 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from urllib.parse import urlparse
 
 import pytest
 
 from clickscore import registry
-from clickscore.core.spark import recorded_jars
+from clickscore.core.spark import shared_metastore
 from tests.conftest import SHORT_JVM_ENV
 from tests.integration.helpers import CLI, run_cli
 
@@ -134,8 +133,7 @@ def test_a_submitted_job_keeps_its_settings_and_analysts_query_by_name_while_a_j
 
     # the README's spark-submit: Delta through --packages, the metastore's JDBC driver on the
     # driver's class path; the environment asks for local[2] and the submitter's local[1] wins
-    driver_jar = next(urlparse(j).path for j in recorded_jars() or []
-                      if Path(j).name.startswith("org.postgresql_postgresql-"))
+    driver_jar = shared_metastore(env["CLICKSCORE_METASTORE_URL"])["spark.driver.extraClassPath"]
     submitted = subprocess.run(
         [str(Path(sys.executable).parent / "spark-submit"), "--master", "local[1]",
          "--driver-memory", "1g", "--packages", "io.delta:delta-spark_2.13:4.0.1",

@@ -95,7 +95,7 @@ def run_demo(spark: SparkSession, cfg: DemoConfig) -> None:
 # Hours after the first day's midnight: five training cutoffs six hours apart (each user
 # contributes a sequence at each), then validation and test; every label window is 6 h.
 # With one training cutoff (36 h) the model trailed most-popular on test (NDCG@20 0.118
-# against 0.154); with these five it tied it (0.150 against 0.154; benchmarks/README.md).
+# against 0.154); with these five it ties it (0.147 against 0.154; `make demo`, README.md).
 DEMO_CUTOFF_HOURS = (24, 30, 36, 42, 48, 54, 66)
 
 
