@@ -9,7 +9,11 @@ examples at three cutoffs: train / validation / test), then prints, measured in 
 - the in-memory ceiling: training steps on batches already in memory as tensors;
 - the real path: Delta -> Petastorm -> the training loop (`clickscore train`), sequences/s;
 - the loader alone: Petastorm rows/s with no model;
-- the quality table: the model and every baseline on the test split.
+- the quality tables (`clickscore evaluate`): the default model and every baseline on the
+  validation and test splits, each metric with its 95% bootstrap interval, the number of rows
+  and the model's verdict against each baseline (a difference inside the interval is a tie);
+- with `--tune-trials N`: `clickscore tune` (Optuna, N trials within `--tune-timeout-s`), its
+  wall-clock, and the same tables for the tuned model.
 
 Targets (ratios, since this machine's timings vary 10-15% from run to run): the loader
 delivers at least 3x what training consumes; the real path reaches at least 80% of the
@@ -132,6 +136,10 @@ def main() -> None:
     parser.add_argument("--prior", action="store_true", help="the model's popularity prior")
     parser.add_argument("--category-output", action="store_true",
                         help="the category part of the output embeddings")
+    parser.add_argument("--tune-trials", type=int, default=0,
+                        help="also run `clickscore tune` with this many trials (0: no tuning)")
+    parser.add_argument("--tune-timeout-s", type=float, default=900.0,
+                        help="tune's wall-clock budget for its trials")
     parser.add_argument("--work", default=None, help="scratch folder (default: a temp dir)")
     args = parser.parse_args()
     configure_logging()
@@ -151,6 +159,9 @@ def main() -> None:
             "SELECT details FROM ops.pipeline_runs WHERE job = 'train' ORDER BY started_at DESC "
             "LIMIT 1").first()[0])
         real = _real_path_rate(root)
+        print(f"\n{name}: the default model ({counts.details['model_version']})", flush=True)
+        default = _evaluated(spark, root, counts.details["model_version"])
+        tuned = _tuned(spark, root, args) if args.tune_trials else {}
         figures[name] = {
             **speed, "rows_by_split": history["rows_by_split"],
             "real_path_sequences_per_s": real,
@@ -160,10 +171,44 @@ def main() -> None:
             "model_version": counts.details["model_version"],
             # which scorer serves each head (the tables with intervals are printed above)
             "heads": counts.details["heads"],
+            "default": default,
+            **({"tuned": tuned} if tuned else {}),
         }
         print(json.dumps({name: figures[name]}, indent=2), flush=True)
         spark.stop()
     save_figures("train", figures)
+
+
+def _evaluated(spark, root: str, version: str) -> dict[str, object]:
+    """`clickscore evaluate` of a version (its tables printed): each split's figures."""
+    from clickscore.training.config import EvaluateConfig
+    from clickscore.training.job import run_evaluate
+
+    return {e.split: e.to_dict() for e in run_evaluate(
+        spark, EvaluateConfig(data_root=root, model_version=version))}
+
+
+def _tuned(spark, root: str, args: argparse.Namespace) -> dict[str, object]:
+    """`clickscore tune` on the same training set (not promoted), timed; the tuned model's
+    evaluation."""
+    from clickscore.training.config import TuneConfig
+    from clickscore.training.tune import run_tune
+
+    started = time.monotonic()
+    tuned = run_tune(spark, TuneConfig(data_root=root, trials=args.tune_trials,
+                                       timeout_s=args.tune_timeout_s, epochs=args.epochs,
+                                       batch_size=128, auto_promote=False))
+    wall = time.monotonic() - started
+    details = tuned.details
+    print(f"tune: {details['trials']} trials {details['states']} searched in "
+          f"{details['searched_s']} s, {wall:.0f} s with the best retrained; best "
+          f"{details['best_params']}; the tuned model ({details['model_version']}):",
+          flush=True)
+    return {"wall_s": round(wall, 1), "searched_s": details["searched_s"],
+            "trials": details["trials"], "states": details["states"],
+            "best_params": details["best_params"], "model_version": details["model_version"],
+            "heads": details["heads"],
+            "evaluation": _evaluated(spark, root, details["model_version"])}
 
 
 def _real_path_rate(root: str) -> float:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from clickscore.core.config import RunDate, parse_windows
+from clickscore.core.config import parse_windows
 from clickscore.demo.config import GenerateConfig
 from clickscore.demo.generator import generate
 from clickscore.features.config import TrainingExamplesConfig
@@ -52,6 +52,51 @@ def taobao_all(warehouse_states, spark, data_root, taobao_file):
         "sessionize": sessionize(spark, data_root, "all")})
 
 
+def real_examples_config(source: str, data_root: str) -> TrainingExamplesConfig:
+    """The real samples' training examples: three cutoffs (train, validation, test) inside
+    the sample's two hours, so horizon, lookback and windows are minutes."""
+    cutoffs, horizon, lookback, windows = REAL_EXAMPLES[source]
+    return TrainingExamplesConfig(
+        cutoffs=cutoffs, validation_from=cutoffs[1], test_from=cutoffs[2],
+        data_root=data_root, horizon=horizon, lookback=lookback,
+        windows=parse_windows(windows))
+
+
+def _minute(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+REAL_EXAMPLES = {  # cutoffs, horizon, lookback, windows
+    # the Taobao sample spans 2017-11-26 01:00-03:10 UTC
+    "taobao": ((_minute(2017, 11, 26, 1, 40), _minute(2017, 11, 26, 2, 10),
+                _minute(2017, 11, 26, 2, 40)),
+               timedelta(minutes=20), timedelta(minutes=40), "5m,15m,40m"),
+    # the REES46 sample spans 2019-10-01 00:00-02:50 UTC
+    "rees46": ((_minute(2019, 10, 1, 1, 0), _minute(2019, 10, 1, 1, 40),
+                _minute(2019, 10, 1, 2, 20)),
+               timedelta(minutes=20), timedelta(minutes=60), "5m,15m,60m"),
+}
+
+
+@pytest.fixture
+def taobao_examples(warehouse_states, spark, data_root, request):
+    """`taobao_all` and gold.training_examples built on it (`real_examples_config`): the
+    runs' counts, the build's under "examples". The features test checks the build; the
+    scoring test trains on it (one build of the sample's examples per session)."""
+    return warehouse_states.start_from("taobao-examples", lambda: {
+        **request.getfixturevalue("taobao_all"), "examples": run_training_examples(
+            spark, real_examples_config("taobao", data_root))})
+
+
+@pytest.fixture
+def rees46_examples(warehouse_states, spark, data_root, request):
+    """`rees46_all` and gold.training_examples built on it (`real_examples_config`): the
+    runs' counts, the build's under "examples"."""
+    return warehouse_states.start_from("rees46-examples", lambda: {
+        **request.getfixturevalue("rees46_all"), "examples": run_training_examples(
+            spark, real_examples_config("rees46", data_root))})
+
+
 @pytest.fixture
 def generated_examples(warehouse_states, spark, data_root, tmp_path_factory):
     """Three generated days (2019-10-01..03) up to gold.training_examples; see
@@ -62,16 +107,16 @@ def generated_examples(warehouse_states, spark, data_root, tmp_path_factory):
 def start_from_generated_examples(warehouse_states, spark, data_root, tmp_path_factory):
     """Three generated days (2019-10-01..03) through every stage up to
     gold.training_examples (five training cutoffs, then validation and test; 6 h labels, 12 h
-    lookback); the generator's manifest."""
+    lookback); the generator's manifest. The days are ingested and sessionized in one run of
+    date `all` (a stage run costs seconds of fixed work; dated runs of generated days, and
+    their equality with such a rebuild, are tests/integration/test_generated_days.py's)."""
     landing = tmp_path_factory.mktemp("training-landing")
 
     def build():
         manifest = generate(GenerateConfig(output_dir=str(landing), days=3, users=2_000,
                                            seed=11))
-        for offset, name in enumerate(manifest["files"]):
-            day = str(RunDate((GENERATED_START + timedelta(days=offset)).date()))
-            ingest(spark, data_root, "rees46", landing / name, day)
-            sessionize(spark, data_root, day)
+        ingest(spark, data_root, "rees46", landing, "all")
+        sessionize(spark, data_root, "all")
         # a 12 h lookback: the test rows' histories (54-66 h) hold no event any training row
         # saw (all before 54 h), so every test position is an honest measurement
         cutoffs = GENERATED_CUTOFFS

@@ -13,9 +13,10 @@ from clickscore.core.config import parse_windows
 from clickscore.core.delta import read_table, table_version
 from clickscore.core.errors import DataQualityError
 from clickscore.features import job as features_job
-from clickscore.features.config import FeaturesConfig, TrainingExamplesConfig
+from clickscore.features.config import FeaturesConfig
 from clickscore.features.job import run_features, run_training_examples
 from tests.conftest import utc
+from tests.integration.conftest import real_examples_config
 from tests.integration.helpers import assert_same_rows, snapshot
 
 pytestmark = pytest.mark.integration
@@ -53,16 +54,11 @@ def assert_petastorm_ready(df, vocab_version: str) -> None:
 
 
 def test_taobao_training_examples_count_split_and_rebuild_identically(
-        spark, taobao_all, data_root):
-    # the sample spans 2017-11-26 01:00-03:10 UTC: windows in minutes
-    cutoffs = (utc(2017, 11, 26, 1, 40), utc(2017, 11, 26, 2, 10), utc(2017, 11, 26, 2, 40))
-    lookback, horizon = timedelta(minutes=40), timedelta(minutes=20)
-    cfg = TrainingExamplesConfig(
-        cutoffs=cutoffs, validation_from=cutoffs[1], test_from=cutoffs[2],
-        data_root=data_root, horizon=horizon, lookback=lookback,
-        windows=parse_windows("5m,15m,40m"))
-
-    counts = run_training_examples(spark, cfg)
+        spark, taobao_examples, data_root):
+    # the build on the whole sample (the fixture's, shared with the scoring test)
+    cfg = real_examples_config("taobao", data_root)
+    cutoffs, lookback, horizon = cfg.cutoffs, cfg.lookback, cfg.horizon
+    counts = taobao_examples["examples"]
 
     examples_df = read_table(spark, "gold.training_examples")
     version = counts.details["vocab_version"]
@@ -102,13 +98,9 @@ def test_taobao_training_examples_count_split_and_rebuild_identically(
 
 
 def test_rees46_features_in_minutes_count_users_rebuild_identically_and_are_gated(
-        spark, rees46_all, data_root, monkeypatch):
-    # the sample spans 2019-10-01 00:00-02:50 UTC
-    run_training_examples(spark, TrainingExamplesConfig(
-        cutoffs=(utc(2019, 10, 1, 1, 0), utc(2019, 10, 1, 1, 40), utc(2019, 10, 1, 2, 20)),
-        validation_from=utc(2019, 10, 1, 1, 40), test_from=utc(2019, 10, 1, 2, 20),
-        data_root=data_root, horizon=timedelta(minutes=20), lookback=timedelta(minutes=60),
-        windows=parse_windows("5m,15m,60m")))
+        spark, rees46_examples, data_root, monkeypatch):
+    # the sample spans 2019-10-01 00:00-02:50 UTC; its training examples (and vocabulary)
+    # come with the fixture
     cutoff = utc(2019, 10, 1, 2, 30)
     cfg = FeaturesConfig(as_of=cutoff, data_root=data_root, lookback=timedelta(minutes=60),
                          windows=parse_windows("10m,30m,60m"))
