@@ -282,7 +282,8 @@ def test_the_category_affinity_bonus_is_each_categorys_share_of_the_history_so_f
     expected = F.cross_entropy(model.item_scores(
         model.encode(batch)[0, [3]], history, torch.tensor([3]), cats), torch.tensor([21]))
     assert model.losses(batch)["next_item"].item() == pytest.approx(expected.item(), rel=1e-5)
-    without = SequenceModel(tiny_config(repeat=False, sequence_length=4)).eval()
+    without = SequenceModel(tiny_config(repeat=False, category_affinity=False,
+                                        sequence_length=4)).eval()
     without.set_item_categories(categories)
     with torch.no_grad():
         without.item.weight.zero_()

@@ -39,12 +39,12 @@ class ModelHyper:
     repeat: bool = field(default=False, metadata=_choice(
         "a learned bonus for items already in the user's history (where users revisit "
         "items: it won on the real samples, and cost the generated planted pairs)"))
-    popularity_prior: bool = field(default=False, metadata=_choice(
+    popularity_prior: bool = field(default=True, metadata=_choice(
         "item scores start from the log of each item's frequency as a training target, so "
         "the model learns what a user's history adds to popularity"))
     category_output: bool = field(default=False, metadata=_choice(
         "an item's output embedding adds its category's, shared by the items of a category"))
-    category_affinity: bool = field(default=False, metadata=_choice(
+    category_affinity: bool = field(default=True, metadata=_choice(
         "a learned bonus for items of the categories the user's history holds, in "
         "proportion to each category's share of it (shoppers come back to their categories)"))
     cutoff_weight: float = field(default=1.0, metadata=_choice(

@@ -13,13 +13,13 @@ every item: index 0 (padding) and 1 (out-of-vocabulary) are never recommended. W
 bonus: a weight per age (positions back) times a gate read from the state, summed over their
 occurrences. Users come back to what they viewed (on the real samples the recently-viewed
 baseline beat every other method), and tied embeddings alone learn that slowly from little
-data. With `popularity_prior` (opt-in) every item's logit carries a fixed offset, the
+data. With `popularity_prior` (on by default) every item's logit carries a fixed offset, the
 log of its frequency as a training target (`set_item_prior`, smoothed by one), so an untrained
 model already ranks like most-popular and the embeddings learn what the user's history adds to
 it; on small data they cannot learn popularity itself faster than counting does. With
 `category_output` (opt-in) an item's output embedding is its own plus its category's
 (`set_item_categories`), so what a history says about categories reaches every item of the
-category at once. With `category_affinity` (opt-in) every item gets a learned bonus in
+category at once. With `category_affinity` (on by default) every item gets a learned bonus in
 proportion to its category's share of the history at the scored position (a gate read from
 the state scales it): the user's categories, counted rather than left to attention to
 summarize, which on small data it does not learn before it overfits. `cutoff_weight` weighs
