@@ -132,10 +132,14 @@ def main() -> None:
     parser.add_argument("--datasets", default="taobao,rees46,generated")
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--users", type=int, default=5_000, help="generated data's users")
-    parser.add_argument("--repeat", action="store_true", help="the model's repeat bonus")
-    parser.add_argument("--prior", action="store_true", help="the model's popularity prior")
-    parser.add_argument("--category-output", action="store_true",
+    # the model's options: unset, each keeps the model's default (clickscore train's)
+    toggle = argparse.BooleanOptionalAction
+    parser.add_argument("--repeat", action=toggle, help="the model's repeat bonus")
+    parser.add_argument("--prior", action=toggle, help="the model's popularity prior")
+    parser.add_argument("--category-output", action=toggle,
                         help="the category part of the output embeddings")
+    parser.add_argument("--category-affinity", action=toggle,
+                        help="the bonus for the categories of the user's history")
     parser.add_argument("--tune-trials", type=int, default=0,
                         help="also run `clickscore tune` with this many trials (0: no tuning)")
     parser.add_argument("--tune-timeout-s", type=float, default=900.0,
@@ -149,9 +153,11 @@ def main() -> None:
         root = str(work / name)
         spark = get_spark(root, app_name=f"clickscore-bench-train-{name}")
         build_examples(spark, root, name, args.users)
+        options = {"repeat": args.repeat, "popularity_prior": args.prior,
+                   "category_output": args.category_output,
+                   "category_affinity": args.category_affinity}
         cfg = TrainConfig.of(data_root=root, epochs=args.epochs, patience=3, batch_size=128,
-                          repeat=args.repeat, popularity_prior=args.prior,
-                          category_output=args.category_output)
+                             **{k: v for k, v in options.items() if v is not None})
         speed = throughput(spark, root, cfg)
         with PeakRss() as rss:
             counts = run_train(spark, cfg)
