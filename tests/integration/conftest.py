@@ -14,6 +14,7 @@ from clickscore.demo.config import GenerateConfig
 from clickscore.demo.generator import generate
 from clickscore.features.config import TrainingExamplesConfig
 from clickscore.features.job import run_training_examples
+from tests.conftest import utc
 from tests.integration.helpers import WarehouseStates, ingest, run_cli, sessionize
 
 GENERATED_START = datetime(2019, 10, 1, tzinfo=UTC)
@@ -62,18 +63,14 @@ def real_examples_config(source: str, data_root: str) -> TrainingExamplesConfig:
         windows=parse_windows(windows))
 
 
-def _minute(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
-
-
 REAL_EXAMPLES = {  # cutoffs, horizon, lookback, windows
     # the Taobao sample spans 2017-11-26 01:00-03:10 UTC
-    "taobao": ((_minute(2017, 11, 26, 1, 40), _minute(2017, 11, 26, 2, 10),
-                _minute(2017, 11, 26, 2, 40)),
+    "taobao": ((utc(2017, 11, 26, 1, 40), utc(2017, 11, 26, 2, 10),
+                utc(2017, 11, 26, 2, 40)),
                timedelta(minutes=20), timedelta(minutes=40), "5m,15m,40m"),
     # the REES46 sample spans 2019-10-01 00:00-02:50 UTC
-    "rees46": ((_minute(2019, 10, 1, 1, 0), _minute(2019, 10, 1, 1, 40),
-                _minute(2019, 10, 1, 2, 20)),
+    "rees46": ((utc(2019, 10, 1, 1, 0), utc(2019, 10, 1, 1, 40),
+                utc(2019, 10, 1, 2, 20)),
                timedelta(minutes=20), timedelta(minutes=60), "5m,15m,60m"),
 }
 
