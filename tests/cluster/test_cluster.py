@@ -23,7 +23,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from tests.cluster.conftest import GPU_CONF, JARS, PY_FILES, ROOT, VENV_BIN, submit
-from tests.conftest import SHORT_JVM_ENV, TEST_SPARK_CONF
+from tests.conftest import TEST_JVM_ENV, TEST_SPARK_CONF
 from tests.dags.conftest import AIRFLOW_PYTHON, airflow_env
 from tests.integration import postgres as pg
 from tests.integration.test_real_data import taobao_sessions_in_duckdb
@@ -125,7 +125,7 @@ def test_every_stage_runs_on_a_standalone_cluster_and_the_daily_dag_through_airf
         "CLICKSCORE_DAG_RETRIES": "0",
         "CLICKSCORE_START_DATE": "2017-11-01",  # no task is created for a run before it
         "CLICKSCORE_DAG_DEADLINE": "off",  # see airflow_dags/clickscore_common.deadlines
-        **SHORT_JVM_ENV,  # the tasks' spark-submit drivers
+        **TEST_JVM_ENV,  # the tasks' spark-submit drivers
     })
     migrated = subprocess.run([str(AIRFLOW_PYTHON.parent / "airflow"), "db", "migrate"],
                               env=env, capture_output=True, text=True, timeout=600,

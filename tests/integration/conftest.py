@@ -165,4 +165,4 @@ def demo(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     after it ended (the embedded catalog admits one process at a time)."""
     root = tmp_path_factory.mktemp("demo") / "demo"
     return root, run_cli("demo", "--days", "3", "--users", "300", "--epochs", "3",
-                         data_root=root, timeout=900, short=False)
+                         data_root=root, timeout=900)

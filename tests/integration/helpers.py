@@ -22,19 +22,17 @@ from clickscore.ingest.config import IngestConfig
 from clickscore.ingest.job import run_ingest
 from clickscore.sessionize.config import SessionizeConfig
 from clickscore.sessionize.job import run_sessionize
-from tests.conftest import SHORT_JVM_ENV
+from tests.conftest import TEST_JVM_ENV
 
 # a CLI process of its own: one core and 1 GiB for its driver, beside the test session's
 CLI = [sys.executable, "-m", "clickscore.cli"]
 
 
-def run_cli(*args: str, data_root: Path, timeout: int = 600,
-            short: bool = True) -> subprocess.CompletedProcess:
-    """`clickscore ARGS --data-root DATA_ROOT` in a new process; its exit code, out and err.
-    `short`: a command of a minute or so, whose JVM runs without the JIT's C2 compiler
-    (`tests.conftest.SHORT_JVM_OPTIONS`)."""
+def run_cli(*args: str, data_root: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    """`clickscore ARGS --data-root DATA_ROOT` in a new process (its JVM with the suite's
+    options, `tests.conftest.TEST_JVM_OPTIONS`); its exit code, out and err."""
     env = {**os.environ, "CLICKSCORE_DRIVER_MEMORY": "1g", "CLICKSCORE_SPARK_MASTER": "local[1]",
-           **(SHORT_JVM_ENV if short else {})}
+           **TEST_JVM_ENV}
     return subprocess.run([*CLI, *args, "--data-root", str(data_root)], capture_output=True,
                           text=True, env=env, timeout=timeout, check=False)
 
