@@ -32,15 +32,18 @@ os.environ["CLICKSCORE_DATA_DOCS"] = "off"
 # projections too (`spark.sql.codegen.factoryMode=NO_CODEGEN`) saves a little more but breaks
 # `spark.catalog.listTables` (EXPRESSION_DECODING_FAILED), so they stay compiled.
 #
-# Every JVM of the suite (this session's, a CLI command's process, the demo's, the notebooks'
-# kernels', spark-submit's drivers, the standalone cluster's daemons and executors) runs with
-# the JIT's C1 compiler only. On batches this small the C2 compiler thread is a JVM's busiest
-# (75 of 202 CPU-s of a 2-minute run) and its code rarely pays back: C1 alone cut an ingest
-# and a sessionize in two fresh CLI processes from 165 to 109 CPU-s (benchmarks/bench_jit.py),
-# the generated-model scoring test in this session's JVM from 379 to 252 CPU-s (213 -> 188 s
-# alone), and the demo from 270 to 205 CPU-s (161 -> 171 s alone: C2 compiles on the idle
-# core there). The suite keeps both cores busy, so the CPU-seconds are what count
-# (benchmarks/README.md, "C1 in every test JVM").
+# Every JVM the tests start (a CLI command's process, the demo's, the notebooks' kernels', the
+# kill and time-zone processes, spark-submit's drivers, the standalone cluster's daemons and
+# executors) runs with the JIT's C1 compiler only. On batches this small the C2 compiler
+# thread is such a JVM's busiest (75 of 202 CPU-s of a 2-minute run) and its code rarely pays
+# back: C1 alone cut an ingest and a sessionize in two fresh CLI processes from 165 to 109
+# CPU-s (benchmarks/bench_jit.py) and the demo from 270 to 205 CPU-s; in a rehearsal of the
+# suite the demo went 281 -> 257 s, the notebooks 74 -> 45 s, the shared-metastore test
+# 231 -> 120 s, the time zones 251 -> 185 s. This session's own JVM keeps the default (C1
+# then C2): it runs for half an hour, and with C1 only the real samples' tests in it ran
+# 20-60% slower (Taobao scoring 145 -> 173 s, REES46 features 81 -> 129 s) while the first
+# generated-model test ran faster (328 -> 263 s) (benchmarks/README.md, "C1 in the JVMs the
+# tests start").
 #
 # They also start from setup's class-data archive (`clickscore.core.spark.CLASS_ARCHIVE`),
 # which a local session's driver gets from `local_defaults`; spark-submit's drivers and the
@@ -48,14 +51,15 @@ os.environ["CLICKSCORE_DATA_DOCS"] = "off"
 #
 # With C1 only the JVM reserves 48 MB for compiled code (240 MB with C2): a sessionize filled
 # it in 24 s ("CodeCache is full. Compiler has been disabled"), and one in five such runs
-# then died ("Out of space in CodeCache for method handle intrinsic"); an earlier trial of C1
-# in every JVM with those 48 MB ran slower (the scoring test 642 s against 471) for that
-# reason. They get the 240 MB a default JVM has.
+# then died ("Out of space in CodeCache for method handle intrinsic"); an earlier trial of the
+# demo with C1 only and those 48 MB ran slower than with C2 (266 s against 217). They get the
+# 240 MB a default JVM has.
 TEST_JVM_OPTIONS = " ".join(["-XX:TieredStopAtLevel=1", "-XX:ReservedCodeCacheSize=240m",
                              *class_archive_options()])
-# spark-submit adds $SPARK_SUBMIT_OPTS to the driver JVM it launches (PySpark's too: this
-# session's, set here before it starts, and every process the tests start inherits it), and
-# spark-class $SPARK_DAEMON_JAVA_OPTS to a standalone master's or worker's
+# spark-submit adds $SPARK_SUBMIT_OPTS to the driver JVM it launches (PySpark's too: every
+# process the tests start inherits it from here; the `spark` fixture starts this session's
+# JVM without it), and spark-class $SPARK_DAEMON_JAVA_OPTS to a standalone master's or
+# worker's
 TEST_JVM_ENV = {"SPARK_SUBMIT_OPTS": TEST_JVM_OPTIONS,
                 "SPARK_DAEMON_JAVA_OPTS": TEST_JVM_OPTIONS}
 for _name, _value in TEST_JVM_ENV.items():
@@ -175,7 +179,22 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture(scope="session")
 def spark(data_root: str) -> SparkSession:
-    session = get_spark(
+    # this session's JVM with the JIT's default tiers (see TEST_JVM_OPTIONS), unless someone
+    # set $SPARK_SUBMIT_OPTS of their own
+    ours = os.environ.get("SPARK_SUBMIT_OPTS") == TEST_JVM_OPTIONS
+    if ours:
+        del os.environ["SPARK_SUBMIT_OPTS"]
+    try:
+        session = _test_session(data_root)
+    finally:
+        if ours:
+            os.environ["SPARK_SUBMIT_OPTS"] = TEST_JVM_OPTIONS
+    yield session
+    session.stop()
+
+
+def _test_session(data_root: str) -> SparkSession:
+    return get_spark(
         data_root,
         app_name="clickscore-tests",
         # tuned for tiny data, as Delta's own test base is (python/delta/testing/utils.py)
@@ -197,8 +216,6 @@ def spark(data_root: str) -> SparkSession:
             **TEST_SPARK_CONF,
         },
     )
-    yield session
-    session.stop()
 
 
 def drop_all_tables(spark: SparkSession) -> None:
