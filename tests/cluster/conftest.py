@@ -19,7 +19,7 @@ from pathlib import Path
 import pyspark
 import pytest
 
-from tests.conftest import TEST_JVM_ENV, TEST_SPARK_CONF
+from tests.conftest import TEST_SPARK_CONF
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -54,7 +54,7 @@ class Cluster:
 def _spark_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return {**os.environ, "SPARK_HOME": str(SPARK_HOME), "SPARK_LOCAL_IP": "127.0.0.1",
             "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable,
-            "PATH": f"{VENV_BIN}:{os.environ['PATH']}", **TEST_JVM_ENV, **(extra or {})}
+            "PATH": f"{VENV_BIN}:{os.environ['PATH']}", **(extra or {})}
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,6 @@ from the test session's Spark, never through the cluster."""
 
 from __future__ import annotations
 
-import gzip
 import json
 import re
 import subprocess
@@ -23,9 +22,10 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from tests.cluster.conftest import GPU_CONF, JARS, PY_FILES, ROOT, VENV_BIN, submit
-from tests.conftest import TEST_JVM_ENV, TEST_SPARK_CONF
+from tests.conftest import TEST_SPARK_CONF
 from tests.dags.conftest import AIRFLOW_PYTHON, airflow_env
 from tests.integration import postgres as pg
+from tests.integration.helpers import taobao_users_share
 from tests.integration.test_real_data import taobao_sessions_in_duckdb
 
 pytestmark = pytest.mark.integration
@@ -99,10 +99,8 @@ def test_every_stage_runs_on_a_standalone_cluster_and_the_daily_dag_through_airf
         spark, cluster, taobao_file, warehouse_db, tmp_path):
     root = tmp_path / "lake"
     root.mkdir()
-    with gzip.open(taobao_file, "rt") as whole:  # one user in ten, with all their events
-        lines = [line for line in whole if int(line.split(",", 1)[0]) % 10 == 0]
-    sample = tmp_path / "taobao-tenth.csv.gz"
-    sample.write_bytes(gzip.compress("".join(lines).encode()))
+    sample = tmp_path / "taobao-tenth.csv.gz"  # one user in ten, with all their events
+    sample_rows = taobao_users_share(taobao_file, sample)
 
     # Airflow against the cluster: ingest -> sessionize -> features -> score -> export
     home = tmp_path / "airflow"
@@ -125,7 +123,6 @@ def test_every_stage_runs_on_a_standalone_cluster_and_the_daily_dag_through_airf
         "CLICKSCORE_DAG_RETRIES": "0",
         "CLICKSCORE_START_DATE": "2017-11-01",  # no task is created for a run before it
         "CLICKSCORE_DAG_DEADLINE": "off",  # see airflow_dags/clickscore_common.deadlines
-        **TEST_JVM_ENV,  # the tasks' spark-submit drivers
     })
     migrated = subprocess.run([str(AIRFLOW_PYTHON.parent / "airflow"), "db", "migrate"],
                               env=env, capture_output=True, text=True, timeout=600,
@@ -146,7 +143,7 @@ def test_every_stage_runs_on_a_standalone_cluster_and_the_daily_dag_through_airf
     # training, which Airflow's --mark-success-pattern leaves out of this run)
     first = dags_test(home, env, DAY, skip="^(features|score|export)$")
     assert set(task_states(home, env).values()) == {"success"}, first.stdout[-5000:]
-    assert table(spark, root, "bronze.events").count() == len(lines) > 8_000
+    assert table(spark, root, "bronze.events").count() == sample_rows > 8_000
     assert table(spark, root, "silver.sessions").count() == taobao_sessions_in_duckdb(sample)
 
     # training examples, then training as Spark tasks on the two workers, each given a `gpu`

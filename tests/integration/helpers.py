@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 import shutil
 import subprocess
@@ -22,7 +23,6 @@ from clickscore.ingest.config import IngestConfig
 from clickscore.ingest.job import run_ingest
 from clickscore.sessionize.config import SessionizeConfig
 from clickscore.sessionize.job import run_sessionize
-from tests.conftest import TEST_JVM_ENV
 
 # a CLI process of its own: one core and 1 GiB for its driver, beside the test session's
 CLI = [sys.executable, "-m", "clickscore.cli"]
@@ -30,11 +30,20 @@ CLI = [sys.executable, "-m", "clickscore.cli"]
 
 def run_cli(*args: str, data_root: Path, timeout: int = 600) -> subprocess.CompletedProcess:
     """`clickscore ARGS --data-root DATA_ROOT` in a new process (its JVM with the suite's
-    options, `tests.conftest.TEST_JVM_OPTIONS`); its exit code, out and err."""
-    env = {**os.environ, "CLICKSCORE_DRIVER_MEMORY": "1g", "CLICKSCORE_SPARK_MASTER": "local[1]",
-           **TEST_JVM_ENV}
+    options, which the environment carries: `tests.conftest.TEST_JVM_ENV`); its exit code,
+    out and err."""
+    env = {**os.environ, "CLICKSCORE_DRIVER_MEMORY": "1g", "CLICKSCORE_SPARK_MASTER": "local[1]"}
     return subprocess.run([*CLI, *args, "--data-root", str(data_root)], capture_output=True,
                           text=True, env=env, timeout=timeout, check=False)
+
+
+def taobao_users_share(taobao_file: Path, target: Path, every: int = 10) -> int:
+    """One user in `every` of the Taobao sample, with all their events, written gzipped to
+    `target`; the rows written."""
+    with gzip.open(taobao_file, "rt") as whole:
+        lines = [line for line in whole if int(line.split(",", 1)[0]) % every == 0]
+    target.write_bytes(gzip.compress("".join(lines).encode()))
+    return len(lines)
 
 
 def invoke_cli(*args: str, data_root: str | Path) -> Result:

@@ -17,7 +17,6 @@ import pytest
 
 from clickscore import registry
 from clickscore.core.spark import shared_metastore
-from tests.conftest import TEST_JVM_ENV
 from tests.integration.helpers import CLI, run_cli
 
 pytestmark = pytest.mark.integration
@@ -99,8 +98,7 @@ def test_a_second_process_on_a_busy_data_root_waits_then_fails_in_one_line(tmp_p
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         busy = subprocess.run([*CLI, "sql", "SELECT 41 + 1 AS answer", "--data-root", str(root)],
                               capture_output=True, text=True, timeout=300, check=False,
-                              env={**os.environ, "CLICKSCORE_CATALOG_WAIT_S": "3",
-                                   **TEST_JVM_ENV})
+                              env={**os.environ, "CLICKSCORE_CATALOG_WAIT_S": "3"})
         assert busy.returncode == 1
         lines = (busy.stdout + busy.stderr).strip().splitlines()
         assert len(lines) == 2, lines
@@ -126,7 +124,7 @@ def test_a_submitted_job_keeps_its_settings_and_analysts_query_by_name_while_a_j
     from tests.integration import postgres as pg
 
     root = tmp_path / "shared"
-    env = {**os.environ, **TEST_JVM_ENV, "CLICKSCORE_DRIVER_MEMORY": "1g",
+    env = {**os.environ, "CLICKSCORE_DRIVER_MEMORY": "1g",
            "CLICKSCORE_SPARK_MASTER": "local[1]", "PYSPARK_PYTHON": sys.executable,
            "CLICKSCORE_METASTORE_URL": pg.create_database(postgres, "metastore"),
            "CLICKSCORE_METASTORE_USER": pg.USER, "CLICKSCORE_METASTORE_PASSWORD": pg.PASSWORD}

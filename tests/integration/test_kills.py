@@ -26,7 +26,6 @@ import pytest
 
 from clickscore.demo.config import GenerateConfig
 from clickscore.demo.generator import generate
-from tests.conftest import TEST_JVM_ENV
 from tests.integration.helpers import assert_same_rows, ingest, sessionize
 
 pytestmark = pytest.mark.integration
@@ -50,7 +49,7 @@ def _stages(landing_file: Path) -> list[tuple[str, list[str], list[str]]]:
 
 
 def _cli(args: list[str], root: Path, log: Path, pause_at: str | None) -> subprocess.Popen:
-    env = {**os.environ, **TEST_JVM_ENV, "CLICKSCORE_DRIVER_MEMORY": "1g",
+    env = {**os.environ, "CLICKSCORE_DRIVER_MEMORY": "1g",
            "CLICKSCORE_SPARK_MASTER": "local[2]"}
     env.pop("CLICKSCORE_PAUSE_AT", None)
     if pause_at:

@@ -4,7 +4,6 @@ identical, the latest view, and failures that write nothing."""
 
 from __future__ import annotations
 
-import gzip
 import json
 import pickle
 from datetime import date, timedelta
@@ -29,7 +28,13 @@ from clickscore.training.job import run_train
 from tests.conftest import utc
 from tests.integration import postgres as pg
 from tests.integration.conftest import real_examples_config
-from tests.integration.helpers import assert_same_rows, ingest, sessionize, snapshot
+from tests.integration.helpers import (
+    assert_same_rows,
+    ingest,
+    sessionize,
+    snapshot,
+    taobao_users_share,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -293,9 +298,7 @@ def test_real_samples_score_every_user_of_the_day_and_rerun_identically(
         # against 114 for one user in five
         request.getfixturevalue("empty_warehouse")
         path = tmp_path / "taobao-tenth.csv.gz"
-        with gzip.open(taobao_file, "rt") as whole:
-            path.write_bytes(gzip.compress("".join(
-                line for line in whole if int(line.split(",", 1)[0]) % 10 == 0).encode()))
+        taobao_users_share(taobao_file, path)
         ingest(spark, data_root, source, path, "all")
         sessionize(spark, data_root, "all")
         run_training_examples(spark, real_examples_config(source, data_root))
