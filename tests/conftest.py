@@ -102,6 +102,8 @@ UNITS = (
               "tests/integration/test_generated_days.py", "tests/integration/test_sources.py",
               "tests/integration/test_staging.py")),
     ("kills", ("tests/integration/test_kills.py",)),
+    # the training DAG through Airflow, two Sundays (~300 s)
+    ("weekly", ("tests/integration/test_weekly_training.py",)),
     ("cli", ("tests/integration/test_cli.py",)),
     ("time-zones", ("tests/integration/test_time_zones.py",)),
     ("dags", ("tests/dags/",)),

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -23,13 +22,20 @@ from pyspark.sql import functions as F
 
 from tests.cluster.conftest import GPU_CONF, JARS, PY_FILES, ROOT, VENV_BIN, submit
 from tests.conftest import TEST_SPARK_CONF
-from tests.dags.conftest import AIRFLOW_PYTHON, airflow_env
+from tests.dags.conftest import (
+    AIRFLOW_PYTHON,
+    airflow_cli,
+    airflow_env,
+    dags_test,
+    task_states,
+)
 from tests.integration import postgres as pg
 from tests.integration.helpers import taobao_users_share
 from tests.integration.test_real_data import taobao_sessions_in_duckdb
 
 pytestmark = pytest.mark.integration
 
+DAILY = "clickscore_daily"
 DAY = "2017-11-26"  # the Taobao sample's day (about two hours of it)
 # one executor where training is not in play: the stages are Spark jobs like any other, and a
 # second executor JVM per submit only competes for this machine's two cores
@@ -55,30 +61,6 @@ def runs(spark, root: Path) -> list:
             .select("job", "run_key", "status", "input_rows", "output_rows", "details",
                     "error")
             .collect())
-
-
-def dags_test(home: Path, env: dict[str, str], run_id_date: str,
-              skip: str | None = None) -> subprocess.CompletedProcess:
-    """`airflow dags test clickscore_daily DATE`; `skip`: a regex of tasks Airflow marks
-    succeeded without running them (--mark-success-pattern)."""
-    return subprocess.run(
-        [str(AIRFLOW_PYTHON.parent / "airflow"), "dags", "test", "clickscore_daily",
-         run_id_date, *(["--mark-success-pattern", skip] if skip else [])], env=env,
-        capture_output=True, text=True, timeout=1800, check=False, cwd=home)
-
-
-def task_states(home: Path, env: dict[str, str]) -> dict[str, str]:
-    """The latest run's task states, from Airflow's metadata database."""
-    done = subprocess.run(
-        [str(AIRFLOW_PYTHON), "-c", """
-import json, sqlite3, sys
-db = sqlite3.connect(sys.argv[1])
-run = db.execute("SELECT run_id FROM dag_run WHERE dag_id = 'clickscore_daily' "
-                 "ORDER BY id DESC LIMIT 1").fetchone()[0]
-print(json.dumps(dict(db.execute("SELECT task_id, state FROM task_instance "
-                                 "WHERE dag_id = 'clickscore_daily' AND run_id = ?", (run,)))))
-""", str(home / "airflow.db")], env=env, capture_output=True, text=True, check=True)
-    return json.loads(done.stdout)
 
 
 @pytest.fixture
@@ -124,25 +106,22 @@ def test_every_stage_runs_on_a_standalone_cluster_and_the_daily_dag_through_airf
         "CLICKSCORE_START_DATE": "2017-11-01",  # no task is created for a run before it
         "CLICKSCORE_DAG_DEADLINE": "off",  # see airflow_dags/clickscore_common.deadlines
     })
-    migrated = subprocess.run([str(AIRFLOW_PYTHON.parent / "airflow"), "db", "migrate"],
-                              env=env, capture_output=True, text=True, timeout=600,
-                              check=False)
+    migrated = airflow_cli(home, env, "db", "migrate")
     assert migrated.returncode == 0, migrated.stderr[-3000:]
     # the README's backfill: the DAGs reach the metadata database, then the runs a backfill
     # of two dates would create (a dry run: the scheduler is not running here)
     for argv in (["dags", "reserialize"],
                  ["backfill", "create", "--dag-id", "clickscore_daily", "--from-date",
                   "2017-11-25", "--to-date", "2017-11-26", "--dry-run"]):
-        done = subprocess.run([str(AIRFLOW_PYTHON.parent / "airflow"), *argv], env=env,
-                              capture_output=True, text=True, timeout=300, check=False)
+        done = airflow_cli(home, env, *argv, timeout=300)
         assert done.returncode == 0, (argv, done.stderr[-3000:])
     planned = re.findall(r"\| (2017-11-\d\d) 00:00:00\+00:00 ", done.stdout + done.stderr)
     assert planned == ["2017-11-25", "2017-11-26"], done.stdout[-3000:]
 
     # the day's first half through the DAG (no model exists yet: the scoring half waits for
     # training, which Airflow's --mark-success-pattern leaves out of this run)
-    first = dags_test(home, env, DAY, skip="^(features|score|export)$")
-    assert set(task_states(home, env).values()) == {"success"}, first.stdout[-5000:]
+    first = dags_test(home, env, DAILY, DAY, skip="^(features|score|export)$")
+    assert set(task_states(home, env, DAILY)[1].values()) == {"success"}, first.stdout[-5000:]
     assert table(spark, root, "bronze.events").count() == sample_rows > 8_000
     assert table(spark, root, "silver.sessions").count() == taobao_sessions_in_duckdb(sample)
 
@@ -167,8 +146,8 @@ def test_every_stage_runs_on_a_standalone_cluster_and_the_daily_dag_through_airf
 
     # the scoring half: features -> score -> export (ingest and sessionize ran above; their
     # rerun of a date is tested in tests/integration)
-    second = dags_test(home, env, DAY, skip="^(ingest|sessionize)$")
-    assert set(task_states(home, env).values()) == {"success"}, second.stdout[-5000:]
+    second = dags_test(home, env, DAILY, DAY, skip="^(ingest|sessionize)$")
+    assert set(task_states(home, env, DAILY)[1].values()) == {"success"}, second.stdout[-5000:]
     users = spark.sql(f"SELECT count(DISTINCT user_id) FROM delta.`{root}/warehouse/silver.db/"
                       "events`").first()[0]
     scores = table(spark, root, "gold.user_scores").where(F.col("score_date") == DAY)
@@ -183,8 +162,9 @@ def test_every_stage_runs_on_a_standalone_cluster_and_the_daily_dag_through_airf
     corrupted = tmp_path / "corrupted.csv.gz"  # a transfer cut short: the gzip stream ends early
     corrupted.write_bytes(sample.read_bytes()[:len(sample.read_bytes()) // 2])
     moved = versions(spark, root)
-    failed = dags_test(home, {**env, "AIRFLOW_VAR_CLICKSCORE_LANDING": str(corrupted)}, DAY)
-    states = task_states(home, env)
+    failed = dags_test(home, {**env, "AIRFLOW_VAR_CLICKSCORE_LANDING": str(corrupted)},
+                       DAILY, DAY)
+    _, states = task_states(home, env, DAILY)
     assert states["ingest"] == "failed", (states, failed.stdout[-5000:])
     assert {states[t] for t in ("sessionize", "features", "score", "export")} == {
         "upstream_failed"}, states

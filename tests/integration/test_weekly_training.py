@@ -1,0 +1,118 @@
+"""The weekly retraining as Airflow runs it: `clickscore_train` for two consecutive Sundays
+(`airflow dags test`, each task a spark-submit of the packaged code on local[1]) over five
+and a half weeks of generated data. The second Sunday builds a second training set (other
+cutoffs, another vocabulary) beside the first, trains on it alone, and promotes the version
+its own run registered only when it beats the champion on validation. Before training sets
+had an identity, the second Sunday's `train` failed on a table that mixed two vocabularies.
+(tests/integration/test_training.py tests the same rules in-process: a set named by id, a
+rebuild in place; this test is the DAG's.)"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from pyspark.sql import DataFrame, SparkSession
+
+from clickscore import registry
+from tests.cluster.conftest import JARS, PY_FILES, ROOT, VENV_BIN
+from tests.conftest import TEST_SPARK_CONF
+from tests.dags.conftest import AIRFLOW_PYTHON, airflow_cli, airflow_env, dags_test, task_states
+from tests.integration.helpers import run_cli
+
+pytestmark = pytest.mark.integration
+
+TRAIN = "clickscore_train"
+# two Sundays: each run's window ends at its logical date (03:00 UTC): cutoffs E-28d, E-25d,
+# E-22d (train), E-14d (validation), E-7d (test, labelled up to E), features over 3 days
+SUNDAYS = ("2019-10-13", "2019-10-20")
+CUTOFFS = {"2019-10-13": ["2019-09-15", "2019-09-18", "2019-09-21", "2019-09-29", "2019-10-06"],
+           "2019-10-20": ["2019-09-22", "2019-09-25", "2019-09-28", "2019-10-06", "2019-10-13"]}
+# the data: the first Sunday's lookback start (E-28d-3d) to the second Sunday
+FIRST_DAY, DAYS = "2019-09-12", 38
+PARAMS = {"lookback_s": 3 * 86400, "windows": "1d,3d", "min_support": 2, "num_processes": 1,
+          "epochs": 2}
+
+
+def table(spark: SparkSession, root: Path, name: str) -> DataFrame:
+    """A table of another data root, read by path (its catalog is that root's)."""
+    database, name = name.split(".")
+    return spark.read.format("delta").load(str(root / "warehouse" / f"{database}.db" / name))
+
+
+def test_two_sundays_of_the_training_dag_each_train_on_their_own_set_and_promote_their_own(
+        spark, tmp_path):
+    root = tmp_path / "lake"
+    landing = tmp_path / "landing"
+    for argv in (["generate", "--output", str(landing), "--days", str(DAYS), "--users", "150",
+                  "--start-date", FIRST_DAY],
+                 ["ingest", "--source", "rees46", "--input", str(landing / "events-*.csv.gz"),
+                  "--run-date", "all"],
+                 ["sessionize", "--run-date", "all"]):
+        done = run_cli(*argv, data_root=root)
+        assert done.returncode == 0, (argv, done.stderr[-3000:])
+
+    home = tmp_path / "airflow"
+    home.mkdir()
+    properties = tmp_path / "spark.conf"
+    properties.write_text("".join(f"{k} {v}\n" for k, v in {
+        **TEST_SPARK_CONF, "spark.driver.memory": "1g"}.items()))
+    env = airflow_env(home, **{
+        "PATH": f"{VENV_BIN}:{AIRFLOW_PYTHON.parent}:/usr/bin:/bin",
+        "AIRFLOW_CONN_CLICKSCORE_SPARK": json.dumps({"conn_type": "spark", "host": "local[1]"}),
+        "AIRFLOW_VAR_CLICKSCORE_DATA_ROOT": str(root),
+        "AIRFLOW_VAR_CLICKSCORE_HOME": str(ROOT),
+        "AIRFLOW_VAR_CLICKSCORE_PACKAGES": "",
+        "AIRFLOW_VAR_CLICKSCORE_JARS": JARS,
+        "AIRFLOW_VAR_CLICKSCORE_PYTHON": str(VENV_BIN / "python"),
+        "AIRFLOW_VAR_CLICKSCORE_PROPERTIES": str(properties),
+        "CLICKSCORE_DAG_RETRIES": "0",
+        "CLICKSCORE_START_DATE": "2019-09-01",
+    })
+    assert PY_FILES.exists(), f"{PY_FILES} is missing: run `make dist`"
+    migrated = airflow_cli(home, env, "db", "migrate")
+    assert migrated.returncode == 0, migrated.stderr[-3000:]
+
+    weeks = []
+    for sunday in SUNDAYS:
+        done = dags_test(home, env, TRAIN, f"{sunday}T03:00:00+00:00", conf=PARAMS)
+        run_id, states = task_states(home, env, TRAIN)
+        assert states == {"vocab": "success", "training_examples": "success",
+                          "train_or_tune": "success", "train": "success", "tune": "skipped",
+                          "evaluate": "success", "promote": "success"}, (
+            states, (done.stdout + done.stderr)[-5000:])
+        records = {r.job: json.loads(r.details) for r in table(spark, root, "ops.pipeline_runs")
+                   .where("status = 'succeeded'").orderBy("started_at").collect()}
+        weeks.append((run_id, records["training_examples"], records["train"],
+                      done.stdout + done.stderr))
+
+    (run1, built1, trained1, _), (run2, built2, trained2, log2) = weeks
+    # each Sunday built its own set, at its own cutoffs, with its own vocabulary
+    for sunday, built in zip(SUNDAYS, (built1, built2), strict=True):
+        assert [c[:10] for c in built["cutoffs"]] == CUTOFFS[sunday]
+    assert built2["training_set"] != built1["training_set"]
+    assert built2["vocab_version"] != built1["vocab_version"]
+    # the first set is intact beside the second, each of one vocabulary
+    per_set = {r.training_set: (r["n"], r["vocabs"]) for r in table(
+        spark, root, "gold.training_examples").groupBy("training_set").agg(
+        {"*": "count", "vocab_version": "collect_set"}).withColumnsRenamed(
+        {"count(1)": "n", "collect_set(vocab_version)": "vocabs"}).collect()}
+    assert per_set == {b["training_set"]: (sum(b["rows_by_split"].values()),
+                                           [b["vocab_version"]]) for b in (built1, built2)}
+
+    # each Sunday trained on its own set only, and registered a version tagged with its run
+    for built, trained, run_id, version in ((built1, trained1, run1, "1"),
+                                            (built2, trained2, run2, "2")):
+        assert trained["training_set"] == built["training_set"]
+        assert trained["feature_spec"] == built["feature_spec"]
+        assert trained["model_version"] == version
+        found = registry.resolve_version(str(root), version)
+        assert found.tags[registry.REGISTERED_BY] == f"{TRAIN}/{run_id}"
+
+    # the second Sunday's promote judged its own version 2 against champion 1, on validation
+    mine, theirs = (registry.validation_metric(str(root), v) for v in ("2", "1"))
+    champion = registry.aliases(str(root))["champion"]
+    assert champion == ("2" if mine > theirs else "1"), (mine, theirs, champion)
+    verdict = "model 2 is now champion" if champion == "2" else "model 2 stays challenger"
+    assert verdict in log2, log2[-5000:]
