@@ -107,8 +107,11 @@ def test_two_sundays_of_the_training_dag_each_train_on_their_own_set_and_promote
         assert trained["training_set"] == built["training_set"]
         assert trained["feature_spec"] == built["feature_spec"]
         assert trained["model_version"] == version
-        found = registry.resolve_version(str(root), version)
+        model, found = registry.load_model(str(root), version)
         assert found.tags[registry.REGISTERED_BY] == f"{TRAIN}/{run_id}"
+        # the set and how its features were built travel with the model, for scoring
+        assert model.cfg.training_set == built["training_set"]
+        assert model.cfg.features.to_dict() == built["feature_spec"]
 
     # the second Sunday's promote judged its own version 2 against champion 1, on validation
     mine, theirs = (registry.validation_metric(str(root), v) for v in ("2", "1"))
