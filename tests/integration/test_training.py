@@ -33,6 +33,7 @@ from clickscore.training.job import (
     target_counts,
 )
 from clickscore.training.loop import to_device, train_function
+from clickscore.training.tune import OBJECTIVE
 from tests.integration.conftest import GENERATED_CUTOFFS
 from tests.integration.helpers import invoke_cli
 
@@ -370,3 +371,19 @@ def test_tune_searches_on_validation_with_nested_runs_and_registers_the_best(
     assert params["train_loop_keep"] == best["keep"]
     assert details["heads"] == registry.heads(data_root, details["model_version"])
     assert registry.aliases(data_root)["challenger"] == details["model_version"]
+    assert details["stopped_at_budget"] == []
+
+    # a budget spent inside the first trial: it stops at the end of its first epoch of two,
+    # counts with that epoch, and no other trial starts
+    spent = invoke_cli("tune", "--trials", "3", "--epochs", "2", "--max-steps-per-epoch", "2",
+                       "--batch-size", "128", "--timeout-s", "0.001", "--no-auto-promote",
+                       data_root=data_root)
+    assert spent.exit_code == 0, spent.error
+    assert spent.counts.details["trials"] == 1
+    assert spent.counts.details["stopped_at_budget"] == [0]
+    (trial,) = mlflow.search_runs(filter_string=f"tags.mlflow.parentRunId = "
+                                                f"'{spent.counts.details['study_run_id']}'",
+                                  output_format="list")
+    assert trial.data.tags["state"] == "stopped at the budget"
+    assert [m.step for m in registry.client(data_root).get_metric_history(
+        trial.info.run_id, registry.metric_name(OBJECTIVE))] == [1]

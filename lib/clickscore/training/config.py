@@ -130,7 +130,8 @@ class TuneConfig:
         "the training set (ml.training_sets) to tune on; default: the newest build"))
     trials: int = field(default=20, metadata=option("at most this many trials"))
     timeout_s: float = field(default=3600.0, metadata=option(
-        "stop starting trials after this many seconds (the study's wall-clock budget)"))
+        "the trials' wall-clock budget in seconds: no trial starts after it, and a running "
+        "one stops at the end of its epoch"))
     epochs: int = field(default=8, metadata=option("epochs per trial, and for the best"))
     batch_size: int = field(default=256, metadata=option("sequences per step"))
     max_steps_per_epoch: int | None = field(default=None, metadata=option(

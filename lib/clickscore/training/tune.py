@@ -5,9 +5,12 @@ One training set is read and materialized once; each trial trains the training f
 it in this process with a configuration Optuna's TPE sampler proposes from `SEARCH_SPACE`, and
 reports the validation NDCG@20 over all next items (the next-item head's metric) after every
 epoch, so the median pruner stops a trial that is behind the others at the same epoch. The
-study stops at `--trials` or after `--timeout-s` seconds, whichever comes first. Every trial
-is a nested MLflow run under the study's run (its parameters, per-epoch metric, and whether it
-finished or was pruned). The best configuration is then trained again by `run_train` and
+study stops at `--trials` or after `--timeout-s` seconds, whichever comes first; the budget
+binds inside a trial too: a trial still running when it is spent stops at the end of its
+epoch and counts with its epochs so far (Optuna's own timeout is checked only between
+trials, and one trial can take longer than the whole budget). Every trial is a nested MLflow
+run under the study's run (its parameters, per-epoch metric, and whether it finished, was
+pruned or stopped at the budget). The best configuration is then trained again by `run_train` and
 registered as the challenger, with its heads chosen against the baselines as always: tuning
 never lets the sequence model serve a head it does not win.
 """
@@ -118,7 +121,10 @@ def run_tune(spark: SparkSession, cfg: TuneConfig) -> RunCounts:
                                                  if hasattr(LoopConfig, k)},
                                    checkpoint_dir=folder)
 
+                    history: list[dict[str, Any]] = []
+
                     def report(record: dict[str, Any]) -> None:
+                        history.append(record)
                         value = float(record.get(OBJECTIVE, 0.0))
                         mlflow.log_metric(registry.metric_name(OBJECTIVE), value,
                                           step=record["epoch"])
@@ -126,16 +132,23 @@ def run_tune(spark: SparkSession, cfg: TuneConfig) -> RunCounts:
                         if trial.should_prune():
                             mlflow.set_tag("state", "pruned")
                             raise optuna.TrialPruned(f"epoch {record['epoch']}: {value:.4f}")
+                        if time.monotonic() - started > cfg.timeout_s:
+                            raise BudgetSpent
 
-                    result = train_function(
-                        replace(model_cfg, hyper=hyper), loop, train, validation,
-                        rows["train"], counts if hyper.popularity_prior else None,
-                        categories if hyper.uses_item_categories else None, on_epoch=report)
-                    history = result["history"]
+                    state = "complete"
+                    try:
+                        train_function(
+                            replace(model_cfg, hyper=hyper), loop, train, validation,
+                            rows["train"], counts if hyper.popularity_prior else None,
+                            categories if hyper.uses_item_categories else None,
+                            on_epoch=report)
+                    except BudgetSpent:
+                        state = "stopped at the budget"
+                        trial.set_user_attr("epochs", len(history))
                     kept = (history[-1] if loop.keep == "last" else
                             max(history, key=lambda h: h.get(OBJECTIVE, 0.0)))
                     value = float(kept.get(OBJECTIVE, 0.0))
-                    mlflow.set_tag("state", "complete")
+                    mlflow.set_tag("state", state)
                     mlflow.log_metric("value", value)
                     return value
 
@@ -162,6 +175,7 @@ def run_tune(spark: SparkSession, cfg: TuneConfig) -> RunCounts:
         total = sum(rows.values())
         return stage.finish(RunCounts(input_rows=total, output_rows=total, details={
             "trials": len(study.trials), "states": {s: states.count(s) for s in set(states)},
+            "stopped_at_budget": [t.number for t in study.trials if "epochs" in t.user_attrs],
             "searched_s": round(searched_s, 1), "best_trial": best.number,
             "best_value": best.value, "best_params": best.params,
             "model_version": final.details["model_version"], "heads": final.details["heads"],
@@ -170,3 +184,8 @@ def run_tune(spark: SparkSession, cfg: TuneConfig) -> RunCounts:
 
 class TuneError(ClickscoreError):
     """No trial of the study completed."""
+
+
+class BudgetSpent(Exception):
+    """Raised after an epoch of a trial once the study's wall-clock budget is spent: the
+    trial ends there, with its epochs so far."""
