@@ -37,7 +37,9 @@ def parsed_dags(tmp_path_factory) -> dict:
 
 def airflow_cli(home: Path, env: dict[str, str], *argv: str,
                 timeout: int = 600) -> subprocess.CompletedProcess:
-    """`airflow ARGV` with this environment, in the Airflow home (its exit code, out and err)."""
+    """`airflow ARGV` with this environment, in the Airflow home (made if missing); its exit
+    code, out and err."""
+    home.mkdir(parents=True, exist_ok=True)
     return subprocess.run([str(AIRFLOW_PYTHON.parent / "airflow"), *argv], env=env,
                           capture_output=True, text=True, timeout=timeout, check=False,
                           cwd=home)

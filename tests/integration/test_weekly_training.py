@@ -54,7 +54,6 @@ def test_two_sundays_of_the_training_dag_each_train_on_their_own_set_and_promote
         assert done.returncode == 0, (argv, done.stderr[-3000:])
 
     home = tmp_path / "airflow"
-    home.mkdir()
     properties = tmp_path / "spark.conf"
     properties.write_text("".join(f"{k} {v}\n" for k, v in {
         **TEST_SPARK_CONF, "spark.driver.memory": "1g"}.items()))
