@@ -76,14 +76,18 @@ TAOBAO_FILE = SHARED_DATA / "taobao_userbehavior_subset" / "UserBehavior_subset1
 
 
 # Units of work for `--dist loadgroup`, in the order the two workers take them: longest first
-# (measured in full runs: the cluster 2,100-2,300 s and the demo with its readers ~1,200,
-# generated ~2,500, real ~1,900, days ~800, kills ~620, cli ~450, time zones ~400; the unit
-# tests, `in-process`, ~250, go last), each worker taking the next when it runs short. Each
-# unit runs whole on one worker, so what its tests share (a session-wide warehouse state, the
-# demo's warehouse, a cluster) is built once; tests of different units share nothing but the
-# Spark session, and each starts from a warehouse of its own (`empty_warehouse` or a restored
-# state). A test belongs to the unit of its longest matching prefix. With two fixed halves
-# (one Spark-bound, one subprocess-bound) one worker ended 700+ s before the other.
+# (worker-seconds in the rehearsal of 2026-12-07 on this machine: the cluster with the demo
+# and its readers 881, generated 723, real 607, the training DAG's two Sundays 429, days 241,
+# kills 202, time zones 116, cli 104; the unit tests, `in-process`, 90, go last), each worker
+# taking the next when it runs short. A worker takes its next unit while it runs the last test
+# of the one before, so a short unit placed after a long one-test unit waits behind it: with
+# the weekly unit after kills, the time-zone test queued behind it on one worker while the
+# other ran out of work 350 s before the end. Each unit runs whole on one worker, so what its
+# tests share (a session-wide warehouse state, the demo's warehouse, a cluster) is built once;
+# tests of different units share nothing but the Spark session, and each starts from a
+# warehouse of its own (`empty_warehouse` or a restored state). A test belongs to the unit of
+# its longest matching prefix. With two fixed halves (one Spark-bound, one subprocess-bound)
+# one worker ended 700+ s before the other.
 UNITS = (
     # the cluster, then the demo's warehouse (the demo itself, its report page and the
     # notebooks read from it) in the same worker: the report test failed (in 7 s, cause not
@@ -98,14 +102,14 @@ UNITS = (
     ("real", ("tests/integration/test_dq_gates.py", "tests/integration/test_features_real.py",
               "tests/integration/test_real_data.py", "tests/integration/test_invoke.py",
               "tests/integration/test_scoring.py::test_real_samples")),
+    # the training DAG through Airflow, two Sundays
+    ("weekly", ("tests/integration/test_weekly_training.py",)),
     ("days", ("tests/integration/test_bad_inputs.py", "tests/integration/test_delta_io.py",
               "tests/integration/test_generated_days.py", "tests/integration/test_sources.py",
               "tests/integration/test_staging.py")),
     ("kills", ("tests/integration/test_kills.py",)),
-    # the training DAG through Airflow, two Sundays (~300 s)
-    ("weekly", ("tests/integration/test_weekly_training.py",)),
-    ("cli", ("tests/integration/test_cli.py",)),
     ("time-zones", ("tests/integration/test_time_zones.py",)),
+    ("cli", ("tests/integration/test_cli.py",)),
     ("dags", ("tests/dags/",)),
 )
 IN_PROCESS = "in-process"  # everything else: the unit tests, in the session's Spark
