@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import shutil
 import subprocess
@@ -28,13 +29,38 @@ from clickscore.sessionize.job import run_sessionize
 CLI = [sys.executable, "-m", "clickscore.cli"]
 
 
+CLI_ENV = {"CLICKSCORE_DRIVER_MEMORY": "1g", "CLICKSCORE_SPARK_MASTER": "local[1]"}
+
+
 def run_cli(*args: str, data_root: Path, timeout: int = 600) -> subprocess.CompletedProcess:
     """`clickscore ARGS --data-root DATA_ROOT` in a new process (its JVM with the suite's
     options, which the environment carries: `tests.conftest.TEST_JVM_ENV`); its exit code,
     out and err."""
-    env = {**os.environ, "CLICKSCORE_DRIVER_MEMORY": "1g", "CLICKSCORE_SPARK_MASTER": "local[1]"}
     return subprocess.run([*CLI, *args, "--data-root", str(data_root)], capture_output=True,
-                          text=True, env=env, timeout=timeout, check=False)
+                          text=True, env={**os.environ, **CLI_ENV}, timeout=timeout,
+                          check=False)
+
+
+_STEPS = """import json, sys
+from clickscore.cli import invoke
+for argv in json.loads(sys.argv[1]):
+    done = invoke(argv, capture=False)
+    if done.exit_code:
+        print(done.error, file=sys.stderr)
+        sys.exit(done.exit_code)
+"""
+
+
+def run_cli_steps(*steps: list[str], data_root: Path,
+                  timeout: int = 900) -> subprocess.CompletedProcess:
+    """Several `clickscore` commands on DATA_ROOT one after another in one new process and
+    one Spark session (`clickscore.cli.invoke`), stopping at the first that fails: a warehouse
+    that processes of their own must read later (its catalog is that process's), built with
+    one JVM start instead of one per command. Its exit code, out and err."""
+    argvs = [[*step, "--data-root", str(data_root)] for step in steps]
+    return subprocess.run([sys.executable, "-c", _STEPS, json.dumps(argvs)],
+                          capture_output=True, text=True, env={**os.environ, **CLI_ENV},
+                          timeout=timeout, check=False)
 
 
 def taobao_users_share(taobao_file: Path, target: Path, every: int = 10) -> int:

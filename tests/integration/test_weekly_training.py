@@ -19,7 +19,7 @@ from clickscore import registry
 from tests.cluster.conftest import JARS, PY_FILES, ROOT, VENV_BIN
 from tests.conftest import TEST_SPARK_CONF
 from tests.dags.conftest import AIRFLOW_PYTHON, airflow_cli, airflow_env, dags_test, task_states
-from tests.integration.helpers import run_cli
+from tests.integration.helpers import run_cli_steps
 
 pytestmark = pytest.mark.integration
 
@@ -45,13 +45,13 @@ def test_two_sundays_of_the_training_dag_each_train_on_their_own_set_and_promote
         spark, tmp_path):
     root = tmp_path / "lake"
     landing = tmp_path / "landing"
-    for argv in (["generate", "--output", str(landing), "--days", str(DAYS), "--users", "150",
-                  "--start-date", FIRST_DAY],
-                 ["ingest", "--source", "rees46", "--input", str(landing / "events-*.csv.gz"),
-                  "--run-date", "all"],
-                 ["sessionize", "--run-date", "all"]):
-        done = run_cli(*argv, data_root=root)
-        assert done.returncode == 0, (argv, done.stderr[-3000:])
+    built = run_cli_steps(
+        ["generate", "--output", str(landing), "--days", str(DAYS), "--users", "150",
+         "--start-date", FIRST_DAY],
+        ["ingest", "--source", "rees46", "--input", str(landing / "events-*.csv.gz"),
+         "--run-date", "all"],
+        ["sessionize", "--run-date", "all"], data_root=root)
+    assert built.returncode == 0, built.stderr[-3000:]
 
     home = tmp_path / "airflow"
     properties = tmp_path / "spark.conf"
