@@ -140,6 +140,8 @@ def main() -> None:
                         help="the category part of the output embeddings")
     parser.add_argument("--category-affinity", action=toggle,
                         help="the bonus for the categories of the user's history")
+    parser.add_argument("--anchored", action=toggle,
+                        help="the embeddings' match scaled by a learned factor starting at 0")
     parser.add_argument("--tune-trials", type=int, default=0,
                         help="also run `clickscore tune` with this many trials (0: no tuning)")
     parser.add_argument("--tune-timeout-s", type=float, default=900.0,
@@ -155,7 +157,7 @@ def main() -> None:
         build_examples(spark, root, name, args.users)
         options = {"repeat": args.repeat, "popularity_prior": args.prior,
                    "category_output": args.category_output,
-                   "category_affinity": args.category_affinity}
+                   "category_affinity": args.category_affinity, "anchored": args.anchored}
         cfg = TrainConfig.of(data_root=root, epochs=args.epochs, patience=3, batch_size=128,
                              **{k: v for k, v in options.items() if v is not None})
         speed = throughput(spark, root, cfg)

@@ -164,6 +164,34 @@ def test_the_popularity_prior_ranks_like_most_popular_and_travels_with_the_weigh
         model.set_item_prior(torch.ones(39))
 
 
+def test_an_anchored_model_starts_from_the_prior_and_training_moves_it_away():
+    """`anchored`: the history's match with the item embeddings is scaled by a learned factor
+    that starts at 0, so an untrained model ranks like most-popular whatever the history says,
+    and a training step moves the factor (and the ranking) off the prior."""
+    torch.manual_seed(3)
+    counts = torch.zeros(40, dtype=torch.long)
+    counts[2:] = torch.randperm(38) * 3
+    popular = counts[2:].argsort(descending=True) + 2
+    states = torch.randn(4, 32)  # states that do say something
+    ranks = {}
+    for anchored in (False, True):
+        torch.manual_seed(4)  # the same weights with and without the anchor
+        model = SequenceModel(tiny_config(repeat=False, anchored=anchored)).eval()
+        model.set_item_prior(counts)
+        ranks[anchored] = model.item_scores(states).argsort(dim=1, descending=True)[:, :38]
+    assert (ranks[True] == popular).all()
+    assert not (ranks[False] == popular).all()  # without it the embeddings move the ranking
+
+    model.train()
+    items = torch.tensor([[0, 0, 5, 6, 7, 8, 9, 10]])
+    batch = tiny_batch(items, model.cfg)
+    batch["target_seq"] = torch.tensor([[0, 0, 6, 7, 8, 9, 10, 11]])
+    optimizer = torch.optim.AdamW(model.parameter_groups(1e-2, 0.0))
+    model.losses(batch)["total"].backward()
+    optimizer.step()
+    assert model.anchor_scale.item() != 0.0
+
+
 def test_items_of_a_category_share_its_output_embedding():
     torch.manual_seed(3)
     cfg = tiny_config(repeat=False, category_vocab_size=6, category_output=True)

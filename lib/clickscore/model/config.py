@@ -39,6 +39,10 @@ class ModelHyper:
     repeat: bool = field(default=False, metadata=_choice(
         "a learned bonus for items already in the user's history (where users revisit "
         "items: it won on the real samples, and cost the generated planted pairs)"))
+    anchored: bool = field(default=False, metadata=_choice(
+        "the history's match with the item embeddings is scaled by a learned factor that "
+        "starts at 0: an untrained model ranks by the prior and bonuses alone, and moves "
+        "away from them only as far as training pulls the factor"))
     popularity_prior: bool = field(default=True, metadata=_choice(
         "item scores start from the log of each item's frequency as a training target, so "
         "the model learns what a user's history adds to popularity"))

@@ -17,6 +17,10 @@ data. With `popularity_prior` (on by default) every item's logit carries a fixed
 log of its frequency as a training target (`set_item_prior`, smoothed by one), so an untrained
 model already ranks like most-popular and the embeddings learn what the user's history adds to
 it; on small data they cannot learn popularity itself faster than counting does. With
+`anchored` (opt-in) the history's match with the item embeddings is scaled by a learned factor
+that starts at 0, so training moves the ranking away from the prior and the bonuses only as far
+as it pulls that factor: on the Taobao sample the embeddings otherwise ranked the items a user
+had not had below the prior's order. With
 `category_output` (opt-in) an item's output embedding is its own plus its category's
 (`set_item_categories`), so what a history says about categories reaches every item of the
 category at once. With `category_affinity` (on by default) every item gets a learned bonus in
@@ -95,6 +99,8 @@ class SequenceModel(nn.Module):
             with torch.no_grad():
                 self.affinity_gate.weight.zero_()
                 self.affinity_gate.bias.fill_(math.log(math.e - 1))  # softplus -> 1
+        if cfg.hyper.anchored:
+            self.anchor_scale = nn.Parameter(torch.zeros(()))
         if cfg.hyper.repeat:
             self.repeat_age = nn.Embedding(cfg.sequence_length, 1)
             self.repeat_gate = nn.Linear(d, 1)
@@ -155,7 +161,7 @@ class SequenceModel(nn.Module):
         and without weight decay (like biases: Adam moves a parameter by about the learning
         rate per step, so at the common rate they would barely leave their start in a short
         run)."""
-        prefixes = ("repeat_", "affinity_")
+        prefixes = ("repeat_", "affinity_", "anchor_")
         fast = [p for n, p in self.named_parameters() if n.startswith(prefixes)]
         others = [p for n, p in self.named_parameters() if not n.startswith(prefixes)]
         groups: list[dict[str, Any]] = [{"params": others, "lr": learning_rate,
@@ -192,7 +198,7 @@ class SequenceModel(nn.Module):
         (N, L) holds each state's item sequence, `categories` (N, L) its category sequence
         and `positions` (N,) the position the state is at (default: the last), for the
         repeat and affinity bonuses."""
-        scores = states @ self.output_weights().T
+        scores = self._anchored(states @ self.output_weights().T)
         prior = self._prior()
         if prior is not None:
             scores = scores + prior.to(scores.dtype)
@@ -205,6 +211,11 @@ class SequenceModel(nn.Module):
             scores = scores + gate * share.to(scores.dtype)[:, self.item_category]
         scores[:, :FIRST_ITEM] = float("-inf")
         return scores
+
+    def _anchored(self, match: Tensor) -> Tensor:
+        """The history's match with the item embeddings, scaled by the learned anchor factor
+        when the model is anchored."""
+        return match * self.anchor_scale.to(match.dtype) if self.cfg.hyper.anchored else match
 
     def _repeat_weights(self, states: Tensor, history: Tensor, positions: Tensor | None
                         ) -> tuple[Tensor, Tensor]:
@@ -281,8 +292,10 @@ class SequenceModel(nn.Module):
             q = torch.log((rank + 2) / (rank + 1)) / math.log(n_items + 1)
             return torch.log(q * self.cfg.hyper.negatives)
 
-        positive = (states * self.output_weights(wanted)).sum(-1) - log_q(wanted)
-        negative = states @ self.output_weights(negatives).T - log_q(negatives).unsqueeze(0)
+        positive = (self._anchored((states * self.output_weights(wanted)).sum(-1))
+                    - log_q(wanted))
+        negative = (self._anchored(states @ self.output_weights(negatives).T)
+                    - log_q(negatives).unsqueeze(0))
         prior = self._prior()
         if prior is not None:
             positive = positive + prior[wanted]

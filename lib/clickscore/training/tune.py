@@ -58,6 +58,7 @@ SEARCH_SPACE: tuple[tuple[str, str, Any], ...] = (
     ("repeat", "categorical", (False, True)),
     ("category_output", "categorical", (False, True)),
     ("category_affinity", "categorical", (False, True)),
+    ("anchored", "categorical", (False, True)),
     ("cutoff_weight", "log", (1.0, 10.0)),
     ("keep", "categorical", ("best", "last")),
 )
