@@ -20,6 +20,7 @@ import pyspark
 import pytest
 
 from tests.conftest import TEST_SPARK_CONF
+from tests.dags.conftest import AIRFLOW_PYTHON, airflow_env
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -126,3 +127,30 @@ def submit(cluster: Cluster, job: str, args: list[str], data_root: Path, *,
     if check:
         assert done.returncode == 0, (job, done.stdout[-3000:], done.stderr[-5000:])
     return done
+
+
+def airflow_submitting(home: Path, spark_connection: str, data_root: Path, start_date: str,
+                       spark_conf: dict[str, str], **extra: str) -> dict[str, str]:
+    """The environment of an Airflow process whose DAG tasks spark-submit this checkout's
+    packaged code (`make dist`) with the jar files setup recorded (no Ivy resolution per task)
+    to `spark_connection` (the `clickscore_spark` connection: a master URL, or JSON), on
+    `data_root`, with no retries; the stages' properties file (the suite's Spark settings and
+    `spark_conf`) is written into the Airflow home. `extra`: more variables."""
+    assert PY_FILES.exists(), f"{PY_FILES} is missing: run `make dist`"
+    home.mkdir(parents=True, exist_ok=True)
+    properties = home / "spark-stages.conf"
+    properties.write_text("".join(f"{k} {v}\n" for k, v in {**TEST_SPARK_CONF,
+                                                            **spark_conf}.items()))
+    return airflow_env(home, **{
+        "PATH": f"{VENV_BIN}:{AIRFLOW_PYTHON.parent}:/usr/bin:/bin",
+        "AIRFLOW_CONN_CLICKSCORE_SPARK": spark_connection,
+        "AIRFLOW_VAR_CLICKSCORE_DATA_ROOT": str(data_root),
+        "AIRFLOW_VAR_CLICKSCORE_HOME": str(ROOT),
+        "AIRFLOW_VAR_CLICKSCORE_PACKAGES": "",
+        "AIRFLOW_VAR_CLICKSCORE_JARS": JARS,
+        "AIRFLOW_VAR_CLICKSCORE_PYTHON": str(VENV_BIN / "python"),
+        "AIRFLOW_VAR_CLICKSCORE_PROPERTIES": str(properties),
+        "CLICKSCORE_DAG_RETRIES": "0",
+        "CLICKSCORE_START_DATE": start_date,  # no task is created for a run before it
+        **extra,
+    })

@@ -17,20 +17,12 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from tests.cluster.conftest import GPU_CONF, JARS, PY_FILES, ROOT, VENV_BIN, submit
-from tests.conftest import TEST_SPARK_CONF
-from tests.dags.conftest import (
-    AIRFLOW_PYTHON,
-    airflow_cli,
-    airflow_env,
-    dags_test,
-    task_states,
-)
+from tests.cluster.conftest import GPU_CONF, PY_FILES, airflow_submitting, submit
+from tests.dags.conftest import airflow_cli, dags_test, task_states
 from tests.integration import postgres as pg
-from tests.integration.helpers import taobao_users_share
+from tests.integration.helpers import table_at, taobao_users_share
 from tests.integration.test_real_data import taobao_sessions_in_duckdb
 
 pytestmark = pytest.mark.integration
@@ -44,20 +36,15 @@ TABLES = ("bronze.events", "quarantine.events", "silver.events", "silver.session
           "gold.user_features", "gold.user_scores", "ops.pipeline_runs")
 
 
-def table(spark, root: Path, name: str) -> DataFrame:
-    database, name = name.split(".")
-    return spark.read.format("delta").load(str(root / "warehouse" / f"{database}.db" / name))
-
-
 def versions(spark, root: Path) -> dict[str, int]:
     """Each table's latest Delta version."""
-    return {name: table(spark, root, name).sparkSession.sql(
+    return {name: table_at(spark, root, name).sparkSession.sql(
         f"DESCRIBE HISTORY delta.`{root / 'warehouse' / (name.replace('.', '.db/'))}` LIMIT 1"
     ).first()["version"] for name in TABLES}
 
 
 def runs(spark, root: Path) -> list:
-    return (table(spark, root, "ops.pipeline_runs").orderBy("started_at")
+    return (table_at(spark, root, "ops.pipeline_runs").orderBy("started_at")
             .select("job", "run_key", "status", "input_rows", "output_rows", "details",
                     "error")
             .collect())
@@ -86,24 +73,11 @@ def test_every_stage_runs_on_a_standalone_cluster_and_the_daily_dag_through_airf
 
     # Airflow against the cluster: ingest -> sessionize -> features -> score -> export
     home = tmp_path / "airflow"
-    properties = tmp_path / "spark-stages.conf"  # the daily stages' properties file
-    properties.write_text("".join(f"{k} {v}\n" for k, v in {**ONE_EXECUTOR,
-                                                             **TEST_SPARK_CONF}.items()))
-    env = airflow_env(home, **{
-        "PATH": f"{VENV_BIN}:{AIRFLOW_PYTHON.parent}:/usr/bin:/bin",
-        "AIRFLOW_CONN_CLICKSCORE_SPARK": cluster.master_url,
+    env = airflow_submitting(home, cluster.master_url, root, "2017-11-01", ONE_EXECUTOR, **{
         "AIRFLOW_CONN_CLICKSCORE_WAREHOUSE": (f"postgresql://{pg.USER}:{pg.PASSWORD}@127.0.0.1:"
                                               f"{warehouse_db.port}/postgres"),
-        "AIRFLOW_VAR_CLICKSCORE_DATA_ROOT": str(root),
-        "AIRFLOW_VAR_CLICKSCORE_HOME": str(ROOT),
         "AIRFLOW_VAR_CLICKSCORE_LANDING": str(sample),
-        "AIRFLOW_VAR_CLICKSCORE_PACKAGES": "",
-        "AIRFLOW_VAR_CLICKSCORE_JARS": JARS,
         "AIRFLOW_VAR_CLICKSCORE_SOURCE": "taobao",
-        "AIRFLOW_VAR_CLICKSCORE_PYTHON": str(VENV_BIN / "python"),
-        "AIRFLOW_VAR_CLICKSCORE_PROPERTIES": str(properties),
-        "CLICKSCORE_DAG_RETRIES": "0",
-        "CLICKSCORE_START_DATE": "2017-11-01",  # no task is created for a run before it
         "CLICKSCORE_DAG_DEADLINE": "off",  # see airflow_dags/clickscore_common.deadlines
     })
     migrated = airflow_cli(home, env, "db", "migrate")
@@ -122,8 +96,8 @@ def test_every_stage_runs_on_a_standalone_cluster_and_the_daily_dag_through_airf
     # training, which Airflow's --mark-success-pattern leaves out of this run)
     first = dags_test(home, env, DAILY, DAY, skip="^(features|score|export)$")
     assert set(task_states(home, env, DAILY)[1].values()) == {"success"}, first.stdout[-5000:]
-    assert table(spark, root, "bronze.events").count() == sample_rows > 8_000
-    assert table(spark, root, "silver.sessions").count() == taobao_sessions_in_duckdb(sample)
+    assert table_at(spark, root, "bronze.events").count() == sample_rows > 8_000
+    assert table_at(spark, root, "silver.sessions").count() == taobao_sessions_in_duckdb(sample)
 
     # training examples, then training as Spark tasks on the two workers, each given a `gpu`
     examples = submit(cluster, "training_examples", [
@@ -150,7 +124,7 @@ def test_every_stage_runs_on_a_standalone_cluster_and_the_daily_dag_through_airf
     assert set(task_states(home, env, DAILY)[1].values()) == {"success"}, second.stdout[-5000:]
     users = spark.sql(f"SELECT count(DISTINCT user_id) FROM delta.`{root}/warehouse/silver.db/"
                       "events`").first()[0]
-    scores = table(spark, root, "gold.user_scores").where(F.col("score_date") == DAY)
+    scores = table_at(spark, root, "gold.user_scores").where(F.col("score_date") == DAY)
     assert scores.count() == users > 1000
     assert scores.agg(F.collect_set("model_version")).first()[0] == ["1"]
     score_run = json.loads([r for r in runs(spark, root) if r.job == "score"][-1].details)

@@ -63,6 +63,13 @@ def run_cli_steps(*steps: list[str], data_root: Path,
                           timeout=timeout, check=False)
 
 
+def table_at(spark: SparkSession, root: Path, name: str) -> DataFrame:
+    """A table of another data root than the session's, read by path (that root's catalog
+    belongs to the processes that wrote it)."""
+    database, name = name.split(".")
+    return spark.read.format("delta").load(str(root / "warehouse" / f"{database}.db" / name))
+
+
 def taobao_users_share(taobao_file: Path, target: Path, every: int = 10) -> int:
     """One user in `every` of the Taobao sample, with all their events, written gzipped to
     `target`; the rows written."""

@@ -10,16 +10,13 @@ rebuild in place; this test is the DAG's.)"""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
-from pyspark.sql import DataFrame, SparkSession
 
 from clickscore import registry
-from tests.cluster.conftest import JARS, PY_FILES, ROOT, VENV_BIN
-from tests.conftest import TEST_SPARK_CONF
-from tests.dags.conftest import AIRFLOW_PYTHON, airflow_cli, airflow_env, dags_test, task_states
-from tests.integration.helpers import run_cli_steps
+from tests.cluster.conftest import airflow_submitting
+from tests.dags.conftest import airflow_cli, dags_test, task_states
+from tests.integration.helpers import run_cli_steps, table_at
 
 pytestmark = pytest.mark.integration
 
@@ -35,12 +32,6 @@ PARAMS = {"lookback_s": 3 * 86400, "windows": "1d,3d", "min_support": 2, "num_pr
           "epochs": 2}
 
 
-def table(spark: SparkSession, root: Path, name: str) -> DataFrame:
-    """A table of another data root, read by path (its catalog is that root's)."""
-    database, name = name.split(".")
-    return spark.read.format("delta").load(str(root / "warehouse" / f"{database}.db" / name))
-
-
 def test_two_sundays_of_the_training_dag_each_train_on_their_own_set_and_promote_their_own(
         spark, tmp_path):
     root = tmp_path / "lake"
@@ -54,22 +45,8 @@ def test_two_sundays_of_the_training_dag_each_train_on_their_own_set_and_promote
     assert built.returncode == 0, built.stderr[-3000:]
 
     home = tmp_path / "airflow"
-    properties = tmp_path / "spark.conf"
-    properties.write_text("".join(f"{k} {v}\n" for k, v in {
-        **TEST_SPARK_CONF, "spark.driver.memory": "1g"}.items()))
-    env = airflow_env(home, **{
-        "PATH": f"{VENV_BIN}:{AIRFLOW_PYTHON.parent}:/usr/bin:/bin",
-        "AIRFLOW_CONN_CLICKSCORE_SPARK": json.dumps({"conn_type": "spark", "host": "local[1]"}),
-        "AIRFLOW_VAR_CLICKSCORE_DATA_ROOT": str(root),
-        "AIRFLOW_VAR_CLICKSCORE_HOME": str(ROOT),
-        "AIRFLOW_VAR_CLICKSCORE_PACKAGES": "",
-        "AIRFLOW_VAR_CLICKSCORE_JARS": JARS,
-        "AIRFLOW_VAR_CLICKSCORE_PYTHON": str(VENV_BIN / "python"),
-        "AIRFLOW_VAR_CLICKSCORE_PROPERTIES": str(properties),
-        "CLICKSCORE_DAG_RETRIES": "0",
-        "CLICKSCORE_START_DATE": "2019-09-01",
-    })
-    assert PY_FILES.exists(), f"{PY_FILES} is missing: run `make dist`"
+    env = airflow_submitting(home, json.dumps({"conn_type": "spark", "host": "local[1]"}),
+                             root, "2019-09-01", {"spark.driver.memory": "1g"})
     migrated = airflow_cli(home, env, "db", "migrate")
     assert migrated.returncode == 0, migrated.stderr[-3000:]
 
@@ -81,7 +58,7 @@ def test_two_sundays_of_the_training_dag_each_train_on_their_own_set_and_promote
                           "train_or_tune": "success", "train": "success", "tune": "skipped",
                           "evaluate": "success", "promote": "success"}, (
             states, (done.stdout + done.stderr)[-5000:])
-        records = {r.job: json.loads(r.details) for r in table(spark, root, "ops.pipeline_runs")
+        records = {r.job: json.loads(r.details) for r in table_at(spark, root, "ops.pipeline_runs")
                    .where("status = 'succeeded'").orderBy("started_at").collect()}
         weeks.append((run_id, records["training_examples"], records["train"],
                       done.stdout + done.stderr))
@@ -93,7 +70,7 @@ def test_two_sundays_of_the_training_dag_each_train_on_their_own_set_and_promote
     assert built2["training_set"] != built1["training_set"]
     assert built2["vocab_version"] != built1["vocab_version"]
     # the first set is intact beside the second, each of one vocabulary
-    per_set = {r.training_set: (r["n"], r["vocabs"]) for r in table(
+    per_set = {r.training_set: (r["n"], r["vocabs"]) for r in table_at(
         spark, root, "gold.training_examples").groupBy("training_set").agg(
         {"*": "count", "vocab_version": "collect_set"}).withColumnsRenamed(
         {"count(1)": "n", "collect_set(vocab_version)": "vocabs"}).collect()}

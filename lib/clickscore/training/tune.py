@@ -145,7 +145,7 @@ def run_tune(spark: SparkSession, cfg: TuneConfig) -> RunCounts:
                             on_epoch=report)
                     except BudgetSpent:
                         state = "stopped at the budget"
-                        trial.set_user_attr("epochs", len(history))
+                        trial.set_user_attr("stopped_at_budget", len(history))
                     kept = (history[-1] if loop.keep == "last" else
                             max(history, key=lambda h: h.get(OBJECTIVE, 0.0)))
                     value = float(kept.get(OBJECTIVE, 0.0))
@@ -176,7 +176,8 @@ def run_tune(spark: SparkSession, cfg: TuneConfig) -> RunCounts:
         total = sum(rows.values())
         return stage.finish(RunCounts(input_rows=total, output_rows=total, details={
             "trials": len(study.trials), "states": {s: states.count(s) for s in set(states)},
-            "stopped_at_budget": [t.number for t in study.trials if "epochs" in t.user_attrs],
+            "stopped_at_budget": [t.number for t in study.trials
+                                  if "stopped_at_budget" in t.user_attrs],
             "searched_s": round(searched_s, 1), "best_trial": best.number,
             "best_value": best.value, "best_params": best.params,
             "model_version": final.details["model_version"], "heads": final.details["heads"],
