@@ -58,8 +58,9 @@ def test_calibration_error_and_gains_on_hand_computed_cases():
 def tiny_config(**overrides) -> ModelConfig:
     """Sizes and versions of a toy vocabulary; hyper-parameter overrides go to ModelHyper."""
     choices = {f.name for f in dataclasses.fields(ModelHyper)}
-    hyper = dict(d_model=32, n_heads=2, n_layers=2, dropout=0.0,
-                 repeat=True)  # the bonus path too
+    # the bonus path too; the anchor off, so a test of another part reads its scores
+    # unscaled (the anchor's own test, and the overfitting test with the defaults, turn it on)
+    hyper = dict(d_model=32, n_heads=2, n_layers=2, dropout=0.0, repeat=True, anchored=False)
     values = dict(item_vocab_size=40, category_vocab_size=6, sequence_length=8,
                   n_event_types=5, n_time_gap_buckets=9, n_price_buckets=10, n_dense=4,
                   feature_version=1, vocab_version="vtest")
@@ -116,7 +117,8 @@ def test_the_next_item_loss_counts_only_positions_with_a_target():
 @pytest.mark.parametrize("loss", ["full", "sampled"])
 def test_overfitting_a_tiny_set_reaches_recall_at_20_near_1(loss):
     torch.manual_seed(1)
-    cfg = tiny_config(item_vocab_size=400, loss=loss, negatives=64, sequence_length=6)
+    cfg = tiny_config(item_vocab_size=400, loss=loss, negatives=64, sequence_length=6,
+                      anchored=True)  # as trained by default
     follow = torch.randperm(398) + 2  # item i is always followed by follow[i - 2]
     starts = torch.randint(2, 400, (64,))
     rows = [starts]
@@ -190,6 +192,23 @@ def test_an_anchored_model_starts_from_the_prior_and_training_moves_it_away():
     model.losses(batch)["total"].backward()
     optimizer.step()
     assert model.anchor_scale.item() != 0.0
+
+
+def test_a_config_saved_before_a_switch_existed_loads_with_it_off_and_its_weights_fit():
+    """`repeat` and `anchored` are on by default; a model registered before `anchored`
+    existed (its config has no such key, its weights no `anchor_scale`) still loads, as the
+    model it was."""
+    old = SequenceModel(tiny_config(repeat=False, anchored=False))
+    saved = old.cfg.to_dict()
+    del saved["hyper"]["anchored"], saved["hyper"]["repeat"]
+    loaded = ModelConfig.from_dict(saved)
+    assert (loaded.hyper.repeat, loaded.hyper.anchored) == (False, False)
+    SequenceModel(loaded).load_state_dict(old.state_dict())  # strict: every key fits
+    assert ModelHyper().repeat and ModelHyper().anchored  # today's defaults
+    with pytest.raises(RuntimeError, match="anchor_scale"):  # read with today's defaults
+        SequenceModel(dataclasses.replace(loaded, hyper=ModelHyper(
+            **{**dataclasses.asdict(loaded.hyper), "anchored": True}))).load_state_dict(
+            old.state_dict())
 
 
 def test_items_of_a_category_share_its_output_embedding():

@@ -36,13 +36,15 @@ class ModelHyper:
     negatives: int = field(default=256, metadata=_choice("negatives for --loss sampled"))
     propensity_weight: float = field(default=1.0, metadata=_choice(
         "weight of the propensity loss in the total"))
-    repeat: bool = field(default=False, metadata=_choice(
-        "a learned bonus for items already in the user's history (where users revisit "
-        "items: it won on the real samples, and cost the generated planted pairs)"))
-    anchored: bool = field(default=False, metadata=_choice(
+    repeat: bool = field(default=True, metadata=_choice(
+        "a learned bonus for items already in the user's history (users revisit items: "
+        "with --anchored it ties recently-viewed on the Taobao sample, where without it the "
+        "model lost)"))
+    anchored: bool = field(default=True, metadata=_choice(
         "the history's match with the item embeddings is scaled by a learned factor that "
         "starts at 0: an untrained model ranks by the prior and bonuses alone, and moves "
-        "away from them only as far as training pulls the factor"))
+        "away from them only as far as training pulls the factor (with the repeat bonus it "
+        "keeps the planted pairs the bonus alone cost)"))
     popularity_prior: bool = field(default=True, metadata=_choice(
         "item scores start from the log of each item's frequency as a training target, so "
         "the model learns what a user's history adds to popularity"))
@@ -131,5 +133,12 @@ class ModelConfig:
         if values.get("features") is not None:
             values["features"] = FeatureSpec.from_dict(values["features"])
         if isinstance(values.get("hyper"), dict):
-            values["hyper"] = ModelHyper(**values["hyper"])
+            values["hyper"] = ModelHyper(**{**ABSENT_SWITCHES, **values["hyper"]})
         return cls(**values)
+
+
+# A saved config without one of the model's switches was saved before the switch existed, by
+# a model built without what it adds: it loads with the switch off, whatever today's default
+# (`repeat` and `anchored` became defaults after models were registered without them; such a
+# model's weights have no parameters of theirs).
+ABSENT_SWITCHES = {f.name: False for f in dataclasses.fields(ModelHyper) if f.type == "bool"}

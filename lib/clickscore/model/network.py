@@ -9,7 +9,7 @@ Each position's embedding is the sum of its item, event-type, category, time-gap
 and position embeddings; a causal Transformer encoder (pre-norm) reads them, so position i sees
 only events 0..i. The next-item head scores a state against the item embeddings (tied), over
 every item: index 0 (padding) and 1 (out-of-vocabulary) are never recommended. With `repeat`
-(`--repeat`), items the user already had at or before the scored position get a learned
+(on by default), items the user already had at or before the scored position get a learned
 bonus: a weight per age (positions back) times a gate read from the state, summed over their
 occurrences. Users come back to what they viewed (on the real samples the recently-viewed
 baseline beat every other method), and tied embeddings alone learn that slowly from little
@@ -17,10 +17,11 @@ data. With `popularity_prior` (on by default) every item's logit carries a fixed
 log of its frequency as a training target (`set_item_prior`, smoothed by one), so an untrained
 model already ranks like most-popular and the embeddings learn what the user's history adds to
 it; on small data they cannot learn popularity itself faster than counting does. With
-`anchored` (opt-in) the history's match with the item embeddings is scaled by a learned factor
-that starts at 0, so training moves the ranking away from the prior and the bonuses only as far
-as it pulls that factor: on the Taobao sample the embeddings otherwise ranked the items a user
-had not had below the prior's order. With
+`anchored` (on by default) the history's match with the item embeddings is scaled by a learned
+factor that starts at 0, so training moves the ranking away from the prior and the bonuses only
+as far as it pulls that factor: on the Taobao sample the embeddings otherwise ranked the items
+a user had not had below the prior's order; with both on it ties recently-viewed there, and
+the repeat bonus no longer costs the generated planted pairs. With
 `category_output` (opt-in) an item's output embedding is its own plus its category's
 (`set_item_categories`), so what a history says about categories reaches every item of the
 category at once. With `category_affinity` (on by default) every item gets a learned bonus in
