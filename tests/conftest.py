@@ -106,6 +106,7 @@ UNITS = (
     ("weekly", ("tests/integration/test_weekly_training.py",)),
     ("days", ("tests/integration/test_bad_inputs.py", "tests/integration/test_delta_io.py",
               "tests/integration/test_generated_days.py", "tests/integration/test_sources.py",
+              "tests/integration/test_sources_to_scores.py",
               "tests/integration/test_staging.py")),
     ("kills", ("tests/integration/test_kills.py",)),
     ("time-zones", ("tests/integration/test_time_zones.py",)),

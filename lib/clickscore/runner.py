@@ -76,13 +76,15 @@ class StageRun:
 
     def validate(self, batch_df: DataFrame, table: str, *,
                  parameters: Mapping[str, Any] | None = None,
-                 references: Mapping[str, DataFrame] | None = None) -> Any:
-        """Run `table`'s suite on a staged batch; `publish` acts on every validation."""
+                 references: Mapping[str, DataFrame] | None = None,
+                 segment: str | None = None, empty_allowed: bool = False) -> Any:
+        """Run `table`'s suite on a staged batch; `publish` acts on every validation
+        (`segment`, `empty_allowed`: see `dq.gate.validate_batch`)."""
         with self.step("validate"):
             validation = validate_batch(
                 self.spark, batch_df, table=table, run_id=self.run.run_id, job=self.run.job,
                 run_date=self.dq_run_date, data_root=self.data_root, parameters=parameters,
-                references=references)
+                references=references, segment=segment, empty_allowed=empty_allowed)
         self.validations.append(validation)
         return validation
 

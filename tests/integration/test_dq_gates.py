@@ -40,8 +40,9 @@ def dq_rows(spark, **where):
     return df.collect()
 
 
-def seed_history(spark, table: str, check: str, observed: list):
-    """Published results of earlier dated runs, as ops.dq_results would hold them."""
+def seed_history(spark, table: str, check: str, observed: list, segment: str | None = None):
+    """Published results of earlier dated runs, as ops.dq_results would hold them (ingest's
+    of one source: `segment="source=<source>"`)."""
     start = datetime(2019, 9, 20, tzinfo=UTC)
     rows = [{"run_id": f"seed-{i}", "job": "ingest", "table_name": table,
              "run_date": f"2019-09-{20 + i}", "check_name": check,
@@ -49,7 +50,8 @@ def seed_history(spark, table: str, check: str, observed: list):
              "success": True, "observed_value": json.dumps(value), "element_count": None,
              "unexpected_count": None, "unexpected_percent": None, "unexpected_sample": None,
              "exception": None, "batch_rows": None, "published": True,
-             "validated_at": start + timedelta(days=i)} for i, value in enumerate(observed)]
+             "validated_at": start + timedelta(days=i), "segment": segment}
+            for i, value in enumerate(observed)]
     append(spark, spark.createDataFrame(rows, table_schema(RESULTS_TABLE).struct), RESULTS_TABLE)
 
 
@@ -138,7 +140,11 @@ def test_a_90_percent_volume_drop_is_refused_and_bronze_is_unchanged(
         ensure_table(spark, table)
     versions = {t: table_version(spark, t) for t in ("bronze.events", "quarantine.events")}
     # the last seven published batches held ten times what this file holds
-    seed_history(spark, "bronze.events", "volume_vs_trailing_mean", [174_340] * 7)
+    seed_history(spark, "bronze.events", "volume_vs_trailing_mean", [174_340] * 7,
+                 segment="source=rees46")
+    # another source's batches, ten times smaller still, are not what REES46 is held to
+    seed_history(spark, "bronze.events", "volume_vs_trailing_mean", [1_743] * 7,
+                 segment="source=taobao")
 
     with pytest.raises(DataQualityError) as raised:
         ingest(spark, data_root, "rees46", rees46_file, "2019-10-01")
@@ -155,7 +161,8 @@ def test_a_warning_only_deviation_publishes_and_is_recorded(empty_warehouse, dat
                                                             rees46_file):
     spark = empty_warehouse
     usual_mix = {"view": 0.6, "cart": 0.3, "purchase": 0.1}
-    seed_history(spark, "bronze.events", "event_type_mix_vs_trailing_mean", [usual_mix] * 3)
+    seed_history(spark, "bronze.events", "event_type_mix_vs_trailing_mean", [usual_mix] * 3,
+                 segment="source=rees46")
 
     counts = ingest(spark, data_root, "rees46", rees46_file, "2019-10-01")
 

@@ -92,8 +92,8 @@ def test_registered_commands_parse_with_their_configs_defaults():
      "the vocab window must end after it starts, got start 2019-10-05T00:00:00+00:00 and "
      "end 2019-10-01T00:00:00+00:00"),
     (["ingest", "--source", "csv", "--input", "x", "--run-date", "2019-10-01"],
-     "argument --source: invalid choice: 'csv' (choose from 'diginetica', 'rees46', "
-     "'retailrocket', 'taobao')"),
+     "argument --source: invalid choice: 'csv' (choose from 'diginetica', "
+     "'diginetica_purchases', 'rees46', 'retailrocket', 'taobao')"),
     (["sessionize", "--run-date", "2019-02-30"],
      "run date must be YYYY-MM-DD or 'all', got '2019-02-30'"),
     (["training-examples", "--cutoffs", "2019-10-06,2019-10-03", "--validation-from",

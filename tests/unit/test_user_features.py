@@ -20,6 +20,7 @@ from clickscore.features.transforms import (
     with_bot_from,
     with_codes,
     with_labels,
+    with_side_categories,
 )
 from tests.conftest import utc
 
@@ -250,3 +251,26 @@ def test_several_cutoffs_in_one_pass_give_each_cutoffs_rows_as_if_built_alone(sp
     naive = [c.replace(tzinfo=None) for c in cutoffs]
     assert (naive[1], 2) in per_cutoff and (naive[2], 2) not in per_cutoff
     assert {(c, 1) for c in naive} <= per_cutoff
+
+
+def test_an_event_without_a_category_takes_its_items_from_the_side_table_as_of_its_time(spark):
+    """`with_side_categories`: the item's row in effect at the event (its latest at or before
+    it, its first for an event before every row); the event's own category wins; another
+    source's rows and an unknown item change nothing; no event repeated or lost."""
+    events = spark.createDataFrame([
+        ("a", "rr", 1, T - timedelta(days=3), None),   # before every row of item 1: its first
+        ("b", "rr", 1, T - timedelta(hours=1), None),  # row of T - 2d
+        ("c", "rr", 1, T, None),                       # row of T (at its time)
+        ("d", "rr", 1, T + timedelta(days=1), 7),      # its own category wins
+        ("e", "rr", 2, T, None),                       # no row for item 2
+        ("f", "dg", 1, T, None),                       # item 1 of another source: its row
+    ], "event_id string, source string, item_id bigint, event_ts timestamp, category_id bigint")
+    side = spark.createDataFrame([
+        ("rr", 1, 10, T - timedelta(days=2)), ("rr", 1, 11, T),
+        ("dg", 1, 20, utc(1970, 1, 1)),
+    ], "source string, item_id bigint, category_id bigint, valid_from timestamp")
+    got = with_side_categories(events, side)
+    assert got.columns == events.columns
+    assertDataFrameEqual(got.select("event_id", "category_id"), spark.createDataFrame(
+        [("a", 10), ("b", 10), ("c", 11), ("d", 7), ("e", None), ("f", 20)],
+        "event_id string, category_id bigint"))

@@ -54,20 +54,26 @@ def validate_batch(
     data_root: str,
     parameters: Mapping[str, Any] | None = None,
     references: Mapping[str, DataFrame] | None = None,
+    segment: str | None = None,
+    empty_allowed: bool = False,
 ) -> BatchValidation:
     """Run `table`'s suite on `batch_df` (the rows about to be published) and return the
     results; nothing is recorded or raised here (see `publishing`).
 
     `references` maps a referenced table to the rows it will hold for this batch's keys
     (the staged batch of that table); a referenced table not given is read as published.
+    `segment`: what trailing checks compare with (`trailing_observations`). An empty batch
+    the run allows (`empty_allowed`, `--allow-empty`) skips the trailing checks, saying so.
     """
     spec = suite_spec(table)
     started = time.perf_counter()
     batch_rows = batch_df.count()
     history = trailing_observations(
         spark, table, {c.name: c.trailing.runs for c in spec.checks if c.trailing is not None},
-        is_all=run_date.is_all)
+        is_all=run_date.is_all, segment=segment)
     planned = [
+        Planned(check, None, "an empty batch the run allows (--allow-empty)")
+        if empty_allowed and batch_rows == 0 and check.trailing is not None else
         plan_check(check, parameters or {}, history.get(check.name, []),
                    None if run_date.is_all else run_date.start() + timedelta(days=1))
         for check in spec.checks
@@ -82,7 +88,7 @@ def validate_batch(
     validation = BatchValidation(
         run_id=run_id, job=job, table=table, run_date=str(run_date), batch_rows=batch_rows,
         results=tuple(results), skipped=skipped, validated_at=datetime.now(UTC),
-        stored_results=tuple(stored))
+        stored_results=tuple(stored), segment=segment)
     log.debug("validated %s batch of %d rows for %s in %.1fs: %d checks, %d critical "
              "failure(s), %d warning(s)", table, batch_rows, run_date,
              time.perf_counter() - started, len(results), len(validation.critical_failures),

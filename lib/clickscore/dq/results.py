@@ -66,6 +66,7 @@ class BatchValidation:
     # the GX validation results stored for this batch (their Data Docs pages are built once
     # per run, see `gate.publishing`)
     stored_results: tuple[Any, ...] = ()
+    segment: str | None = None  # see `trailing_observations`
 
     @property
     def critical_failures(self) -> list[CheckResult]:
@@ -101,6 +102,7 @@ def record_results(
             "batch_rows": v.batch_rows,
             "published": published,
             "validated_at": v.validated_at,
+            "segment": v.segment,
         }
         for v in validations for r in v.results
     ]
@@ -110,11 +112,14 @@ def record_results(
 
 
 def trailing_observations(
-    spark: SparkSession, table: str, runs: Mapping[str, int], *, is_all: bool
+    spark: SparkSession, table: str, runs: Mapping[str, int], *, is_all: bool,
+    segment: str | None = None,
 ) -> dict[str, list[Any]]:
     """For each check of `table` named in `runs`, its observed values on the last
     `runs[check]` published batches, newest first (one query for all of them); only batches
-    of the same kind (`all` rebuilds or dated runs) are comparable."""
+    of the same kind (`all` rebuilds or dated runs) and of the same `segment` (ingest's
+    source: a new source starts with no history, a small source is not compared with a large
+    one) are comparable."""
     if not runs:
         return {}
     kind = F.col("run_date") == "all"
@@ -123,7 +128,8 @@ def trailing_observations(
     rows = (read_table(spark, RESULTS_TABLE)
             .where((F.col("table_name") == table) & F.col("check_name").isin(list(runs))
                    & F.col("published") & (kind if is_all else ~kind)
-                   & F.col("observed_value").isNotNull())
+                   & F.col("observed_value").isNotNull()
+                   & F.col("segment").eqNullSafe(F.lit(segment)))
             .select("check_name", "observed_value", F.row_number().over(newest).alias("n"))
             .where(F.col("n") <= wanted[F.col("check_name")])
             .orderBy("check_name", "n")

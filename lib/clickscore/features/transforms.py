@@ -46,6 +46,29 @@ def vocab_rows(events_df: DataFrame, id_column: str, min_support: int) -> DataFr
             .select(id_column, "idx", "support"))
 
 
+def with_side_categories(events_df: DataFrame, categories_df: DataFrame) -> DataFrame:
+    """Events whose `category_id` is null take their item's category from a source's side
+    table (silver.item_categories rows: source, item_id, category_id, valid_from): the row in
+    effect at the event's time, that is the item's latest row at or before it, or its first
+    row for an event before every row. An event's own category wins. Each event matches at
+    most one row (the rows of an item become consecutive intervals), so no event is repeated
+    or lost, and the join needs no window over the events."""
+    by_item = Window.partitionBy("source", "item_id").orderBy("valid_from")
+    intervals_df = categories_df.select(
+        "source", "item_id", F.col("category_id").alias("side_category_id"),
+        F.when(F.row_number().over(by_item) > 1, F.col("valid_from")).alias("side_from"),
+        F.lead("valid_from").over(by_item).alias("side_until"))
+    e, c = events_df.alias("e"), intervals_df.alias("c")
+    matches = ((F.col("e.source") == F.col("c.source")) & (F.col("e.item_id") == F.col("c.item_id"))
+               & F.col("e.category_id").isNull()
+               & (F.col("c.side_from").isNull() | (F.col("e.event_ts") >= F.col("c.side_from")))
+               & (F.col("c.side_until").isNull() | (F.col("e.event_ts") < F.col("c.side_until"))))
+    return e.join(c, matches, "left").select(
+        *[F.coalesce(F.col("e.category_id"), F.col("c.side_category_id")).alias(name)
+          if name == "category_id" else F.col(f"e.`{name}`")
+          for name in events_df.columns])
+
+
 def bucket(value: Column, edges: Sequence[float], *, missing: int = 1) -> Column:
     """`missing` for null, else 1 + the number of edges <= value (so >= 2 from edge 0)."""
     above = sum((F.when(value >= F.lit(e), 1).otherwise(0) for e in edges), F.lit(1))

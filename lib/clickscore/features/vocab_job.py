@@ -20,22 +20,33 @@ from pyspark.sql import functions as F
 from clickscore.core.delta import merge_insert_new, read_table
 from clickscore.core.errors import VocabularyError
 from clickscore.features.config import VocabConfig
-from clickscore.features.transforms import human_as_of, vocab_rows, with_bot_from
+from clickscore.features.transforms import (
+    OOV,
+    human_as_of,
+    vocab_rows,
+    with_bot_from,
+    with_side_categories,
+)
 from clickscore.sessionize.config import SessionizeConfig
 
 log = logging.getLogger(__name__)
 
 # vocab table -> the id column it indexes
-VOCABS = {"ml.item_vocab": "item_id", "ml.category_vocab": "category_id",
+ITEM_VOCAB = "ml.item_vocab"
+ITEM_CATEGORIES = "silver.item_categories"  # written by ingest (`--item-categories`)
+VOCABS = {ITEM_VOCAB: "item_id", "ml.category_vocab": "category_id",
           "ml.brand_vocab": "brand"}
 
 
 def non_bot_events(spark: SparkSession) -> DataFrame:
     """silver.events, each with `bot_from` (`with_bot_from`): what is computed for a time `t`
     drops the sessions that were bots before `t` (`human_as_of`), so a burst after a cutoff
-    changes nothing computed for it."""
-    return with_bot_from(read_table(spark, "silver.events"),
-                         SessionizeConfig.bot_events_per_minute)
+    changes nothing computed for it. An event without a category takes its item's from the
+    source's side table, where one was ingested (`with_side_categories`)."""
+    events_df = read_table(spark, "silver.events")
+    if spark.catalog.tableExists(ITEM_CATEGORIES):
+        events_df = with_side_categories(events_df, read_table(spark, ITEM_CATEGORIES))
+    return with_bot_from(events_df, SessionizeConfig.bot_events_per_minute)
 
 
 def build_vocab(spark: SparkSession, cfg: VocabConfig) -> str:
@@ -92,10 +103,16 @@ def latest_vocab_version(spark: SparkSession) -> str:
 
 def vocab(spark: SparkSession, table: str, version: str) -> tuple[DataFrame, int]:
     """(id, idx) rows of one vocabulary version and its largest index; fails if the version
-    does not exist."""
+    does not exist. A version exists when `ml.item_vocab` has it (every version has items);
+    the category and brand vocabularies of a version may be empty, where the window's events
+    carry no such field (RetailRocket, Diginetica without their side tables): then every
+    event's index is the out-of-vocabulary 1, the largest."""
     rows_df = read_table(spark, table).where(F.col("vocab_version") == version).select(
         VOCABS[table], "idx")
     largest = rows_df.agg(F.max("idx")).first()
-    if largest is None or largest[0] is None:
-        raise VocabularyError(f"{table} has no version {version!r}")
-    return rows_df, int(largest[0])
+    if largest is not None and largest[0] is not None:
+        return rows_df, int(largest[0])
+    if table != ITEM_VOCAB and not read_table(spark, ITEM_VOCAB).where(
+            F.col("vocab_version") == version).isEmpty():
+        return rows_df, OOV
+    raise VocabularyError(f"{table} has no version {version!r}")

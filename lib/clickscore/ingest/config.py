@@ -31,6 +31,10 @@ class IngestConfig:
         "ingestion time"))
     max_price: float = field(default=1_000_000.0, metadata=option(
         "a higher price is quarantined as absurd_price"))
+    item_categories: str | None = field(default=None, metadata=option(
+        "the source's item -> category side table (file, folder or glob): Diginetica's "
+        "product-categories.csv, RetailRocket's item_properties files; stored in "
+        "silver.item_categories, where an event carries no category of its own"))
     window_start: datetime | None = field(default=None, metadata=option(
         "with --run-date all: earliest accepted event time"))
     window_end: datetime | None = field(default=None, metadata=option(

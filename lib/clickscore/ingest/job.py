@@ -1,5 +1,6 @@
 """Ingest job: landing files of one source -> bronze.events, rejected rows ->
-quarantine.events. Both are published only after the bronze batch passes its suite.
+quarantine.events, and the source's item -> category side table, when given, ->
+silver.item_categories. All are published only after each batch passes its suite.
 
 Idempotent: both writes insert only rows whose keys are new, so re-ingesting a file adds
 nothing. Exact duplicate rows are kept in bronze; sessionize removes and counts them.
@@ -11,12 +12,17 @@ import logging
 from datetime import UTC, datetime
 
 from py4j.protocol import Py4JJavaError
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from clickscore.core.config import RunKey
-from clickscore.core.delta import append, has_rows_where, merge_insert_new
-from clickscore.core.errors import EmptyInputError, UnreadableInputError, java_cause
+from clickscore.core.delta import append, has_rows_where, merge_insert_new, merge_upsert, with_op
+from clickscore.core.errors import (
+    ClickscoreError,
+    EmptyInputError,
+    UnreadableInputError,
+    java_cause,
+)
 from clickscore.core.faults import pause_point
 from clickscore.core.runs import RunCounts
 from clickscore.core.staging import new_observation, observed
@@ -25,12 +31,15 @@ from clickscore.ingest.reader import list_files, read_raw
 from clickscore.ingest.sources import get_adapter, source_names
 from clickscore.ingest.transforms import (
     BRONZE,
+    ITEM_CATEGORIES,
     bronze_rows,
     checked_events,
+    item_category_batch,
     quarantine_rows,
+    side_category_rows,
     staged_rows,
 )
-from clickscore.runner import stage_run
+from clickscore.runner import StageRun, stage_run
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +87,11 @@ def run_ingest(spark: SparkSession, cfg: IngestConfig) -> RunCounts:
             "expected_rows": input_rows - quarantined, "max_price": cfg.max_price,
             "sources": list(source_names()),
             "window_start": window_start, "window_end": window_end,
-            "latest_event_ts": cfg.latest_event_time(ingested_at)})
+            "latest_event_ts": cfg.latest_event_time(ingested_at)},
+            # each source's volume is compared with its own batches: a new source starts
+            # with no history, a small one is not held to a large one's
+            segment=f"source={cfg.source}", empty_allowed=cfg.allow_empty)
+        side = _item_categories(spark, stage, cfg) if cfg.item_categories else None
         with stage.publish():
             # Files never seen before cannot collide with stored keys: a plain append writes
             # exactly what the insert-only MERGE would, without joining against the table.
@@ -92,6 +105,13 @@ def run_ingest(spark: SparkSession, cfg: IngestConfig) -> RunCounts:
             pause_point("ingest", "bronze-published")
             quarantine_metrics = write(spark, quarantine_df, QUARANTINE,
                                        run_date=str(cfg.run_date))
+            if side is not None:
+                batch_df, side_details = side
+                side_metrics = merge_upsert(spark, with_op(batch_df, "upsert"),
+                                            ITEM_CATEGORIES, compare=["category_id"],
+                                            run_date=str(cfg.run_date))
+                side_details |= {"inserted": side_metrics.get("numTargetRowsInserted", 0),
+                                 "updated": side_metrics.get("numTargetRowsUpdated", 0)}
         return stage.finish(RunCounts(
             input_rows=input_rows,
             output_rows=_source_rows(bronze_metrics),
@@ -104,8 +124,46 @@ def run_ingest(spark: SparkSession, cfg: IngestConfig) -> RunCounts:
                 "write": "append" if is_new else "merge",
                 "bronze_rows_inserted": _inserted(bronze_metrics),
                 "quarantine_rows_inserted": _inserted(quarantine_metrics),
+                **({"item_categories": side[1]} if side is not None else {}),
             },
         ))
+
+
+def _item_categories(spark: SparkSession, stage: StageRun, cfg: IngestConfig
+                     ) -> tuple[DataFrame, dict[str, object]]:
+    """The side table's batch for silver.item_categories, staged and validated, and what
+    became of its rows: read, usable (the rest: a line that does not split, an id or time
+    that does not parse; logged and counted, not stored), stored (one per item and time),
+    conflicting (items given two categories at one time; the smaller id is kept)."""
+    side = get_adapter(cfg.source).item_categories
+    if side is None:
+        raise ClickscoreError(f"source {cfg.source} has no item-category side table "
+                              f"(--item-categories is for diginetica and retailrocket)")
+    assert cfg.item_categories is not None
+    files = list_files(spark, cfg.item_categories)
+    try:
+        staged_df = stage.stage("item_categories_read", side_category_rows(
+            side.to_rows(read_raw(spark, side.layout, files))))
+    except Py4JJavaError as exc:
+        raise UnreadableInputError(cfg.item_categories, java_cause(exc)) from exc
+    batch_df = stage.stage("item_categories", item_category_batch(
+        staged_df, cfg.source, str(cfg.run_date)))
+    counts = staged_df.groupBy("is_usable").count().collect()
+    usable = {row["is_usable"]: row["count"] for row in counts}
+    details: dict[str, object] = {
+        "files": files, "category_rows": sum(usable.values()),
+        "unusable_rows": usable.get(False, 0),
+        "stored_rows": stage.staging.rows["item_categories"],
+        "conflicting": batch_df.where(F.col("categories") > 1).count()}
+    if details["unusable_rows"]:
+        log.warning("ingest %s: %s of %s category rows of %s are unusable (a line that does "
+                    "not split, an id or time that does not parse) and are not stored",
+                    cfg.run_date, details["unusable_rows"], details["category_rows"],
+                    cfg.item_categories)
+    stage.validate(batch_df.drop("categories"), ITEM_CATEGORIES, parameters={
+        "expected_rows": staged_df.where("is_usable").select("item_id", "valid_from")
+        .distinct().count()}, segment=f"source={cfg.source}")
+    return batch_df.drop("categories"), details
 
 
 def _source_rows(metrics: dict[str, int]) -> int:

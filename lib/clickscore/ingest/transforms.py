@@ -147,3 +147,28 @@ def quarantine_rows(checked_df: DataFrame, run: Run, ingested_at: datetime) -> D
                 F.lit(run.run_id).alias("_run_id"),
                 F.lit(ingested_at).alias("_ingested_at"),
             ))
+
+
+ITEM_CATEGORIES = "silver.item_categories"
+
+
+def side_category_rows(typed_df: DataFrame) -> DataFrame:
+    """A side table's typed rows (`SideTable.to_rows`) as staged: its file, whether the row is
+    usable (both ids and the time parsed, the line split), and the three values."""
+    usable = (F.col("_corrupt").isNull() & F.col("item_id").isNotNull()
+              & F.col("category_id").isNotNull() & F.col("valid_from").isNotNull())
+    return typed_df.select("_source_file", usable.alias("is_usable"), "item_id", "category_id",
+                           "valid_from")
+
+
+def item_category_batch(staged_df: DataFrame, source: str, run_date: str) -> DataFrame:
+    """The usable rows as silver.item_categories rows: one per item and time; where the table
+    gives an item two categories at one time, the smaller id (deterministic; `conflicts`
+    counts the items and times that had more than one)."""
+    return (staged_df.where("is_usable")
+            .groupBy("item_id", "valid_from")
+            .agg(F.min("category_id").alias("category_id"),
+                 F.count_distinct("category_id").alias("categories"),
+                 F.min("_source_file").alias("_source_file"))
+            .select(F.lit(source).alias("source"), "item_id", "category_id", "valid_from",
+                    "_source_file", F.lit(run_date).alias("_ingest_run_date"), "categories"))

@@ -16,6 +16,25 @@ RAW_PREFIX = "raw_"  # raw text columns are read as raw_<layout name>
 _MAX_EPOCH_SECONDS = 100_000_000_000
 
 
+# `valid_from` of a side table's row that holds for every time
+ALWAYS = "1970-01-01 00:00:00"
+
+
+@dataclass(frozen=True)
+class SideTable:
+    """A side table of a source (item -> category): its raw layout (a file in
+    `schemas/sources/`) and how its raw columns type into (item_id, category_id, valid_from);
+    rows that are not categories (another property) are left out by `to_rows`, rows whose ids
+    do not parse keep nulls (the ingest counts and drops them)."""
+
+    layout_name: str
+    to_rows: Callable[[DataFrame], DataFrame]
+
+    @property
+    def layout(self) -> SourceLayout:
+        return source_layout(self.layout_name)
+
+
 @dataclass(frozen=True)
 class SourceAdapter:
     """A source format: its raw layout, and how raw text maps to the canonical event.
@@ -28,6 +47,7 @@ class SourceAdapter:
     name: str
     to_canonical: Callable[[DataFrame], DataFrame]
     raw_of: Mapping[str, str]
+    item_categories: SideTable | None = None  # `ingest --item-categories`
 
     @property
     def layout(self) -> SourceLayout:

@@ -18,7 +18,15 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from clickscore.core.contracts import source_layout
-from clickscore.ingest.sources.base import SourceAdapter, absent, as_long, event_id, raw
+from clickscore.ingest.sources.base import (
+    ALWAYS,
+    SideTable,
+    SourceAdapter,
+    absent,
+    as_long,
+    event_id,
+    raw,
+)
 
 NAME = "diginetica"
 ANONYMOUS = ("", "NA")
@@ -45,6 +53,13 @@ def to_canonical(raw_df: DataFrame) -> DataFrame:
     )
 
 
+def item_categories(raw_df: DataFrame) -> DataFrame:
+    """`product-categories.csv` (`itemId;categoryId`): one category per item, for all time."""
+    return raw_df.select("*", as_long(raw("itemId")).alias("item_id"),
+                         as_long(raw("categoryId")).alias("category_id"),
+                         F.lit(ALWAYS).cast("timestamp").alias("valid_from"))
+
+
 ADAPTER = SourceAdapter(
     name=NAME,
     to_canonical=to_canonical,
@@ -55,4 +70,5 @@ ADAPTER = SourceAdapter(
         "user_id": "sessionId",
         "item_id": "itemId",
     },
+    item_categories=SideTable("diginetica_item_categories", item_categories),
 )

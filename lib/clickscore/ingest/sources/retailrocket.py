@@ -1,5 +1,6 @@
 """RetailRocket events: `timestamp,visitorid,event,itemid,transactionid`, unix milliseconds,
-events view/addtocart/transaction; no price or category (those live in item_properties)."""
+events view/addtocart/transaction; no price or category. The category comes from the
+`item_properties` side table (`--item-categories`), when given."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pyspark.sql import functions as F
 
 from clickscore.core.contracts import source_layout
 from clickscore.ingest.sources.base import (
+    SideTable,
     SourceAdapter,
     absent,
     as_long,
@@ -35,6 +37,16 @@ def to_canonical(raw_df: DataFrame) -> DataFrame:
     )
 
 
+def item_categories(raw_df: DataFrame) -> DataFrame:
+    """`item_properties_part*.csv` (`timestamp,itemid,property,value`): the `categoryid`
+    rows, each in effect from its snapshot's time (unix milliseconds) on (a line that does not
+    split is kept, to be counted)."""
+    return raw_df.where((F.trim(raw("property")) == "categoryid")
+                        | F.col("_corrupt").isNotNull()).select(
+        "*", as_long(raw("itemid")).alias("item_id"), as_long(raw("value")).alias("category_id"),
+        from_epoch_millis(raw("timestamp")).alias("valid_from"))
+
+
 ADAPTER = SourceAdapter(
     name=NAME,
     to_canonical=to_canonical,
@@ -44,4 +56,5 @@ ADAPTER = SourceAdapter(
         "item_id": "itemid",
         "event_type": "event",
     },
+    item_categories=SideTable("retailrocket_item_properties", item_categories),
 )
