@@ -1,5 +1,6 @@
 """The weekly retraining as Airflow runs it: `clickscore_train` for two consecutive Sundays
-(`airflow dags test`, each task a spark-submit of the packaged code on local[1]) over five
+(`airflow dags test`, each task a spark-submit of the packaged code on local[1]; the first
+Sunday's `evaluate`, which only prints, marked succeeded) over five
 and a half weeks of generated data. The second Sunday builds a second training set (other
 cutoffs, another vocabulary) beside the first, trains on it alone, and promotes the version
 its own run registered only when it beats the champion on validation. Before training sets
@@ -29,7 +30,10 @@ CUTOFFS = {"2019-10-13": ["2019-09-15", "2019-09-18", "2019-09-21", "2019-09-29"
 # the data: the first Sunday's lookback start (E-28d-3d) to the second Sunday
 FIRST_DAY, DAYS = "2019-09-12", 38
 PARAMS = {"lookback_s": 3 * 86400, "windows": "1d,3d", "min_support": 2, "num_processes": 1,
-          "epochs": 2}
+          "epochs": 1}
+# the first Sunday's `evaluate` only prints (Airflow marks it succeeded without running it:
+# a spark-submit less); the second Sunday runs every task
+SKIP = {"2019-10-13": "^evaluate$", "2019-10-20": None}
 
 
 def test_two_sundays_of_the_training_dag_each_train_on_their_own_set_and_promote_their_own(
@@ -52,7 +56,8 @@ def test_two_sundays_of_the_training_dag_each_train_on_their_own_set_and_promote
 
     weeks = []
     for sunday in SUNDAYS:
-        done = dags_test(home, env, TRAIN, f"{sunday}T03:00:00+00:00", conf=PARAMS)
+        done = dags_test(home, env, TRAIN, f"{sunday}T03:00:00+00:00", conf=PARAMS,
+                         skip=SKIP[sunday])
         run_id, states = task_states(home, env, TRAIN)
         assert states == {"vocab": "success", "training_examples": "success",
                           "train_or_tune": "success", "train": "success", "tune": "skipped",
