@@ -134,7 +134,7 @@ def test_a_corrupted_sessionize_batch_is_refused_and_silver_is_unchanged(
 
 
 def test_a_90_percent_volume_drop_is_refused_and_bronze_is_unchanged(
-        empty_warehouse, data_root, rees46_file):
+        empty_warehouse, data_root, rees46_file, tmp_path):
     spark = empty_warehouse
     for table in ("bronze.events", "quarantine.events"):
         ensure_table(spark, table)
@@ -155,6 +155,13 @@ def test_a_90_percent_volume_drop_is_refused_and_bronze_is_unchanged(
     for table, version in versions.items():
         assert table_version(spark, table) == version
         assert read_table(spark, table).isEmpty()
+
+    # an empty day the run allows is no volume drop: its run-over-run checks are skipped
+    header_only = tmp_path / "empty.csv"
+    header_only.write_text("event_time,event_type,product_id,category_id,category_code,"
+                           "brand,price,user_id,user_session\n")
+    allowed = ingest(spark, data_root, "rees46", header_only, "2019-10-02", allow_empty=True)
+    assert (allowed.input_rows, allowed.output_rows) == (0, 0)
 
 
 def test_a_warning_only_deviation_publishes_and_is_recorded(empty_warehouse, data_root,

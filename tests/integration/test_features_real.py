@@ -14,7 +14,7 @@ from clickscore.core.delta import read_table, table_version
 from clickscore.core.errors import DataQualityError
 from clickscore.features import job as features_job
 from clickscore.features.config import FeaturesConfig
-from clickscore.features.job import run_features, run_training_examples
+from clickscore.features.job import run_features
 from tests.conftest import utc
 from tests.integration.conftest import real_examples_config
 from tests.integration.helpers import assert_same_rows, snapshot
@@ -53,7 +53,7 @@ def assert_petastorm_ready(df, vocab_version: str) -> None:
     assert df.schema["n_events_w"].dataType.simpleString() == "array<float>"
 
 
-def test_taobao_training_examples_count_split_and_rebuild_identically(
+def test_taobao_training_examples_count_and_split(
         spark, taobao_examples, data_root):
     # the build on the whole sample (the fixture's, shared with the scoring test)
     cfg = real_examples_config("taobao", data_root)
@@ -89,12 +89,8 @@ def test_taobao_training_examples_count_split_and_rebuild_identically(
         F.min("window_start"), F.max("window_end")).first()
     assert tuple(window) == (utc(2017, 11, 26, 1, 0).replace(tzinfo=None),
                              utc(2017, 11, 26, 2, 10).replace(tzinfo=None))
-
-    before = snapshot(spark, "gold.training_examples")
-    again = run_training_examples(spark, cfg)
-    assert again.details["vocab_version"] == version
-    assert again.output_rows == counts.output_rows
-    assert_same_rows(read_table(spark, "gold.training_examples"), before)
+    # a rebuild of the same cutoffs gives the same vocabulary version and rows: tested on
+    # generated data (test_training.py, the rebuild in place; CI time)
 
 
 def test_rees46_features_in_minutes_count_users_rebuild_identically_and_are_gated(
