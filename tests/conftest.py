@@ -1,7 +1,9 @@
 """One Spark session per test process: local[2], UI off, UTC, Delta, Hive catalog in a
 temporary data root, few shuffle partitions; stopped at the end.
 
-`make test` runs two test processes (pytest-xdist, `-n 2 --dist loadgroup`) that take units
+`make test` runs two test processes (pytest-xdist, `-n 2 --dist loadgroup`; a third does not
+help: with two the 2-core machine was 97% busy through a rehearsal, and with `-n 3` each unit
+took 1.5-1.7x longer, measured 2026-12-07) that take units
 of tests (`UNITS`: the cluster and Airflow with the demo and what reads its warehouse, the
 generated model, the real samples, ...) longest first, each the next when it runs short. Plain
 `pytest` runs everything in one process, as before."""
