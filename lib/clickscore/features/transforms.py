@@ -55,18 +55,18 @@ def with_side_categories(events_df: DataFrame, categories_df: DataFrame) -> Data
     or lost, and the join needs no window over the events."""
     by_item = Window.partitionBy("source", "item_id").orderBy("valid_from")
     intervals_df = categories_df.select(
-        "source", "item_id", F.col("category_id").alias("side_category_id"),
+        F.col("source").alias("side_source"), F.col("item_id").alias("side_item_id"),
+        F.col("category_id").alias("side_category_id"),
         F.when(F.row_number().over(by_item) > 1, F.col("valid_from")).alias("side_from"),
         F.lead("valid_from").over(by_item).alias("side_until"))
-    e, c = events_df.alias("e"), intervals_df.alias("c")
-    matches = ((F.col("e.source") == F.col("c.source")) & (F.col("e.item_id") == F.col("c.item_id"))
-               & F.col("e.category_id").isNull()
-               & (F.col("c.side_from").isNull() | (F.col("e.event_ts") >= F.col("c.side_from")))
-               & (F.col("c.side_until").isNull() | (F.col("e.event_ts") < F.col("c.side_until"))))
-    return e.join(c, matches, "left").select(
-        *[F.coalesce(F.col("e.category_id"), F.col("c.side_category_id")).alias(name)
-          if name == "category_id" else F.col(f"e.`{name}`")
-          for name in events_df.columns])
+    ts = F.col("event_ts")
+    matches = ((F.col("source") == F.col("side_source"))
+               & (F.col("item_id") == F.col("side_item_id")) & F.col("category_id").isNull()
+               & (F.col("side_from").isNull() | (ts >= F.col("side_from")))
+               & (F.col("side_until").isNull() | (ts < F.col("side_until"))))
+    return (events_df.join(intervals_df, matches, "left")
+            .withColumn("category_id", F.coalesce("category_id", "side_category_id"))
+            .drop(*intervals_df.columns))
 
 
 def bucket(value: Column, edges: Sequence[float], *, missing: int = 1) -> Column:

@@ -148,22 +148,24 @@ def _item_categories(spark: SparkSession, stage: StageRun, cfg: IngestConfig
         raise UnreadableInputError(cfg.item_categories, java_cause(exc)) from exc
     batch_df = stage.stage("item_categories", item_category_batch(
         staged_df, cfg.source, str(cfg.run_date)))
-    counts = staged_df.groupBy("is_usable").count().collect()
-    usable = {row["is_usable"]: row["count"] for row in counts}
+    # what the rows read hold, counted independently of the batch, in one pass
+    read = staged_df.agg(
+        F.count(F.lit(1)).alias("rows"), F.count_if(~F.col("is_usable")).alias("unusable"),
+        F.count_distinct(F.when(F.col("is_usable"), F.struct("item_id", "valid_from")))
+        .alias("keys")).first()
+    assert read is not None  # a global aggregate has one row
     details: dict[str, object] = {
-        "files": files, "category_rows": sum(usable.values()),
-        "unusable_rows": usable.get(False, 0),
+        "files": files, "category_rows": read["rows"], "unusable_rows": read["unusable"],
         "stored_rows": stage.staging.rows["item_categories"],
         "conflicting": batch_df.where(F.col("categories") > 1).count()}
-    if details["unusable_rows"]:
+    if read["unusable"]:
         log.warning("ingest %s: %s of %s category rows of %s are unusable (a line that does "
                     "not split, an id or time that does not parse) and are not stored",
-                    cfg.run_date, details["unusable_rows"], details["category_rows"],
-                    cfg.item_categories)
-    stage.validate(batch_df.drop("categories"), ITEM_CATEGORIES, parameters={
-        "expected_rows": staged_df.where("is_usable").select("item_id", "valid_from")
-        .distinct().count()}, segment=f"source={cfg.source}")
-    return batch_df.drop("categories"), details
+                    cfg.run_date, read["unusable"], read["rows"], cfg.item_categories)
+    rows_df = batch_df.drop("categories")
+    stage.validate(rows_df, ITEM_CATEGORIES, parameters={"expected_rows": read["keys"]},
+                   segment=f"source={cfg.source}")
+    return rows_df, details
 
 
 def _source_rows(metrics: dict[str, int]) -> int:

@@ -16,8 +16,10 @@ RAW_PREFIX = "raw_"  # raw text columns are read as raw_<layout name>
 _MAX_EPOCH_SECONDS = 100_000_000_000
 
 
-# `valid_from` of a side table's row that holds for every time
-ALWAYS = "1970-01-01 00:00:00"
+def always() -> Column:
+    """`valid_from` of a side table's row that holds for every time: the epoch, whatever the
+    session's time zone."""
+    return F.timestamp_seconds(F.lit(0))
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,10 @@ from pyspark.sql import functions as F
 
 from clickscore.core.contracts import source_layout
 from clickscore.ingest.sources.base import (
-    ALWAYS,
     SideTable,
     SourceAdapter,
     absent,
+    always,
     as_long,
     event_id,
     raw,
@@ -57,7 +57,7 @@ def item_categories(raw_df: DataFrame) -> DataFrame:
     """`product-categories.csv` (`itemId;categoryId`): one category per item, for all time."""
     return raw_df.select("*", as_long(raw("itemId")).alias("item_id"),
                          as_long(raw("categoryId")).alias("category_id"),
-                         F.lit(ALWAYS).cast("timestamp").alias("valid_from"))
+                         always().alias("valid_from"))
 
 
 ADAPTER = SourceAdapter(
