@@ -10,7 +10,10 @@ import pytest
 
 from clickscore.core.contracts import table_schema
 from clickscore.core.paths import suite_tables
-from clickscore.dq.expectations import ExpectColumnValueSharesToMatchReference
+from clickscore.dq.expectations import (
+    ExpectColumnValueSharesToMatchReference,
+    ExpectTableRowCountWithPriorToBeBetween,
+)
 from clickscore.dq.suites import Check, Trailing, plan_check, suite_spec
 
 
@@ -91,6 +94,47 @@ def test_trailing_volume_band_comes_from_the_mean_of_history():
     assert observe is not None
     assert (observe.configuration.kwargs["min_value"],
             observe.configuration.kwargs.get("max_value")) == (0, None)
+
+
+def test_a_one_sided_volume_check_keeps_only_its_bound():
+    history = [1000, 1200, 800]
+    for side, bounds in (("below", (500, None)), ("above", (None, 1500))):
+        check = Check(name="volume", severity="critical",
+                      expectation="expect_table_row_count_with_prior_to_be_between",
+                      kwargs={"prior_rows": {"$PARAMETER": "prior_rows"}},
+                      trailing=Trailing(runs=7, min_runs=3, band=0.5, side=side))
+        planned = plan_check(check, {"prior_rows": 40}, history, None)
+        assert planned.expectation is not None
+        kwargs = planned.expectation.configuration.kwargs
+        assert (kwargs.get("min_value"), kwargs.get("max_value"), kwargs["prior_rows"]) == (
+            *bounds, 40)
+    with pytest.raises(ValueError, match="trailing side 'left'"):
+        Trailing(side="left")
+    # the shipped suites: a drop is critical, a surge a warning, both on the day's total
+    bronze = suite_spec("bronze.events")
+    assert [(c.severity, c.trailing.side if c.trailing else None, c.expectation)
+            for c in (bronze.check("volume_vs_trailing_mean"),
+                      bronze.check("volume_surge_vs_trailing_mean"))] == [
+        ("critical", "below", "expect_table_row_count_with_prior_to_be_between"),
+        ("warning", "above", "expect_table_row_count_with_prior_to_be_between")]
+
+
+@pytest.mark.parametrize(("prior", "bounds", "success"), [
+    (0, (10, None), False),       # 6 rows alone are a drop
+    (994, (10, None), True),      # after a day's earlier 994 rows: a total of 1,000
+    (994, (None, 999), False),    # and that total is what a surge bound sees
+])
+def test_row_count_with_prior_sees_the_days_total(spark, prior, bounds, success):
+    df = spark.createDataFrame([(n,) for n in range(6)], "n int")
+    context = gx.get_context(mode="ephemeral")
+    batch = (context.data_sources.add_spark("s").add_dataframe_asset("a")
+             .add_batch_definition_whole_dataframe("b").get_batch(
+                 batch_parameters={"dataframe": df}))
+    result = batch.validate(ExpectTableRowCountWithPriorToBeBetween(
+        prior_rows=prior, min_value=bounds[0], max_value=bounds[1]))
+    assert result.success is success
+    assert result.result["observed_value"] == 6 + prior
+    assert result.result["details"] == {"batch_rows": 6, "prior_rows": prior}
 
 
 def test_trailing_mix_reference_is_the_mean_share_per_value():

@@ -221,3 +221,15 @@ def abandon_dead_runs(spark: SparkSession, job: str, key: RunKey, *,
                                  f"recording an outcome; found at {now.isoformat()} by run "
                                  f"{found_by}")}))
     return dead
+
+
+def published_rows(spark: SparkSession, job: str, key: RunKey, source: str | None) -> int:
+    """The rows that the succeeded runs of `job` for `key` (and `source`) have published so
+    far: a day's total before this run, when a day arrives in several files."""
+    _runs_table(spark)
+    total = (spark.table(RUNS_TABLE)
+             .where((F.col("job") == job) & (F.col("run_key") == str(key))
+                    & F.col("source").eqNullSafe(F.lit(source))
+                    & (F.col("status") == "succeeded"))
+             .agg(F.sum("output_rows")).first()[0])
+    return int(total or 0)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from great_expectations.expectations.expectation import ColumnAggregateExpectation
+from great_expectations.expectations.expectation import (
+    BatchExpectation,
+    ColumnAggregateExpectation,
+)
 from great_expectations.validator.metric_configuration import MetricConfiguration
 
 
@@ -53,3 +56,30 @@ class ExpectColumnValueSharesToMatchReference(ColumnAggregateExpectation):
                         "max_abs_difference": worst},
         }
         return {"success": worst <= self.max_abs_diff, "result": result}
+
+
+class ExpectTableRowCountWithPriorToBeBetween(BatchExpectation):
+    """Expect the batch's rows plus `prior_rows` to be between `min_value` and `max_value`.
+
+    Used for a day's volume when a day arrives in several files: `prior_rows` is what the
+    earlier runs of the same date and source published, so the check sees the day's total
+    (a 10-row late file after a full day is no 99% drop). The observed value is that total,
+    and becomes the day's history. A bound left None is open.
+    """
+
+    prior_rows: int = 0
+    min_value: int | None = None
+    max_value: int | None = None
+
+    metric_dependencies = ("table.row_count",)
+    success_keys = ("prior_rows", "min_value", "max_value")
+    args_keys = ("min_value", "max_value")
+
+    def _validate(self, metrics, runtime_configuration=None, execution_engine=None):
+        batch = int(metrics["table.row_count"])
+        total = batch + int(self.prior_rows)
+        success = ((self.min_value is None or total >= self.min_value)
+                   and (self.max_value is None or total <= self.max_value))
+        return {"success": success, "result": {
+            "observed_value": total,
+            "details": {"batch_rows": batch, "prior_rows": int(self.prior_rows)}}}

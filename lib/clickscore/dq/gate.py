@@ -70,7 +70,7 @@ def validate_batch(
     batch_rows = batch_df.count()
     history = trailing_observations(
         spark, table, {c.name: c.trailing.runs for c in spec.checks if c.trailing is not None},
-        is_all=run_date.is_all, segment=segment)
+        is_all=run_date.is_all, segment=segment, run_date=str(run_date))
     planned = [
         Planned(check, None, "an empty batch the run allows (--allow-empty)")
         if empty_allowed and batch_rows == 0 and check.trailing is not None else

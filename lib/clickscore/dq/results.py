@@ -113,23 +113,34 @@ def record_results(
 
 def trailing_observations(
     spark: SparkSession, table: str, runs: Mapping[str, int], *, is_all: bool,
-    segment: str | None = None,
+    segment: str | None = None, run_date: str | None = None,
 ) -> dict[str, list[Any]]:
     """For each check of `table` named in `runs`, its observed values on the last
     `runs[check]` published batches, newest first (one query for all of them); only batches
     of the same kind (`all` rebuilds or dated runs) and of the same `segment` (ingest's
     source: a new source starts with no history, a small source is not compared with a large
-    one) are comparable."""
+    one) are comparable.
+
+    Dated runs count one observation per date, its newest (a day delivered in two files, or
+    rerun, is one day of history, not two), and never `run_date`'s own (a late file of a day
+    is not compared with the same day's first file)."""
     if not runs:
         return {}
     kind = F.col("run_date") == "all"
+    rows_df = (read_table(spark, RESULTS_TABLE)
+               .where((F.col("table_name") == table) & F.col("check_name").isin(list(runs))
+                      & F.col("published") & (kind if is_all else ~kind)
+                      & F.col("observed_value").isNotNull()
+                      & F.col("segment").eqNullSafe(F.lit(segment))))
+    if not is_all:
+        per_date = Window.partitionBy("check_name", "run_date").orderBy(
+            F.col("validated_at").desc())
+        rows_df = (rows_df.where(F.col("run_date") != F.lit(run_date or ""))
+                   .withColumn("_newest", F.row_number().over(per_date))
+                   .where(F.col("_newest") == 1))
     newest = Window.partitionBy("check_name").orderBy(F.col("validated_at").desc())
     wanted = F.create_map(*[F.lit(x) for item in runs.items() for x in item])
-    rows = (read_table(spark, RESULTS_TABLE)
-            .where((F.col("table_name") == table) & F.col("check_name").isin(list(runs))
-                   & F.col("published") & (kind if is_all else ~kind)
-                   & F.col("observed_value").isNotNull()
-                   & F.col("segment").eqNullSafe(F.lit(segment)))
+    rows = (rows_df
             .select("check_name", "observed_value", F.row_number().over(newest).alias("n"))
             .where(F.col("n") <= wanted[F.col("check_name")])
             .orderBy("check_name", "n")

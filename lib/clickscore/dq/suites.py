@@ -5,9 +5,12 @@ A check is one GX expectation with a name and a severity. Its kwargs may hold
 a check whose parameter the run cannot supply (no window on an `all` run) is not evaluated.
 Two kinds of checks take their bounds from history or the calendar instead:
 
-- `trailing: {runs, min_runs, band}`: a row-count check gets `mean * (1 -/+ band)` of the
-  last `runs` published batches; a value-share check gets their mean shares as reference.
-  Until `min_runs` batches exist the check only observes (it passes and records its value).
+- `trailing: {runs, min_runs, band, side}`: a row-count check gets `mean * (1 -/+ band)` of
+  the last `runs` published observations, one per date (`dq.results.trailing_observations`);
+  `side: below` keeps only the lower bound (a drop), `side: above` only the upper (a surge),
+  so a drop can be critical while a busy day only warns. A value-share check gets their mean
+  shares as reference. Until `min_runs` observations exist the check only observes (it passes
+  and records its value).
 - `freshness: {max_lag}`: the newest value must be at least `end of run date - max_lag`;
   dated runs only.
 """
@@ -34,11 +37,21 @@ SEVERITIES = ("critical", "warning")
 PARAMETER = "$PARAMETER"
 
 
+SIDES = ("both", "below", "above")
+ROW_COUNT_EXPECTATIONS = ("expect_table_row_count_to_be_between",
+                          "expect_table_row_count_with_prior_to_be_between")
+
+
 @dataclass(frozen=True)
 class Trailing:
     runs: int = 7
     min_runs: int = 3
     band: float | None = None
+    side: str = "both"
+
+    def __post_init__(self) -> None:
+        if self.side not in SIDES:
+            raise ValueError(f"trailing side {self.side!r}: expected one of {SIDES}")
 
 
 @dataclass(frozen=True)
@@ -181,13 +194,14 @@ def plan_check(
 def _trailing_kwargs(check: Check, history: Sequence[Any]) -> dict[str, Any]:
     assert check.trailing is not None
     enough = len(history) >= check.trailing.min_runs
-    if check.expectation == "expect_table_row_count_to_be_between":
+    if check.expectation in ROW_COUNT_EXPECTATIONS:
         if not enough:
             return {"min_value": 0, "max_value": None}
         band = check.trailing.band if check.trailing.band is not None else 0.5
         mean = sum(float(v) for v in history) / len(history)
-        return {"min_value": math.floor(mean * (1 - band)),
-                "max_value": math.ceil(mean * (1 + band))}
+        side = check.trailing.side
+        return {"min_value": math.floor(mean * (1 - band)) if side != "above" else None,
+                "max_value": math.ceil(mean * (1 + band)) if side != "below" else None}
     if check.expectation == "expect_column_value_shares_to_match_reference":
         if not enough:
             return {"reference_shares": None}

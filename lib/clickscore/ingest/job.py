@@ -24,7 +24,7 @@ from clickscore.core.errors import (
     java_cause,
 )
 from clickscore.core.faults import pause_point
-from clickscore.core.runs import RunCounts
+from clickscore.core.runs import RunCounts, published_rows
 from clickscore.core.staging import new_observation, observed
 from clickscore.ingest.config import IngestConfig
 from clickscore.ingest.reader import list_files, read_raw
@@ -87,8 +87,12 @@ def run_ingest(spark: SparkSession, cfg: IngestConfig) -> RunCounts:
             "expected_rows": input_rows - quarantined, "max_price": cfg.max_price,
             "sources": list(source_names()),
             "window_start": window_start, "window_end": window_end,
-            "latest_event_ts": cfg.latest_event_time(ingested_at)},
-            # each source's volume is compared with its own batches: a new source starts
+            "latest_event_ts": cfg.latest_event_time(ingested_at),
+            # the volume checks see the day's total: a second or late file of a date adds
+            # to what the earlier files of that date and source published
+            "prior_rows": 0 if cfg.run_date.is_all else published_rows(
+                spark, "ingest", run.key, cfg.source)},
+            # each source's volume is compared with its own days: a new source starts
             # with no history, a small one is not held to a large one's
             segment=f"source={cfg.source}", empty_allowed=cfg.allow_empty)
         side = _item_categories(spark, stage, cfg) if cfg.item_categories else None
