@@ -4,11 +4,17 @@ duplicates counted, and a clear failure (recorded in ops.pipeline_runs) for a lo
 from __future__ import annotations
 
 import gzip
+from datetime import datetime
 
 import pytest
 
-from clickscore.core.errors import EmptyInputError, SchemaDriftError, UnreadableInputError
-from tests.integration.helpers import ingest, run_rows, sessionize
+from clickscore.core.errors import (
+    BadInputFileError,
+    EmptyInputError,
+    SchemaDriftError,
+    UnreadableInputError,
+)
+from tests.integration.helpers import ingest, invoke_cli, run_rows, sessionize
 
 pytestmark = pytest.mark.integration
 
@@ -107,3 +113,95 @@ def test_empty_input_is_an_error_unless_allowed(empty_warehouse, data_root, tmp_
                 .select("status").collect()]
     assert statuses == ["failed", "succeeded", "failed", "succeeded"]
     assert spark.table("silver.sessions").count() == 0
+
+
+# (line, what becomes of it): a quarantine reason, or the event time it is stored with
+MORE_KINDS = {
+    "2019-10-01T00:02:00Z,view,44600062,2103807459595387724,,shiseido,35.79,541312140,x":
+        datetime(2019, 10, 1, 0, 2),                      # ISO 8601 with Z
+    "2019-10-01T02:03:00+02:00,view,44600062,2103807459595387724,,shiseido,35.79,541312140,x":
+        datetime(2019, 10, 1, 0, 3),                      # an offset
+    "2019-10-01 00:04:00.250 UTC,view,44600062,2103807459595387724,,shiseido,35.79,541312140,x":
+        datetime(2019, 10, 1, 0, 4, 0, 250000),           # fractional seconds
+    "2019-10-01 00:05:00,view,44600062,2103807459595387724,,shiseido,35.79,541312140,x":
+        "invalid_timestamp",                              # no zone: ambiguous
+    "2019-10-01 00:06:00 UTC,view,-44600062,2103807459595387724,,shiseido,35.79,541312140,x":
+        "invalid_item_id",                                # a negative id
+    "2019-10-01 00:07:00 UTC,view,44600062,2103807459595387724,,shiseido,,541312140,x":
+        "missing_price",                                  # REES46 always has a price
+    "2019-10-01 00:08:00 UTC,view,44600062,2103807459595387724,,"
+    + "s" * 5_000 + ",35.79,541312140,x": "field_too_long",
+}
+LATIN_1 = "2019-10-01 00:09:00 UTC,view,44600062,2103807459595387724,,caf\xe9,35.79,541312140,x"
+
+
+def test_more_bad_input_kinds_get_a_reason_or_fail_the_file_in_one_line(
+        empty_warehouse, data_root, rees46_file, tmp_path):
+    spark = empty_warehouse
+    header, *rows = real_lines(rees46_file)
+    # REES46: times in ISO 8601 are read; the rest get their reasons; a Latin-1 line is
+    # `invalid_encoding` (its byte 0xE9 is no UTF-8)
+    mixed = tmp_path / "mixed.csv"
+    mixed.write_bytes("\n".join([header, *rows[:20], *MORE_KINDS]).encode()
+                      + b"\n" + LATIN_1.encode("latin-1") + b"\n")
+    counts = ingest(spark, data_root, "rees46", mixed, "2019-10-01")
+    assert counts.as_dict() == {"input_rows": 28, "output_rows": 23, "quarantined_rows": 5,
+                                "duplicate_rows": 0}
+    reasons = {r.raw_line.split(",")[0]: r.reason
+               for r in spark.table("quarantine.events").collect()}
+    assert reasons == {line.split(",")[0]: got for line, got in MORE_KINDS.items()
+                       if isinstance(got, str)} | {"2019-10-01 00:09:00 UTC": "invalid_encoding"}
+    stored = {r.event_ts for r in spark.table("bronze.events").where(
+        "event_ts < TIMESTAMP '2019-10-01 00:05:00'").collect()}
+    assert {t for t in MORE_KINDS.values() if isinstance(t, datetime)} <= stored
+
+    def fails(path, source: str, match: str, **kw) -> None:
+        versions = spark.sql("DESCRIBE HISTORY bronze.events").count()
+        with pytest.raises(BadInputFileError, match=match) as raised:
+            ingest(spark, data_root, source, path, "all", **kw)
+        assert path.name in str(raised.value) and "nothing was published" in str(raised.value)
+        assert spark.sql("DESCRIBE HISTORY bronze.events").count() == versions
+
+    # a headerless-style format change: 9 rows in 10 with an extra field
+    extra = tmp_path / "extra-field.csv"
+    extra.write_text("\n".join([header, *[r + ",extra" if i % 10 else r
+                                         for i, r in enumerate(rows[:200])]]) + "\n")
+    fails(extra, "rees46", r"90% of its 200 rows were quarantined \(malformed_row 180\), "
+                           r"above --max-quarantine-share 0.5")
+    # a UTF-16 export
+    utf16 = tmp_path / "utf16.csv"
+    utf16.write_bytes("\n".join([header, *rows[:5]]).encode("utf-16"))
+    fails(utf16, "rees46", "first line is not UTF-8 text")
+    # RetailRocket's times in seconds where its layout has milliseconds
+    seconds = tmp_path / "events-in-seconds.csv"
+    seconds.write_text("timestamp,visitorid,event,itemid,transactionid\n" + "".join(
+        f"{1433221332 + n},{n},view,{n % 7},\n" for n in range(30)))
+    fails(seconds, "retailrocket", r"30 of its 30 times look like epoch seconds \(e.g. "
+                                   r"1433221332\); the retailrocket layout expects epoch "
+                                   r"milliseconds")
+
+    # Diginetica as widely copied (snake_case headers), with values that overflow a bigint or
+    # are negative: quarantined, the run succeeds
+    digi = tmp_path / "train-item-views.csv"
+    digi.write_text("session_id;user_id;item_id;timeframe;eventdate\n"
+                    "1;NA;81766;526309;2016-05-09\n2;;32118;243569;2016-05-09\n"
+                    "3;278;9654;0;2016-05-10\n4;NA;100;99999999999999999;2016-05-10\n"
+                    "9223372036854775808;NA;100;5;2016-05-10\n6;NA;-300;10;2016-05-10\n")
+    got = ingest(spark, data_root, "diginetica", digi, "all", max_quarantine_share=0.9)
+    assert (got.output_rows, got.quarantined_rows) == (3, 3)
+    assert {r.raw_line: r.reason for r in spark.table("quarantine.events")
+            .where("source = 'diginetica'").collect()} == {
+        "4;NA;100;99999999999999999;2016-05-10": "invalid_timestamp",
+        "9223372036854775808;NA;100;5;2016-05-10": "invalid_user_id",
+        "6;NA;-300;10;2016-05-10": "invalid_item_id"}
+
+    # an analyst's query that fails in Spark: one line with its error class, exit 1
+    for query, condition in (("SELECT 9223372036854775807 + max(user_id) FROM bronze.events",
+                              "ARITHMETIC_OVERFLOW"),
+                             ("SELECT * FROM silver.nowhere", "TABLE_OR_VIEW_NOT_FOUND"),
+                             ("SELEC 1", "PARSE_SYNTAX_ERROR")):
+        result = invoke_cli("sql", query, data_root=data_root)
+        assert result.exit_code == 1, result
+        assert result.error is not None and result.error.startswith(
+            f"sql failed: [{condition}]"), result
+        assert "\n" not in result.error and "Traceback" not in result.error

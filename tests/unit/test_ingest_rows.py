@@ -53,6 +53,14 @@ def test_rees46_rows_are_typed_and_each_bad_row_gets_its_reason(spark, tmp_path)
         "2019-10-01 00:00:01 UTC,view,1,2,,,2000000,5,s": ["absurd_price"],
         "2019-10-01 00:00:01 UTC,view,1,2,,,NaN,5,s": ["invalid_price"],
         "2019-10-01 00:00:01 UTC,view,1,cat,,,1.0,5,s": ["invalid_category_id"],
+        "2019-10-01 00:00:01 UTC,view,-1,2,,,1.0,5,s": ["invalid_item_id"],
+        "2019-10-01 00:00:01 UTC,view,1,2,,,1.0,-5,s": ["invalid_user_id"],
+        "2019-10-01 00:00:01 UTC,view,1,2,,,,5,s": ["missing_price"],
+        "2019-10-01T00:00:01Z,view,1,2,,,1.0,5,s": [],
+        "2019-10-01T02:00:01.5+02:00,view,1,2,,,1.0,5,s": [],
+        "2019-10-01 00:00:01,view,1,2,,,1.0,5,s": ["invalid_timestamp"],
+        "2019-10-01 00:00:01 UTC,view,1,2,," + "b" * 1_001 + ",1.0,5,s": ["field_too_long"],
+        "2019-10-01 00:00:01 UTC,view,1,2,,\u0000,1.0,5,s": ["invalid_encoding"],
         "2019-09-27 23:59:59 UTC,view,1,2,,,1.0,5,s": ["timestamp_outside_window"],
         "2019-10-02 01:00:00 UTC,view,1,2,,,1.0,5,s": ["timestamp_outside_window"],
         "2019-10-01 00:00:01 UTC,view,1,2": ["malformed_row"],
@@ -69,6 +77,8 @@ def test_rees46_rows_are_typed_and_each_bad_row_gets_its_reason(spark, tmp_path)
             first.category_code, first.brand, first.price, first.source_session_id,
             first.source) == (datetime(2019, 10, 1), 541312140, 44600062, "view",
                               2103807459595387724, None, "shiseido", 35.79, "s1", "rees46")
+    assert got["2019-10-01T02:00:01.5+02:00,view,1,2,,,1.0,5,s"].event_ts == datetime(
+        2019, 10, 1, 0, 0, 1, 500000)
     # MD5 of the source name and every raw field joined by U+001F, a missing field as U+2400,
     # worked out by hand from the two lines above (the second has no missing field)
     assert first.event_id == "b0def25ad0d1073de92eddd46bccee15"

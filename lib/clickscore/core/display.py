@@ -6,8 +6,11 @@ import sys
 from typing import TextIO, cast
 
 import pandas as pd
+from py4j.protocol import Py4JJavaError
+from pyspark.errors import PySparkException
 from pyspark.sql import SparkSession
 
+from clickscore.core.errors import QueryError, java_cause
 from clickscore.core.sql import SqlConfig
 
 
@@ -31,6 +34,12 @@ def print_query(
 
 
 def run_sql(spark: SparkSession, cfg: SqlConfig) -> None:
-    """`clickscore sql`."""
-    print_query(spark, cfg.query, fmt=cfg.format, limit=cfg.limit)
+    """`clickscore sql`: a query Spark refuses (a syntax error, a missing table) or fails
+    (an overflow under ANSI mode) is one line with Spark's error class, and exit 1."""
+    try:
+        print_query(spark, cfg.query, fmt=cfg.format, limit=cfg.limit)
+    except PySparkException as exc:
+        raise QueryError(exc.getCondition(), str(exc)) from exc
+    except Py4JJavaError as exc:
+        raise QueryError(None, java_cause(exc)) from exc
 

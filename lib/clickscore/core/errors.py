@@ -44,6 +44,26 @@ class UnreadableInputError(ClickscoreError):
         self.path = path
 
 
+class QueryError(ClickscoreError):
+    """Spark refused or failed an analyst's query: its error class and message, one line."""
+
+    def __init__(self, condition: str | None, message: str) -> None:
+        first = message.strip().splitlines()[0] if message.strip() else "no message"
+        super().__init__(f"[{condition}] {first}" if condition and f"[{condition}]" not in first
+                         else first)
+        self.condition = condition
+
+
+class BadInputFileError(ClickscoreError):
+    """A landing file as a whole is not what its layout says (most rows quarantined, times in
+    another unit): the run fails before publishing anything, naming the file."""
+
+    def __init__(self, path: str, detail: str) -> None:
+        super().__init__(f"input file {path!r}: {detail}; nothing was published")
+        self.path = path
+        self.detail = detail
+
+
 class SchemaDriftError(ClickscoreError):
     """A file or DataFrame does not carry the columns its contract declares."""
 

@@ -227,9 +227,9 @@ def published_rows(spark: SparkSession, job: str, key: RunKey, source: str | Non
     """The rows that the succeeded runs of `job` for `key` (and `source`) have published so
     far: a day's total before this run, when a day arrives in several files."""
     _runs_table(spark)
-    total = (spark.table(RUNS_TABLE)
-             .where((F.col("job") == job) & (F.col("run_key") == str(key))
-                    & F.col("source").eqNullSafe(F.lit(source))
-                    & (F.col("status") == "succeeded"))
-             .agg(F.sum("output_rows")).first()[0])
-    return int(total or 0)
+    summed = (spark.table(RUNS_TABLE)
+              .where((F.col("job") == job) & (F.col("run_key") == str(key))
+                     & F.col("source").eqNullSafe(F.lit(source))
+                     & (F.col("status") == "succeeded"))
+              .agg(F.sum("output_rows")).first())
+    return int(summed[0] or 0) if summed is not None else 0

@@ -31,6 +31,9 @@ class IngestConfig:
         "ingestion time"))
     max_price: float = field(default=1_000_000.0, metadata=option(
         "a higher price is quarantined as absurd_price"))
+    max_quarantine_share: float = field(default=0.5, metadata=option(
+        "a file with a larger share of its rows quarantined (not counting rows outside the "
+        "run's window) fails the run before anything is published"))
     item_categories: str | None = field(default=None, metadata=option(
         "the source's item -> category side table (file, folder or glob): Diginetica's "
         "product-categories.csv, RetailRocket's item_properties files; stored in "
@@ -47,6 +50,9 @@ class IngestConfig:
         if self.lateness_days < 0:
             raise ValueError(f"lateness_days must be >= 0, got {self.lateness_days}")
         positive("max_price", self.max_price)
+        if not 0 < self.max_quarantine_share <= 1:
+            raise ValueError(f"max_quarantine_share must be in (0, 1], got "
+                             f"{self.max_quarantine_share}")
         if self.window_start and self.window_end and self.window_start >= self.window_end:
             raise ValueError(f"the window must start before it ends, got start "
                              f"{self.window_start.isoformat()} and end "

@@ -9,15 +9,17 @@ nothing. Exact duplicate rows are kept in bronze; sessionize removes and counts 
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from datetime import UTC, datetime
 
 from py4j.protocol import Py4JJavaError
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 
 from clickscore.core.config import RunKey
 from clickscore.core.delta import append, has_rows_where, merge_insert_new, merge_upsert, with_op
 from clickscore.core.errors import (
+    BadInputFileError,
     ClickscoreError,
     EmptyInputError,
     UnreadableInputError,
@@ -32,8 +34,10 @@ from clickscore.ingest.sources import get_adapter, source_names
 from clickscore.ingest.transforms import (
     BRONZE,
     ITEM_CATEGORIES,
+    NOT_THIS_RUNS,
     bronze_rows,
     checked_events,
+    file_profile,
     item_category_batch,
     quarantine_rows,
     side_category_rows,
@@ -79,8 +83,13 @@ def run_ingest(spark: SparkSession, cfg: IngestConfig) -> RunCounts:
         quarantine_df = quarantine_rows(checked_df.where(F.col("is_rejected")), run,
                                         ingested_at)
         with stage.step("stage"):
-            by_reason = {row["reason"]: row["count"]
-                         for row in quarantine_df.groupBy("reason").count().collect()}
+            profile = file_profile(checked_df).collect()
+        check_files(profile, cfg)
+        by_reason: dict[str, int] = defaultdict(int)
+        for row in profile:
+            if row["reason"] is not None:
+                by_reason[row["reason"]] += row["rows"]
+        by_reason = dict(by_reason)
         quarantined = sum(by_reason.values())
         window_start, window_end = cfg.accepted_window()
         stage.validate(bronze_df, BRONZE, parameters={
@@ -101,7 +110,7 @@ def run_ingest(spark: SparkSession, cfg: IngestConfig) -> RunCounts:
             # exactly what the insert-only MERGE would, without joining against the table.
             # Compared in the form the tables hold: Spark's `_metadata.file_path`, which is
             # URL-encoded (`a%20b`), unlike the listed names (`a b`).
-            stored = [r[0] for r in checked_df.select("_source_file").distinct().collect()]
+            stored = sorted({row["_source_file"] for row in profile})
             is_new = not (has_rows_where(spark, BRONZE, "_source_file", stored)
                           or has_rows_where(spark, QUARANTINE, "_source_file", stored))
             write = append if is_new else merge_insert_new
@@ -131,6 +140,37 @@ def run_ingest(spark: SparkSession, cfg: IngestConfig) -> RunCounts:
                 **({"item_categories": side[1]} if side is not None else {}),
             },
         ))
+
+
+def check_files(profile: list[Row], cfg: IngestConfig) -> None:
+    """Fail the run, naming the file, when a file's times look like the other epoch unit than
+    its source's (most of its rows), or when more than `cfg.max_quarantine_share` of its rows
+    were quarantined for what they hold (rows outside the run's window are not the file's
+    fault): a changed export format, an extra column in a headerless file. `profile`: rows of
+    `transforms.file_profile`."""
+    unit = get_adapter(cfg.source).epoch_unit
+    files: dict[str, list[Row]] = defaultdict(list)
+    for row in profile:
+        files[row["_source_file"]].append(row)
+    for path, rows in sorted(files.items()):
+        total = sum(r["rows"] for r in rows)
+        other = sum(r["other_unit"] for r in rows)
+        if unit is not None and other * 2 > total:
+            example = next(r["other_example"] for r in rows if r["other_example"])
+            looks, expected = (("seconds", "milliseconds") if unit == "ms"
+                               else ("milliseconds", "seconds"))
+            raise BadInputFileError(path, (
+                f"{other:,} of its {total:,} times look like epoch {looks} (e.g. {example}); "
+                f"the {cfg.source} layout expects epoch {expected}"))
+        bad = sorted(((r["rows"], r["reason"]) for r in rows
+                      if r["reason"] is not None and r["reason"] not in NOT_THIS_RUNS),
+                     reverse=True)
+        rejected = sum(n for n, _ in bad)
+        if total and rejected / total > cfg.max_quarantine_share:
+            top = ", ".join(f"{reason} {n:,}" for n, reason in bad[:3])
+            raise BadInputFileError(path, (
+                f"{rejected / total:.0%} of its {total:,} rows were quarantined ({top}), "
+                f"above --max-quarantine-share {cfg.max_quarantine_share:g}"))
 
 
 def _item_categories(spark: SparkSession, stage: StageRun, cfg: IngestConfig

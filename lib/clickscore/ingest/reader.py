@@ -19,7 +19,12 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from clickscore.core.contracts import SourceLayout
-from clickscore.core.errors import InputNotFoundError, SchemaDriftError, UnreadableInputError
+from clickscore.core.errors import (
+    BadInputFileError,
+    InputNotFoundError,
+    SchemaDriftError,
+    UnreadableInputError,
+)
 from clickscore.core.frames import union_all
 from clickscore.ingest.sources.base import RAW_PREFIX
 
@@ -69,10 +74,26 @@ def _fields(layout: SourceLayout, line: str) -> list[str]:
     return [f.strip() for f in next(reader)]
 
 
+def _normal(name: str) -> str:
+    return name.replace("_", "").replace(" ", "").replace("-", "").lower()
+
+
+def _layout_name(layout: SourceLayout, column: str) -> str:
+    """A header's column as the layout names it, matched leniently: public copies of a
+    dataset spell headers differently (Diginetica's `sessionId` and the widely copied
+    `session_id`), so case, `_`, `-` and spaces do not count."""
+    matches = [n for n in layout.names if _normal(n) == _normal(column)]
+    return matches[0] if len(matches) == 1 else column
+
+
 def file_columns(layout: SourceLayout, path: str, head: str) -> list[str]:
     """The file's column order, checked against the layout's required columns."""
+    if "\x00" in head or "\ufffd" in head:
+        raise BadInputFileError(path, "its first line is not UTF-8 text (NUL characters or "
+                                      "bytes UTF-8 cannot decode: a UTF-16 or Latin-1 "
+                                      "export?); the layouts read UTF-8")
     if layout.has_header:
-        columns = _fields(layout, head)
+        columns = [_layout_name(layout, c) for c in _fields(layout, head)]
         missing = [c for c in layout.required if c not in columns]
         if missing:
             raise SchemaDriftError(path, missing=missing)

@@ -18,6 +18,9 @@ from clickscore.ingest.sources import get_adapter
 from clickscore.ingest.sources.base import raw
 
 MALFORMED_ROW = "malformed_row"
+INVALID_ENCODING = "invalid_encoding"
+FIELD_TOO_LONG = "field_too_long"
+MISSING_PRICE = "missing_price"
 MISSING_TIMESTAMP = "missing_timestamp"
 INVALID_TIMESTAMP = "invalid_timestamp"
 MISSING_USER_ID = "missing_user_id"
@@ -40,13 +43,22 @@ _PARSE_RULES: dict[str, tuple[str | None, str]] = {
     "item_id": (MISSING_ITEM_ID, INVALID_ITEM_ID),
     "event_type": (MISSING_EVENT_TYPE, UNKNOWN_EVENT_TYPE),
     "category_id": (None, INVALID_CATEGORY_ID),
-    "price": (None, INVALID_PRICE),
+    "price": (MISSING_PRICE, INVALID_PRICE),  # for a source that has prices
 }
+# canonical text columns longer than this are no real value (a runaway quote, a paste)
+MAX_TEXT_LENGTH = 1000
+TEXT_COLUMNS = ("category_code", "brand", "source_session_id")
 
 
 def is_malformed(value: Column, corrupt: Column) -> Column:
     """A line whose field count does not match its header, or a blank line."""
     return corrupt.isNotNull() | (F.trim(value) == "")
+
+
+def is_misdecoded(value: Column) -> Column:
+    """A line that was not UTF-8: bytes UTF-8 cannot decode (Latin-1's accented letters; the
+    text reader keeps the bytes as they are), or NUL characters (a UTF-16 file's lines)."""
+    return ~F.is_valid_utf8(value) | value.contains("\u0000")
 
 
 def with_rejection_reasons(
@@ -76,6 +88,9 @@ def with_rejection_reasons(
     if "price" in raw_of:
         checks.append((F.col("price") < 0, NEGATIVE_PRICE))
         checks.append((F.col("price") > max_price, ABSURD_PRICE))
+    for column in TEXT_COLUMNS:
+        if column in df.columns:
+            checks.append((F.length(column) > MAX_TEXT_LENGTH, FIELD_TOO_LONG))
     if window_start is not None:
         checks.append((F.col("event_ts") < F.lit(window_start), TIMESTAMP_OUTSIDE_WINDOW))
     if window_end is not None:
@@ -91,11 +106,40 @@ def with_rejection_reasons(
         F.filter(F.array(*[F.when(cond, F.lit(code)) for cond, code in checks]),
                  lambda c: c.isNotNull())
     )
-    reasons = (F.when(is_malformed(F.col("value"), F.col("_corrupt")),
-                      F.array(F.lit(MALFORMED_ROW)))
+    reasons = (F.when(is_misdecoded(F.col("value")), F.array(F.lit(INVALID_ENCODING)))
+               .when(is_malformed(F.col("value"), F.col("_corrupt")),
+                     F.array(F.lit(MALFORMED_ROW)))
                .when(any_failed, codes)
                .otherwise(F.array().cast("array<string>")))
     return df.withColumn("reasons", reasons)
+
+
+OTHER_UNIT = "_other_unit"
+# reasons that say a row is not this run's, not that the file is bad
+NOT_THIS_RUNS = (TIMESTAMP_OUTSIDE_WINDOW,)
+# an epoch value below this is seconds-like where milliseconds are expected (1e11 ms is
+# 1973-03-03), and one above it milliseconds-like where seconds are (1e11 s is the year 5138)
+EPOCH_UNIT_SPLIT = 100_000_000_000
+
+
+def with_epoch_unit_check(df: DataFrame, epoch_text: Column, epoch_unit: str) -> DataFrame:
+    """Add `_other_unit`: the raw epoch text where it looks like the other unit than
+    `epoch_unit` ("s" or "ms"), else null."""
+    value = F.abs(F.trim(epoch_text).try_cast("bigint"))
+    other = (value < EPOCH_UNIT_SPLIT) if epoch_unit == "ms" else (value >= EPOCH_UNIT_SPLIT)
+    return df.withColumn(OTHER_UNIT, F.when(other, F.trim(epoch_text)))
+
+
+def file_profile(checked_df: DataFrame) -> DataFrame:
+    """Per landing file and first reason (null for a good row): its rows, and how many hold
+    an epoch time that looks like the other unit (`with_epoch_unit_check`; 0 without it),
+    with one of them; one pass over the staged rows, for the per-file checks and the
+    quarantine counts."""
+    other = (F.col(OTHER_UNIT) if OTHER_UNIT in checked_df.columns
+             else F.lit(None).cast("string"))
+    return (checked_df.groupBy("_source_file", F.get("reasons", 0).alias("reason"))
+            .agg(F.count(F.lit(1)).alias("rows"),
+                 F.count(other).alias("other_unit"), F.min(other).alias("other_example")))
 
 
 BRONZE = "bronze.events"
@@ -107,18 +151,24 @@ def checked_events(raw_df: DataFrame, cfg: IngestConfig,
     event later than `ingested_at` plus the config's clock skew is `timestamp_in_future`."""
     adapter = get_adapter(cfg.source)
     window_start, window_end = cfg.accepted_window()
-    return (raw_df
-            .transform(adapter.to_canonical)
-            .transform(with_rejection_reasons, adapter.raw_of, window_start=window_start,
-                       window_end=window_end, max_price=cfg.max_price,
-                       latest=cfg.latest_event_time(ingested_at) if ingested_at else None))
+    checked_df = (raw_df
+                  .transform(adapter.to_canonical)
+                  .transform(with_rejection_reasons, adapter.raw_of,
+                             window_start=window_start, window_end=window_end,
+                             max_price=cfg.max_price,
+                             latest=cfg.latest_event_time(ingested_at) if ingested_at else None))
+    if adapter.epoch_unit is not None:
+        checked_df = with_epoch_unit_check(checked_df, raw(adapter.raw_of["event_ts"]),
+                                           adapter.epoch_unit)
+    return checked_df
 
 
 def staged_rows(checked_df: DataFrame) -> DataFrame:
     """Checked rows as staged: canonical columns, `reasons`, and `is_rejected` to split them;
     only rejected rows keep their raw line (the quarantine needs it, bronze does not)."""
     canonical = [c for c in table_schema(BRONZE).names if c in checked_df.columns]
-    return (checked_df.select(*canonical, "reasons", "value")
+    extra = [OTHER_UNIT] if OTHER_UNIT in checked_df.columns else []
+    return (checked_df.select(*canonical, *extra, "reasons", "value")
             .withColumn("is_rejected", F.size("reasons") > 0)
             .withColumn("value", F.when(F.col("is_rejected"), F.col("value"))))
 

@@ -50,6 +50,9 @@ class SourceAdapter:
     to_canonical: Callable[[DataFrame], DataFrame]
     raw_of: Mapping[str, str]
     item_categories: SideTable | None = None  # `ingest --item-categories`
+    # the unit of an epoch time column (`raw_of["event_ts"]`): "s" or "ms"; a file whose
+    # times look like the other unit fails the run (`ingest.transforms.file_profile`)
+    epoch_unit: str | None = None
 
     @property
     def layout(self) -> SourceLayout:
@@ -74,8 +77,15 @@ def blank_to_null(raw_text: Column) -> Column:
 
 
 def as_long(text: Column) -> Column:
-    """Text -> bigint, null when the text is not an integer."""
+    """Text -> bigint, null when the text is not an integer (or overflows a bigint)."""
     return F.trim(text).try_cast("bigint")
+
+
+def as_id(text: Column) -> Column:
+    """Text -> a source's id: a bigint >= 0, null otherwise (a negative id is no id any
+    source issues, and a negative user id is kept for Diginetica's anonymous sessions)."""
+    value = as_long(text)
+    return F.when(value >= 0, value)
 
 
 def as_double(text: Column) -> Column:

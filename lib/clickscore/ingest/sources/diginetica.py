@@ -23,6 +23,7 @@ from clickscore.ingest.sources.base import (
     SourceAdapter,
     absent,
     always,
+    as_id,
     as_long,
     event_id,
     raw,
@@ -30,11 +31,12 @@ from clickscore.ingest.sources.base import (
 
 NAME = "diginetica"
 ANONYMOUS = ("", "NA")
+MAX_TIMEFRAME_MS = 100 * 365 * 86_400_000  # a session of a century is no session
 
 
 def to_canonical(raw_df: DataFrame) -> DataFrame:
     """Type the Diginetica raw columns into the canonical event."""
-    session = as_long(raw("sessionId"))
+    session = as_id(raw("sessionId"))
     user_text = F.trim(F.coalesce(raw("userId"), F.lit("")))
     is_anonymous = user_text.isin(*ANONYMOUS)
     day = F.to_date(F.trim(raw("eventdate")), "yyyy-MM-dd")
@@ -42,10 +44,11 @@ def to_canonical(raw_df: DataFrame) -> DataFrame:
     return raw_df.select(
         "*",
         event_id(NAME, source_layout(NAME).names).alias("event_id"),
-        F.when(millis >= 0, F.timestamp_millis(
+        # bounded: an overflowing timeframe is an invalid time, not a failed run (ANSI)
+        F.when((millis >= 0) & (millis < MAX_TIMEFRAME_MS), F.timestamp_millis(
             F.unix_millis(F.to_timestamp(day)) + millis)).alias("event_ts"),
-        F.when(is_anonymous, -session).otherwise(as_long(user_text)).alias("user_id"),
-        as_long(raw("itemId")).alias("item_id"),
+        F.when(is_anonymous, -session).otherwise(as_id(user_text)).alias("user_id"),
+        as_id(raw("itemId")).alias("item_id"),
         F.lit("view").alias("event_type"),
         *absent("category_id", "category_code", "brand", "price"),
         F.when(session.isNotNull(), session.cast("string")).alias("source_session_id"),
@@ -55,8 +58,8 @@ def to_canonical(raw_df: DataFrame) -> DataFrame:
 
 def item_categories(raw_df: DataFrame) -> DataFrame:
     """`product-categories.csv` (`itemId;categoryId`): one category per item, for all time."""
-    return raw_df.select("*", as_long(raw("itemId")).alias("item_id"),
-                         as_long(raw("categoryId")).alias("category_id"),
+    return raw_df.select("*", as_id(raw("itemId")).alias("item_id"),
+                         as_id(raw("categoryId")).alias("category_id"),
                          always().alias("valid_from"))
 
 

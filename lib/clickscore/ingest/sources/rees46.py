@@ -10,7 +10,7 @@ from clickscore.core.contracts import source_layout
 from clickscore.ingest.sources.base import (
     SourceAdapter,
     as_double,
-    as_long,
+    as_id,
     blank_to_null,
     event_id,
     mapped,
@@ -26,14 +26,23 @@ EVENT_TYPES = {
 }
 
 
+# a time with its zone: ` UTC` (or another zone name), `Z`, or an offset (`+02:00`, `-0500`)
+ZONED = (r"(?i)^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?"
+         r"\s*(Z|[+-]\d{2}:?\d{2}|[a-z][a-z_/+-]*)$")
+
+
 def event_time(text: Column) -> Column:
     """`2019-10-01 00:00:04 UTC` -> timestamp. Times in exactly that shape take a cast (it
-    reads the zone; a fifth of the cost of a pattern with a zone name); any other zone still
-    parses with the pattern, and anything else is null (an invalid timestamp)."""
+    reads the zone; a fifth of the cost of a pattern with a zone name). Other times that name
+    their zone parse too: ISO 8601 (`2019-10-01T00:00:04Z`, `...+02:00`, fractional seconds)
+    by the same cast, other zone names by the pattern. A time without a zone is ambiguous and
+    stays null (an invalid timestamp), as does anything else."""
     trimmed = F.trim(text)
     is_utc = (F.length(trimmed) == 23) & trimmed.endswith(" UTC")
     return (F.when(is_utc, trimmed.try_cast("timestamp"))
-            .otherwise(F.try_to_timestamp(trimmed, F.lit("yyyy-MM-dd HH:mm:ss z"))))
+            .when(trimmed.rlike(ZONED), F.coalesce(
+                trimmed.try_cast("timestamp"),
+                F.try_to_timestamp(trimmed, F.lit("yyyy-MM-dd HH:mm:ss z")))))
 
 
 def to_canonical(raw_df: DataFrame) -> DataFrame:
@@ -42,10 +51,10 @@ def to_canonical(raw_df: DataFrame) -> DataFrame:
         "*",
         event_id(NAME, source_layout(NAME).names).alias("event_id"),
         event_time(raw("event_time")).alias("event_ts"),
-        as_long(raw("user_id")).alias("user_id"),
-        as_long(raw("product_id")).alias("item_id"),
+        as_id(raw("user_id")).alias("user_id"),
+        as_id(raw("product_id")).alias("item_id"),
         mapped(raw("event_type"), EVENT_TYPES).alias("event_type"),
-        as_long(raw("category_id")).alias("category_id"),
+        as_id(raw("category_id")).alias("category_id"),
         blank_to_null(raw("category_code")).alias("category_code"),
         blank_to_null(raw("brand")).alias("brand"),
         as_double(raw("price")).alias("price"),

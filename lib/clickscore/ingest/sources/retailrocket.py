@@ -12,7 +12,7 @@ from clickscore.ingest.sources.base import (
     SideTable,
     SourceAdapter,
     absent,
-    as_long,
+    as_id,
     event_id,
     from_epoch_millis,
     mapped,
@@ -29,8 +29,8 @@ def to_canonical(raw_df: DataFrame) -> DataFrame:
         "*",
         event_id(NAME, source_layout(NAME).names).alias("event_id"),
         from_epoch_millis(raw("timestamp")).alias("event_ts"),
-        as_long(raw("visitorid")).alias("user_id"),
-        as_long(raw("itemid")).alias("item_id"),
+        as_id(raw("visitorid")).alias("user_id"),
+        as_id(raw("itemid")).alias("item_id"),
         mapped(raw("event"), EVENT_TYPES).alias("event_type"),
         *absent("category_id", "category_code", "brand", "price", "source_session_id"),
         F.lit(NAME).alias("source"),
@@ -43,12 +43,13 @@ def item_categories(raw_df: DataFrame) -> DataFrame:
     split is kept, to be counted)."""
     return raw_df.where((F.trim(raw("property")) == "categoryid")
                         | F.col("_corrupt").isNotNull()).select(
-        "*", as_long(raw("itemid")).alias("item_id"), as_long(raw("value")).alias("category_id"),
+        "*", as_id(raw("itemid")).alias("item_id"), as_id(raw("value")).alias("category_id"),
         from_epoch_millis(raw("timestamp")).alias("valid_from"))
 
 
 ADAPTER = SourceAdapter(
     name=NAME,
+    epoch_unit="ms",
     to_canonical=to_canonical,
     raw_of={
         "event_ts": "timestamp",

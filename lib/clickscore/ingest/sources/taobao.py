@@ -10,7 +10,7 @@ from clickscore.core.contracts import source_layout
 from clickscore.ingest.sources.base import (
     SourceAdapter,
     absent,
-    as_long,
+    as_id,
     event_id,
     from_epoch_seconds,
     mapped,
@@ -27,10 +27,10 @@ def to_canonical(raw_df: DataFrame) -> DataFrame:
         "*",
         event_id(NAME, source_layout(NAME).names).alias("event_id"),
         from_epoch_seconds(raw("timestamp")).alias("event_ts"),
-        as_long(raw("user_id")).alias("user_id"),
-        as_long(raw("item_id")).alias("item_id"),
+        as_id(raw("user_id")).alias("user_id"),
+        as_id(raw("item_id")).alias("item_id"),
         mapped(raw("behavior_type"), EVENT_TYPES).alias("event_type"),
-        as_long(raw("category_id")).alias("category_id"),
+        as_id(raw("category_id")).alias("category_id"),
         *absent("category_code", "brand", "price", "source_session_id"),
         F.lit(NAME).alias("source"),
     )
@@ -38,6 +38,7 @@ def to_canonical(raw_df: DataFrame) -> DataFrame:
 
 ADAPTER = SourceAdapter(
     name=NAME,
+    epoch_unit="s",
     to_canonical=to_canonical,
     raw_of={
         "event_ts": "timestamp",
