@@ -1,5 +1,10 @@
-"""A copy of the real REES46 file with injected defects: quarantine with the right reasons,
-duplicates counted, and a clear failure (recorded in ops.pipeline_runs) for a lost column."""
+"""Bad inputs, each with its quarantine reason or its one-line failure: a copy of the real
+REES46 file with injected defects (quarantine with the right reasons, duplicates counted), a
+lost column, a truncated gzip, an empty input; and the kinds a real landing zone adds (ISO 8601
+times, times without a zone, negative and overflowing ids, blank prices, oversized text, Latin-1
+lines, UTF-16 files, a file mostly malformed, epoch seconds for milliseconds, a file written
+while it is read, Diginetica's snake_case headers, an analyst's failing query). The README's
+table "What each bad input gets" lists them."""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from datetime import datetime
 
 import pytest
 
+import clickscore.ingest.job as ingest_job
 from clickscore.core.errors import (
     BadInputFileError,
     EmptyInputError,
@@ -136,7 +142,7 @@ LATIN_1 = "2019-10-01 00:09:00 UTC,view,44600062,2103807459595387724,,caf\xe9,35
 
 
 def test_more_bad_input_kinds_get_a_reason_or_fail_the_file_in_one_line(
-        empty_warehouse, data_root, rees46_file, tmp_path):
+        empty_warehouse, data_root, rees46_file, tmp_path, monkeypatch):
     spark = empty_warehouse
     header, *rows = real_lines(rees46_file)
     # REES46: times in ISO 8601 are read; the rest get their reasons; a Latin-1 line is
@@ -179,6 +185,21 @@ def test_more_bad_input_kinds_get_a_reason_or_fail_the_file_in_one_line(
     fails(seconds, "retailrocket", r"30 of its 30 times look like epoch seconds \(e.g. "
                                    r"1433221332\); the retailrocket layout expects epoch "
                                    r"milliseconds")
+
+    # a file still being written (or replaced) while the run reads it
+    growing = tmp_path / "growing.csv"
+    growing.write_text("\n".join([header, *rows[:50]]) + "\n")
+    check = ingest_job.check_files
+
+    def then_appended(profile, cfg):
+        check(profile, cfg)
+        with open(growing, "a") as out:
+            out.write(rows[50] + "\n")
+
+    monkeypatch.setattr(ingest_job, "check_files", then_appended)
+    fails(growing, "rees46", r"changed while it was read: .*growing.csv \(.* bytes when "
+                             r"listed, .* bytes now\)")
+    monkeypatch.undo()
 
     # Diginetica as widely copied (snake_case headers), with values that overflow a bigint or
     # are negative: quarantined, the run succeeds

@@ -8,7 +8,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from clickscore.core.config import RunDate
-from clickscore.core.errors import InputNotFoundError, SchemaDriftError, UnreadableInputError
+from clickscore.core.errors import (
+    InputNotFoundError,
+    ResourceExhaustedError,
+    SchemaDriftError,
+    UnreadableInputError,
+    input_error,
+)
 from clickscore.ingest.config import IngestConfig
 from clickscore.ingest.reader import list_files, read_raw
 from clickscore.ingest.sources import get_adapter
@@ -173,6 +179,21 @@ def test_missing_and_unreadable_inputs_are_clear_errors(spark, tmp_path):
     broken.write_bytes(b"\x1f\x8b\x08\x00 this is not gzip")
     with pytest.raises(UnreadableInputError, match="broken.csv.gz"):
         checked(spark, tmp_path, "rees46", broken)
+
+
+def test_a_jvm_that_ran_out_of_memory_or_disk_is_not_blamed_on_the_file():
+    trace = ("An error occurred while calling o466.count.\n: org.apache.spark.SparkException: "
+             "Job aborted\nCaused by: {}\n\tat java.base/java.io.FileOutputStream.write")
+    for cause, error, says in (
+            ("java.lang.OutOfMemoryError: Java heap space", ResourceExhaustedError,
+             "reading in.csv ran out of memory (java.lang.OutOfMemoryError: Java heap space)"),
+            ("java.io.IOException: No space left on device", ResourceExhaustedError,
+             "ran out of disk space"),
+            ("java.io.EOFException: Unexpected end of input stream", UnreadableInputError,
+             "cannot read input file 'in.csv': java.io.EOFException: Unexpected end of input "
+             "stream")):
+        error_found = input_error("in.csv", Exception(trace.format(cause)))
+        assert type(error_found) is error and says in str(error_found)
 
 
 def test_dated_window_accepts_lateness_and_a_little_future_skew(tmp_path):

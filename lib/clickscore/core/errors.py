@@ -36,6 +36,33 @@ def java_cause(exc: Exception) -> str:
     return (caused[-1] if caused else lines[-1] if lines else type(exc).__name__)[:300]
 
 
+# what a JVM failure says when the machine, not the input, gave out
+RESOURCE_CAUSES = (("OutOfMemoryError", "memory"), ("No space left on device", "disk space"),
+                   ("Disk quota exceeded", "disk space"))
+
+
+class ResourceExhaustedError(ClickscoreError):
+    """A run ran out of memory or disk: the input is not at fault."""
+
+    def __init__(self, what: str, resource: str, cause: str) -> None:
+        super().__init__(
+            f"{what} ran out of {resource} ({cause}); the input is not at fault: give the "
+            "driver more memory (CLICKSCORE_DRIVER_MEMORY, spark.driver.memory) or free disk "
+            "under spark.local.dir, then rerun")
+        self.resource = resource
+
+
+def input_error(path: str, exc: Exception) -> ClickscoreError:
+    """The error for a JVM failure while reading `path`: out of memory or disk when the JVM
+    says so (its whole trace is searched), else the file is unreadable, with the cause."""
+    cause = java_cause(exc)
+    text = str(exc)
+    for marker, resource in RESOURCE_CAUSES:
+        if marker in text:
+            return ResourceExhaustedError(f"reading {path}", resource, cause)
+    return UnreadableInputError(path, cause)
+
+
 class UnreadableInputError(ClickscoreError):
     """A file exists but cannot be read (corrupt compression, permissions, ...)."""
 

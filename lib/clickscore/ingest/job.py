@@ -22,14 +22,13 @@ from clickscore.core.errors import (
     BadInputFileError,
     ClickscoreError,
     EmptyInputError,
-    UnreadableInputError,
-    java_cause,
+    input_error,
 )
 from clickscore.core.faults import pause_point
 from clickscore.core.runs import RunCounts, published_rows
 from clickscore.core.staging import new_observation, observed
 from clickscore.ingest.config import IngestConfig
-from clickscore.ingest.reader import list_files, read_raw
+from clickscore.ingest.reader import changed_files, file_signatures, list_files, read_raw
 from clickscore.ingest.sources import get_adapter, source_names
 from clickscore.ingest.transforms import (
     BRONZE,
@@ -64,6 +63,7 @@ def run_ingest(spark: SparkSession, cfg: IngestConfig) -> RunCounts:
                    source=cfg.source, what=cfg.input_path) as stage:
         run = stage.run
         files = list_files(spark, cfg.input_path)
+        listed = file_signatures(spark, files)  # checked again before publishing
         log.debug("ingest %s: %d file(s) from %s", cfg.run_date, len(files), cfg.input_path)
         # Rows in are the lines read, observed as they stream past the parser; rows out and
         # quarantined are counted from what is written, so a line lost on the way shows.
@@ -75,7 +75,7 @@ def run_ingest(spark: SparkSession, cfg: IngestConfig) -> RunCounts:
             checked_df = stage.stage("checked",
                                      staged_rows(checked_events(raw_df, cfg, ingested_at)))
         except Py4JJavaError as exc:
-            raise UnreadableInputError(cfg.input_path, java_cause(exc)) from exc
+            raise input_error(cfg.input_path, exc) from exc
         input_rows = observed(lines, ["rows"], stage.staging.rows["checked"])["rows"]
         if input_rows == 0 and not cfg.allow_empty:
             raise EmptyInputError(cfg.input_path, str(cfg.run_date))
@@ -105,6 +105,11 @@ def run_ingest(spark: SparkSession, cfg: IngestConfig) -> RunCounts:
             # with no history, a small one is not held to a large one's
             segment=f"source={cfg.source}", empty_allowed=cfg.allow_empty)
         side = _item_categories(spark, stage, cfg) if cfg.item_categories else None
+        changed = changed_files(spark, listed)
+        if changed:  # a landing zone still writing it, or a file replaced meanwhile
+            raise BadInputFileError(changed[0].split(" (")[0], (
+                "changed while it was read: " + "; ".join(changed)
+                + "; rerun when the landing zone has finished writing it"))
         with stage.publish():
             # Files never seen before cannot collide with stored keys: a plain append writes
             # exactly what the insert-only MERGE would, without joining against the table.
@@ -189,7 +194,7 @@ def _item_categories(spark: SparkSession, stage: StageRun, cfg: IngestConfig
         staged_df = stage.stage("item_categories_read", side_category_rows(
             side.to_rows(read_raw(spark, side.layout, files))))
     except Py4JJavaError as exc:
-        raise UnreadableInputError(cfg.item_categories, java_cause(exc)) from exc
+        raise input_error(cfg.item_categories, exc) from exc
     batch_df = stage.stage("item_categories", item_category_batch(
         staged_df, cfg.source, str(cfg.run_date)))
     # what the rows read hold, counted independently of the batch, in one pass

@@ -57,6 +57,33 @@ def list_files(spark: SparkSession, path: str) -> list[str]:
     return files
 
 
+def file_signatures(spark: SparkSession, files: Sequence[str]) -> dict[str, tuple[int, int]]:
+    """Each file's size and modification time (milliseconds), as its file system reports them
+    (a file gone since listing: size -1)."""
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None, "a classic (JVM) SparkSession is required to stat files"
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    found: dict[str, tuple[int, int]] = {}
+    for path in files:
+        hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
+        fs = hadoop_path.getFileSystem(conf)
+        if not fs.exists(hadoop_path):
+            found[path] = (-1, -1)
+            continue
+        status = fs.getFileStatus(hadoop_path)
+        found[path] = (int(status.getLen()), int(status.getModificationTime()))
+    return found
+
+
+def changed_files(spark: SparkSession, listed: dict[str, tuple[int, int]]) -> list[str]:
+    """The files whose size or modification time differs from `listed` (`file_signatures`
+    taken when they were listed), each described."""
+    now = file_signatures(spark, list(listed))
+    return [f"{path} ({listed[path][0]:,} bytes when listed, "
+            + ("gone now" if now[path][0] < 0 else f"{now[path][0]:,} bytes now") + ")"
+            for path in listed if now[path] != listed[path]]
+
+
 def first_line(spark: SparkSession, path: str) -> str | None:
     """The file's first line, None for an empty file; UnreadableInputError when unreadable."""
     try:
