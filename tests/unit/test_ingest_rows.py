@@ -181,6 +181,19 @@ def test_missing_and_unreadable_inputs_are_clear_errors(spark, tmp_path):
         checked(spark, tmp_path, "rees46", broken)
 
 
+def test_a_utf8_byte_order_mark_is_read_and_a_zero_byte_gzip_holds_no_rows(spark, tmp_path):
+    line = "2019-10-01 00:00:00 UTC,view,44600062,2103807459595387724,,shiseido,35.79,5,s1"
+    marked = tmp_path / "bom.csv"  # Excel's "CSV UTF-8" starts with EF BB BF
+    marked.write_bytes(b"\xef\xbb\xbf" + f"{REES46_HEADER}\n{line}\n".encode())
+    got = checked(spark, tmp_path, "rees46", marked)
+    assert list(got) == [line] and list(got[line].reasons) == []
+    # a 0-byte .gz holds no rows (logged as an empty input file): the stage then fails with
+    # EmptyInputError unless --allow-empty (tests/integration/test_bad_inputs.py)
+    empty = tmp_path / "empty.csv.gz"
+    empty.write_bytes(b"")
+    assert checked(spark, tmp_path, "rees46", empty) == {}
+
+
 def test_a_jvm_that_ran_out_of_memory_or_disk_is_not_blamed_on_the_file():
     trace = ("An error occurred while calling o466.count.\n: org.apache.spark.SparkException: "
              "Job aborted\nCaused by: {}\n\tat java.base/java.io.FileOutputStream.write")
