@@ -9,7 +9,7 @@ nothing. Exact duplicate rows are kept in bronze; sessionize removes and counts 
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import UTC, datetime
 
 from py4j.protocol import Py4JJavaError
@@ -85,11 +85,10 @@ def run_ingest(spark: SparkSession, cfg: IngestConfig) -> RunCounts:
         with stage.step("stage"):
             profile = file_profile(checked_df).collect()
         check_files(profile, cfg)
-        by_reason: dict[str, int] = defaultdict(int)
+        by_reason: dict[str, int] = Counter()
         for row in profile:
             if row["reason"] is not None:
                 by_reason[row["reason"]] += row["rows"]
-        by_reason = dict(by_reason)
         quarantined = sum(by_reason.values())
         window_start, window_end = cfg.accepted_window()
         stage.validate(bronze_df, BRONZE, parameters={
@@ -107,8 +106,9 @@ def run_ingest(spark: SparkSession, cfg: IngestConfig) -> RunCounts:
         side = _item_categories(spark, stage, cfg) if cfg.item_categories else None
         changed = changed_files(spark, listed)
         if changed:  # a landing zone still writing it, or a file replaced meanwhile
-            raise BadInputFileError(changed[0].split(" (")[0], (
-                "changed while it was read: " + "; ".join(changed)
+            raise BadInputFileError(next(iter(changed)), (
+                "changed while it was read: "
+                + "; ".join(f"{path} ({sizes})" for path, sizes in changed.items())
                 + "; rerun when the landing zone has finished writing it"))
         with stage.publish():
             # Files never seen before cannot collide with stored keys: a plain append writes

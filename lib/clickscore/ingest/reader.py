@@ -75,13 +75,13 @@ def file_signatures(spark: SparkSession, files: Sequence[str]) -> dict[str, tupl
     return found
 
 
-def changed_files(spark: SparkSession, listed: dict[str, tuple[int, int]]) -> list[str]:
+def changed_files(spark: SparkSession, listed: dict[str, tuple[int, int]]) -> dict[str, str]:
     """The files whose size or modification time differs from `listed` (`file_signatures`
-    taken when they were listed), each described."""
+    taken when they were listed), each with its sizes then and now."""
     now = file_signatures(spark, list(listed))
-    return [f"{path} ({listed[path][0]:,} bytes when listed, "
-            + ("gone now" if now[path][0] < 0 else f"{now[path][0]:,} bytes now") + ")"
-            for path in listed if now[path] != listed[path]]
+    return {path: f"{listed[path][0]:,} bytes when listed, "
+                  + ("gone now" if now[path][0] < 0 else f"{now[path][0]:,} bytes now")
+            for path in listed if now[path] != listed[path]}
 
 
 def first_line(spark: SparkSession, path: str) -> str | None:
