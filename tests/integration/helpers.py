@@ -153,9 +153,9 @@ class WarehouseStates:
     changes. The counts the build's runs returned are kept with the state.
 
     (A `SHALLOW CLONE` of each frozen table did the same by writing a Delta commit per table:
-    1.1-2.2 s a table, about 20 s for a real sample's state, against 0.07 s a table to copy the
-    folder and register it, measured 2026-12-07 with the test session's settings; the states'
-    tables are a few MB.)
+    0.7-2.2 s a table, about 20 s for a real sample's state, against 0.06-0.07 s a table to
+    copy the folder and register it: benchmarks/bench_restore.py. The states' tables are a few
+    MB.)
     """
 
     def __init__(self, spark: SparkSession, root: Path) -> None:
