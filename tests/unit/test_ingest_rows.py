@@ -16,7 +16,7 @@ from clickscore.core.errors import (
     input_error,
 )
 from clickscore.ingest.config import IngestConfig
-from clickscore.ingest.reader import list_files, read_raw
+from clickscore.ingest.reader import changed_files, list_files, listed_files, read_raw
 from clickscore.ingest.sources import get_adapter
 from clickscore.ingest.transforms import checked_events
 from tests.conftest import utc
@@ -192,6 +192,21 @@ def test_a_utf8_byte_order_mark_is_read_and_a_zero_byte_gzip_holds_no_rows(spark
     empty = tmp_path / "empty.csv.gz"
     empty.write_bytes(b"")
     assert checked(spark, tmp_path, "rees46", empty) == {}
+
+
+def test_files_are_signed_when_listed_and_a_grown_or_deleted_one_is_named(spark, tmp_path):
+    for name in ("a.csv", "b.csv", "c.csv", "_SUCCESS"):
+        (tmp_path / name).write_text("x\n")
+    listed = listed_files(spark, str(tmp_path))
+    assert [p.rsplit("/", 1)[-1] for p in listed] == ["a.csv", "b.csv", "c.csv"]
+    assert list(listed) == list_files(spark, str(tmp_path))
+    assert changed_files(spark, listed) == {}
+    with open(tmp_path / "a.csv", "a") as grown:
+        grown.write("y\n")
+    (tmp_path / "c.csv").unlink()
+    changed = {p.rsplit("/", 1)[-1]: says for p, says in changed_files(spark, listed).items()}
+    assert changed == {"a.csv": "2 bytes when listed, 4 bytes now",
+                       "c.csv": "2 bytes when listed, gone now"}
 
 
 def test_a_jvm_that_ran_out_of_memory_or_disk_is_not_blamed_on_the_file():

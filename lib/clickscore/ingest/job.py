@@ -28,7 +28,7 @@ from clickscore.core.faults import pause_point
 from clickscore.core.runs import RunCounts, published_rows
 from clickscore.core.staging import new_observation, observed
 from clickscore.ingest.config import IngestConfig
-from clickscore.ingest.reader import changed_files, file_signatures, list_files, read_raw
+from clickscore.ingest.reader import changed_files, list_files, listed_files, read_raw
 from clickscore.ingest.sources import get_adapter, source_names
 from clickscore.ingest.transforms import (
     BRONZE,
@@ -62,8 +62,8 @@ def run_ingest(spark: SparkSession, cfg: IngestConfig) -> RunCounts:
     with stage_run(spark, "ingest", RunKey.of_date(cfg.run_date), data_root=cfg.data_root,
                    source=cfg.source, what=cfg.input_path) as stage:
         run = stage.run
-        files = list_files(spark, cfg.input_path)
-        listed = file_signatures(spark, files)  # checked again before publishing
+        listed = listed_files(spark, cfg.input_path)  # checked again before publishing
+        files = list(listed)
         log.debug("ingest %s: %d file(s) from %s", cfg.run_date, len(files), cfg.input_path)
         # Rows in are the lines read, observed as they stream past the parser; rows out and
         # quarantined are counted from what is written, so a line lost on the way shows.

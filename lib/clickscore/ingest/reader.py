@@ -11,6 +11,7 @@ import csv
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Any
 
 from py4j.protocol import Py4JJavaError
 from pyspark.errors import PySparkException
@@ -38,50 +39,58 @@ def list_files(spark: SparkSession, path: str) -> list[str]:
 
     Uses Hadoop's FileSystem, so local paths, s3a:// and abfss:// behave alike.
     """
+    return list(listed_files(spark, path))
+
+
+Signature = tuple[int, int]  # a file's size and modification time (ms); (-1, -1): gone
+
+
+def listed_files(spark: SparkSession, path: str) -> dict[str, Signature]:
+    """`list_files` with each file's signature as the listing reported it (no second stat),
+    for `changed_files` to compare with before publishing."""
     jvm = spark.sparkContext._jvm
     assert jvm is not None, "a classic (JVM) SparkSession is required to list files"
     hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
     fs = hadoop_path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
-    statuses = fs.globStatus(hadoop_path) or []
-    files: list[str] = []
-    for status in statuses:
+    statuses = []
+    for status in fs.globStatus(hadoop_path) or []:
         if status.isDirectory():
             found = fs.listFiles(status.getPath(), True)
             while found.hasNext():
-                files.append(found.next().getPath().toString())
+                statuses.append(found.next())
         else:
-            files.append(status.getPath().toString())
-    files = sorted(f for f in files if not f.rsplit("/", 1)[-1].startswith(("_", ".")))
+            statuses.append(status)
+    files = {s.getPath().toString(): _signature(s) for s in statuses}
+    files = {f: files[f] for f in sorted(files)
+             if not f.rsplit("/", 1)[-1].startswith(("_", "."))}
     if not files:
         raise InputNotFoundError(path)
     return files
 
 
-def file_signatures(spark: SparkSession, files: Sequence[str]) -> dict[str, tuple[int, int]]:
-    """Each file's size and modification time (milliseconds), as its file system reports them
-    (a file gone since listing: size -1)."""
+def _signature(status: Any) -> Signature:
+    return int(status.getLen()), int(status.getModificationTime())
+
+
+def changed_files(spark: SparkSession, listed: dict[str, Signature]) -> dict[str, str]:
+    """The files whose size or modification time differs from `listed` (`listed_files`),
+    each with its sizes then and now (one stat per file)."""
     jvm = spark.sparkContext._jvm
     assert jvm is not None, "a classic (JVM) SparkSession is required to stat files"
     conf = spark.sparkContext._jsc.hadoopConfiguration()
-    found: dict[str, tuple[int, int]] = {}
-    for path in files:
+    changed: dict[str, str] = {}
+    for path, then in listed.items():
         hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
-        fs = hadoop_path.getFileSystem(conf)
-        if not fs.exists(hadoop_path):
-            found[path] = (-1, -1)
-            continue
-        status = fs.getFileStatus(hadoop_path)
-        found[path] = (int(status.getLen()), int(status.getModificationTime()))
-    return found
-
-
-def changed_files(spark: SparkSession, listed: dict[str, tuple[int, int]]) -> dict[str, str]:
-    """The files whose size or modification time differs from `listed` (`file_signatures`
-    taken when they were listed), each with its sizes then and now."""
-    now = file_signatures(spark, list(listed))
-    return {path: f"{listed[path][0]:,} bytes when listed, "
-                  + ("gone now" if now[path][0] < 0 else f"{now[path][0]:,} bytes now")
-            for path in listed if now[path] != listed[path]}
+        try:
+            now = _signature(hadoop_path.getFileSystem(conf).getFileStatus(hadoop_path))
+        except Py4JJavaError as exc:
+            if "FileNotFoundException" not in str(exc):
+                raise
+            now = (-1, -1)
+        if now != then:
+            changed[path] = (f"{then[0]:,} bytes when listed, "
+                             + ("gone now" if now[0] < 0 else f"{now[0]:,} bytes now"))
+    return changed
 
 
 def first_line(spark: SparkSession, path: str) -> str | None:
