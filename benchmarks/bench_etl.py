@@ -96,27 +96,30 @@ def duckdb_sessionize(parquet_glob: str, out_dir: Path, threads: int) -> dict[st
         FROM read_parquet('{parquet_glob}', hive_partitioning = true)
       ), g AS (
         SELECT *, ts - lag(ts) OVER w AS gap FROM e
-        WINDOW w AS (PARTITION BY user_id ORDER BY ts, event_id)
+        WINDOW w AS (PARTITION BY source, user_id ORDER BY ts, event_id)
       ), b AS (
         SELECT *, sum(CASE WHEN gap IS NULL OR gap >= 1800000000 THEN 1 ELSE 0 END)
-                  OVER (PARTITION BY user_id ORDER BY ts, event_id ROWS UNBOUNDED PRECEDING)
+                  OVER (PARTITION BY source, user_id ORDER BY ts, event_id
+                        ROWS UNBOUNDED PRECEDING)
                   AS burst
         FROM g
       ), c AS (
-        SELECT *, (ts - min(ts) OVER (PARTITION BY user_id, burst)) // 86400000000 AS cut FROM b
+        SELECT *, (ts - min(ts) OVER (PARTITION BY source, user_id, burst)) // 86400000000
+               AS cut FROM b
       )"""
     session_rows = """
-      SELECT user_id, burst, cut, min(ts) AS session_start, max(ts) AS session_end,
+      SELECT source, user_id, burst, cut, min(ts) AS session_start, max(ts) AS session_end,
              count(*) AS n_events, count(DISTINCT item_id) AS distinct_items,
              coalesce(sum(price) FILTER (WHERE event_type = 'purchase'), 0) AS revenue
-      FROM {src} GROUP BY user_id, burst, cut"""
+      FROM {src} GROUP BY source, user_id, burst, cut"""
     t0 = time.perf_counter()
     con.execute(f"COPY ({sessionized} {session_rows.format(src='c')}) "
                 f"TO '{out_dir / 'sessions_only.parquet'}' (FORMAT parquet)")
     sessions_only = time.perf_counter() - t0
     t0 = time.perf_counter()
     con.execute(f"""CREATE TEMP TABLE c AS {sessionized}
-      SELECT *, row_number() OVER (PARTITION BY user_id, burst, cut ORDER BY ts, event_id)
+      SELECT *, row_number() OVER (PARTITION BY source, user_id, burst, cut
+                                 ORDER BY ts, event_id)
              AS session_seq FROM c""")
     con.execute(f"COPY (SELECT * EXCLUDE (ts, gap) FROM c) TO '{out_dir / 'events'}' "
                 "(FORMAT parquet, PARTITION_BY (event_date), OVERWRITE_OR_IGNORE)")

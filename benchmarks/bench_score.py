@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.integratio
 
 from clickscore import registry  # noqa: E402
 from clickscore.core.config import RunDate, parse_windows  # noqa: E402
+from clickscore.core.identity import USER as USER_KEY  # noqa: E402
 from clickscore.core.spark import get_spark  # noqa: E402
 from clickscore.demo.config import GenerateConfig  # noqa: E402
 from clickscore.demo.generator import generate  # noqa: E402
@@ -84,26 +85,27 @@ def inference_alone(spark, root: str, cfg: ScoreConfig, version: str) -> dict[st
     """mapInArrow into the no-op sink, and the raw ceiling, on the same staged inputs."""
     contract = feature_contract()
     model, found = registry.load_model(root, version)
-    item_ids = score_job._item_ids(spark, model.cfg)
+    item_ids, item_sources = score_job._item_ids(spark, model.cfg)
     features_df = spark.table(USER_FEATURES).where(F.col("cutoff") == F.lit(cfg.cutoff))
     lookback = score_job._feature_spec(cfg, model.cfg).lookback
     silver = score_job._version(spark, score_job.SILVER_EVENTS)
     inputs_df = with_exclusions(
-        model_frame(features_df, contract, with_labels=False, keep=("user_id",)),
+        model_frame(features_df, contract, with_labels=False, keep=USER_KEY),
         score_job._exclusions(spark, cfg, model.cfg, silver, lookback))
     users = inputs_df.count()
-    inputs_df = (inputs_df.repartition(score_job._partitions(spark, users), "user_id")
-                 .sortWithinPartitions("user_id").cache())
+    inputs_df = (inputs_df.repartition(score_job._partitions(spark, users), *USER_KEY)
+                 .sortWithinPartitions(*USER_KEY).cache())
     inputs_df.count()
     t0 = time.perf_counter()
-    score_job._scored(spark, inputs_df, model, item_ids, str(found.version), cfg) \
+    score_job._scored(spark, inputs_df, model, {}, (item_ids, item_sources),
+                      str(found.version), cfg) \
         .write.format("noop").mode("overwrite").save()
     spark_s = time.perf_counter() - t0
     table = inputs_df.toArrow()
     batches = table.to_batches(max_chunksize=10_000)  # Spark's Arrow batch size
     torch.set_num_threads(os.cpu_count() or 1)
     scorer = Scorer(model, item_ids, top_k=cfg.top_k, batch_size=cfg.batch_size,
-                    device=torch.device("cpu"))
+                    item_sources=item_sources, device=torch.device("cpu"))
     scorer.score_batch(batches[0].slice(0, 64))  # warm-up
     t0 = time.perf_counter()
     for batch in batches:

@@ -80,3 +80,13 @@ def create_database(server: Server, name: str) -> str:
                     "-U", USER, name], check=True, capture_output=True,
                    env={**os.environ, "PGPASSWORD": PASSWORD})
     return f"jdbc:postgresql://127.0.0.1:{server.port}/{name}"
+
+
+def psql(server: Server, database: str, sql: str) -> str:
+    """Run `sql` on one database of `server` with psql (stops at the first error); its
+    unaligned, tuples-only output."""
+    done = subprocess.run([str(binaries() / "psql"), "-h", "127.0.0.1", "-p", str(server.port),
+                           "-U", USER, "-d", database, "-v", "ON_ERROR_STOP=1", "-A", "-t",
+                           "-c", sql], check=True, capture_output=True, text=True,
+                          env={**os.environ, "PGPASSWORD": PASSWORD})
+    return done.stdout

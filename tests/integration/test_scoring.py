@@ -197,8 +197,9 @@ def test_export_copies_a_date_and_its_top_items_to_postgresql_replacing_it(
     assert {"next_item_scorer", "propensity_scorer"} <= set(exported.columns)  # who scored
     assert_same_rows(exported.drop("scored_at"),
                 published.select(*[c for c in exported.columns if c != "scored_at"]))
-    expected_items = published.select("score_date", "user_id", F.posexplode("top_items")) \
-        .select("score_date", "user_id", (F.col("pos") + 1).alias("rank"),
+    expected_items = published.select("score_date", "source", "user_id",
+                                      F.posexplode("top_items")) \
+        .select("score_date", "source", "user_id", (F.col("pos") + 1).alias("rank"),
                 F.col("col.item_id").alias("item_id"), F.col("col.score").alias("score"))
     assert_same_rows(items, expected_items)
     # no staging table is left, and the password is in no run record
@@ -220,6 +221,35 @@ def test_export_copies_a_date_and_its_top_items_to_postgresql_replacing_it(
     with pytest.raises(ValueError, match="put no user or password in the JDBC URL"):
         ExportConfig(run_date=LAST_DAY, jdbc_url=postgres.url + "?password=x",
                      data_root=data_root)
+
+    # tables an older release exported, before users were scoped by source (no `source`
+    # column, keys without it): the export adds it, fills the old rows with the one source
+    # of bronze, and makes it part of both primary keys
+    old_url = pg.create_database(postgres, "before_sources")
+    pg.psql(postgres, "before_sources", """
+        CREATE TABLE user_scores (user_id BIGINT NOT NULL, score_date DATE NOT NULL,
+          purchase_propensity DOUBLE PRECISION NOT NULL, propensity_decile INTEGER NOT NULL,
+          model_version TEXT NOT NULL, feature_as_of TIMESTAMP NOT NULL,
+          scored_at TIMESTAMP NOT NULL, PRIMARY KEY (score_date, user_id));
+        INSERT INTO user_scores VALUES (1, DATE '2019-10-01', 0.5, 1, '1',
+          TIMESTAMP '2019-10-02 00:00:00', TIMESTAMP '2019-10-02 01:00:00');
+        CREATE TABLE user_score_items (score_date DATE NOT NULL, user_id BIGINT NOT NULL,
+          rank INTEGER NOT NULL, item_id BIGINT NOT NULL, score REAL NOT NULL,
+          PRIMARY KEY (score_date, user_id, rank));
+        INSERT INTO user_score_items VALUES (DATE '2019-10-01', 1, 1, 7, 0.5);""")
+    migrated = run_export(spark, ExportConfig(run_date=LAST_DAY, jdbc_url=old_url,
+                                              data_root=data_root))
+    assert migrated.output_rows == published.count()
+    for table, keys in (("user_scores", "score_date,source,user_id"),
+                        ("user_score_items", "score_date,source,user_id,rank")):
+        assert pg.psql(postgres, "before_sources", f"""
+            SELECT string_agg(a.attname, ',' ORDER BY k.n) FROM pg_index i
+            CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, n)
+            JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+            WHERE i.indrelid = '{table}'::regclass AND i.indisprimary""").strip() == keys
+        assert pg.psql(postgres, "before_sources", f"""
+            SELECT source, count(*) FROM {table} WHERE score_date = DATE '2019-10-01'
+            GROUP BY source""").strip() == "rees46|1"
 
 
 class WritesAFile:

@@ -4,7 +4,13 @@ its `item_properties` side table, Diginetica's views, purchases (`train-purchase
 `product-categories.csv`. First without the side tables: no event carries a category, and
 the vocabulary, training set, model, scores and export still build (every category the
 unknown index). Then the side tables give each item its category, RetailRocket's as of each
-event's time, and a vocabulary of the period holds them."""
+event's time, and a vocabulary of the period holds them.
+
+The two sources number their users, items and categories over the same ranges (Diginetica's
+logged-in users 1-20 are RetailRocket's visitors 1-20 by id, half of their items and all of
+their category ids are shared): a user, an item and a category are each their own source's
+(`core.identity`), so scores, exports and vocabularies keep them apart, and a user is
+recommended only their own source's items."""
 
 from __future__ import annotations
 
@@ -34,6 +40,12 @@ LAST_DAY = date(2015, 6, 2)
 # RetailRocket's item 1000 moves from category 100 to 109 at noon of the second day
 MOVED_ITEM, MOVED_AT = 1000, START + timedelta(hours=36)
 CUTOFFS = tuple(START + timedelta(hours=h) for h in (14, 20, 30, 38))
+RR_ITEMS, DG_ITEMS = range(1000, 1040), range(1020, 1060)  # ids 1020-1039 in both sources
+
+
+def dg_category(item: int) -> int:
+    """Diginetica's categories 100-106: ids RetailRocket's categories 100-104 also have."""
+    return 100 + item % 7
 
 
 def sessions(rng: np.random.Generator, users: int, items: range):
@@ -58,7 +70,7 @@ def sessions(rng: np.random.Generator, users: int, items: range):
 def retailrocket_files(tmp_path, rng):
     events = ["timestamp,visitorid,event,itemid,transactionid"]
     codes = {"view": "view", "cart": "addtocart", "purchase": "transaction"}
-    for user, _, rows in sessions(rng, 70, range(1000, 1040)):
+    for user, _, rows in sessions(rng, 70, RR_ITEMS):
         for at, item, kind in rows:
             millis = int((START + timedelta(seconds=at)).timestamp() * 1000)
             events.append(f"{millis},{user + 1},{codes[kind]},{item},"
@@ -66,7 +78,7 @@ def retailrocket_files(tmp_path, rng):
     (tmp_path / "events.csv").write_text("\n".join(events) + "\n")
     first_snapshot = int((START - timedelta(days=1)).timestamp() * 1000)
     properties = ["timestamp,itemid,property,value"]
-    for item in range(1000, 1040):
+    for item in RR_ITEMS:
         properties += [f"{first_snapshot},{item},categoryid,{100 + item % 5}",
                        f"{first_snapshot},{item},available,1",
                        f"{first_snapshot},{item},888,n12.000 424566"]
@@ -79,9 +91,10 @@ def retailrocket_files(tmp_path, rng):
 def diginetica_files(tmp_path, rng):
     views = ["sessionId;userId;itemId;timeframe;eventdate"]
     purchases = ["sessionId;userId;timeframe;eventdate;ordernumber;itemId"]
-    for session_id, (user, _, rows) in enumerate(sessions(rng, 50, range(2000, 2040)), 1):
-        # users 0-19 are logged in (ids 5001..), the others anonymous: each session a user
-        user_text = str(5001 + user) if user < 20 else "NA"
+    for session_id, (user, _, rows) in enumerate(sessions(rng, 50, DG_ITEMS), 1):
+        # users 0-19 are logged in (ids 1-20, as RetailRocket's first visitors), the others
+        # anonymous: each session a user of its own (-sessionId)
+        user_text = str(1 + user) if user < 20 else "NA"
         day = (START + timedelta(seconds=rows[0][0])).date()
         midnight = datetime(day.year, day.month, day.day, tzinfo=UTC)
         for at, item, kind in rows:
@@ -92,7 +105,7 @@ def diginetica_files(tmp_path, rng):
                 purchases.append(f"{session_id};{user_text};{millis};{day};{session_id};{item}")
     (tmp_path / "train-item-views.csv").write_text("\n".join(views) + "\n")
     (tmp_path / "train-purchases.csv").write_text("\n".join(purchases) + "\n")
-    categories = ["itemId;categoryId"] + [f"{item};{200 + item % 7}" for item in range(2000, 2040)]
+    categories = ["itemId;categoryId"] + [f"{item};{dg_category(item)}" for item in DG_ITEMS]
     (tmp_path / "product-categories.csv").write_text("\n".join(categories) + "\n")
     return (tmp_path / "train-item-views.csv", tmp_path / "train-purchases.csv",
             tmp_path / "product-categories.csv", len(purchases) - 1)
@@ -138,18 +151,30 @@ def test_retailrocket_and_diginetica_reach_scores_and_the_export_and_take_their_
         run_date=LAST_DAY, data_root=data_root, model_version=trained.details["model_version"],
         export_jdbc_url=postgres.url))
     active = spark.sql("""
-        SELECT DISTINCT user_id, source FROM silver.events
+        SELECT DISTINCT source, user_id FROM silver.events
         WHERE event_ts >= TIMESTAMP '2015-06-02 12:00:00'
           AND event_ts < TIMESTAMP '2015-06-03 00:00:00'""")
     assert {r.source for r in active.select("source").distinct().collect()} == {
         "retailrocket", "diginetica"}
     published = spark.table(USER_SCORES).where(F.col("score_date") == LAST_DAY)
-    assert_same_rows(published.select("user_id"), active.select("user_id"), "scored users")
+    assert_same_rows(published.select("source", "user_id"), active, "scored users")
     assert scored.output_rows == published.count()
+    # one id, two people: the ids both sources scored are each two rows with their own scores
+    both = published.groupBy("user_id").agg(F.count_distinct("source").alias("n")).where(
+        "n = 2").count()
+    assert both > 0 and published.count() == active.select("user_id").distinct().count() + both
+    # each user's top items are their own source's: none of the ids only the other one has
+    recommended = (published.select("source", F.explode("top_items.item_id").alias("item"))
+                   .groupBy("source").agg(F.min("item").alias("lo"), F.max("item").alias("hi")))
+    ranges = {r.source: (r.lo, r.hi) for r in recommended.collect()}
+    assert RR_ITEMS.start <= ranges["retailrocket"][0] <= ranges["retailrocket"][1] < \
+        RR_ITEMS.stop and DG_ITEMS.start <= ranges["diginetica"][0], ranges
+    assert ranges["diginetica"][1] >= RR_ITEMS.stop, ranges  # Diginetica's own ids reached
     exported = spark.read.jdbc(postgres.url, "user_scores",
                                properties=jdbc_properties(postgres.url)).where(
         F.col("score_date") == LAST_DAY)
-    assert_same_rows(exported.select("user_id"), published.select("user_id"), "exported")
+    assert_same_rows(exported.select("source", "user_id"), published.select("source", "user_id"),
+                     "exported")
 
     # the side tables, each beside its events again (already stored: nothing added)
     again = ingest(spark, data_root, "retailrocket", rr_events, "all",
@@ -165,16 +190,19 @@ def test_retailrocket_and_diginetica_reach_scores_and_the_export_and_take_their_
     # 109 from noon of the second day)
     coded = non_bot_events(spark)
     assert coded.where(F.col("category_id").isNull()).isEmpty()
-    moved = coded.where(F.col("item_id") == MOVED_ITEM).select(
+    moved = coded.where((F.col("item_id") == MOVED_ITEM)
+                        & (F.col("source") == "retailrocket")).select(
         (F.col("event_ts") >= F.lit(MOVED_AT)).alias("after"), "category_id").distinct()
     assert sorted(tuple(r) for r in moved.collect()) == [(False, 100), (True, 109)]
+    dg_coded = coded.where("source = 'diginetica'")
     assert_same_rows(
-        coded.where("source = 'diginetica'").select("item_id", "category_id").distinct(),
-        spark.createDataFrame([(i, 200 + i % 7) for i in range(2000, 2040)],
+        dg_coded.select("item_id", "category_id").distinct(),
+        spark.createDataFrame([(i, dg_category(i)) for i in DG_ITEMS],
                               "item_id bigint, category_id bigint").join(
-            coded.select("item_id").distinct(), "item_id"), "diginetica categories")
-    # a vocabulary of the training period now has their categories: 100-104 and 200-206
-    # after the unknown index 1 (109 starts after the period)
+            dg_coded.select("item_id").distinct(), "item_id"), "diginetica categories")
+    # a vocabulary of the training period now has their categories: RetailRocket's 100-104
+    # and Diginetica's 100-106, twelve categories of two sources after the unknown index 1
+    # (109 starts after the period)
     version = build_vocab(spark, VocabConfig(window_start=CUTOFFS[0] - timedelta(hours=12),
                                              window_end=CUTOFFS[-2], data_root=data_root))
     assert vocab(spark, "ml.category_vocab", version)[1] == 1 + 5 + 7

@@ -20,9 +20,10 @@ GAP = timedelta(minutes=30)
 MAX_LEN = timedelta(hours=24)
 
 
-def events(spark, rows):
-    """Canonical events from (event_id, user_id, event_ts, event_type, item_id, price,
-    source_session_id) tuples; the other columns get fixed values, category/brand null."""
+def events(spark, rows, source="test"):
+    """Canonical events of `source` from (event_id, user_id, event_ts, event_type, item_id,
+    price, source_session_id) tuples; the other columns get fixed values, category/brand
+    null."""
     df = spark.createDataFrame(
         rows,
         "event_id string, user_id bigint, event_ts timestamp, event_type string, "
@@ -33,15 +34,18 @@ def events(spark, rows):
         F.lit(None).cast("bigint").alias("category_id"),
         F.lit(None).cast("string").alias("category_code"),
         F.lit(None).cast("string").alias("brand"), "price", "source_session_id",
-        F.lit("test").alias("source"), F.to_date("event_ts").alias("event_date"),
+        F.lit(source).alias("source"), F.to_date("event_ts").alias("event_date"),
     ).select(*event_columns())
 
 
 def session_numbers(spark, df):
-    """(event_id, session number per user in time order, session_seq) for readable asserts."""
-    starts = (df.groupBy("user_id", "session_id").agg(F.min("event_ts").alias("start")))
+    """(event_id, session number per user (source and id) in time order, session_seq) for
+    readable asserts."""
+    starts = (df.groupBy("source", "user_id", "session_id")
+              .agg(F.min("event_ts").alias("start")))
     numbered = starts.selectExpr(
-        "session_id", "dense_rank() OVER (PARTITION BY user_id ORDER BY start) AS session_no")
+        "session_id",
+        "dense_rank() OVER (PARTITION BY source, user_id ORDER BY start) AS session_no")
     return df.join(numbered, "session_id").select("event_id", "session_no", "session_seq")
 
 
@@ -123,7 +127,25 @@ def test_two_users_sharing_a_source_session_id_get_separate_sessions(spark):
     assert {r.source_session_id for r in rows} == {"shared"}
 
 
-def test_session_id_is_a_function_of_user_and_start_only(spark):
+def test_the_same_user_id_in_two_sources_is_two_users_with_their_own_sessions(spark):
+    """Events of RetailRocket's visitor 1 between Taobao's user 1's would continue that user's
+    session if users were ids alone; scoped by source, each source's user 1 has one session
+    of its own two events."""
+    t0 = utc(2019, 10, 1, 12, 0)
+    df = events(spark, [("a", 1, t0, "view", 1, None, None),
+                        ("b", 1, t0 + timedelta(minutes=50), "view", 1, None, None)],
+                source="taobao").unionByName(events(spark, [
+                    ("c", 1, t0 + timedelta(minutes=25), "view", 1, None, None),
+                    ("d", 1, t0 + timedelta(minutes=45), "view", 1, None, None)],
+                    source="retailrocket"))
+    expect_sessions(spark, with_session_id(df, GAP, MAX_LEN),
+                    [("a", 1, 1), ("b", 2, 1), ("c", 1, 1), ("d", 1, 2)])
+    summary = summarize_sessions(with_session_id(df, GAP, MAX_LEN), 100)
+    assert sorted((r.source, r.user_id, r.n_events) for r in summary.collect()) == [
+        ("retailrocket", 1, 2), ("taobao", 1, 1), ("taobao", 1, 1)]
+
+
+def test_session_id_is_a_function_of_source_user_and_start_only(spark):
     t0 = utc(2019, 10, 1, 12, 0)
     one = with_session_id(events(spark, [("a", 1, t0, "view", 1, None, None)]), GAP, MAX_LEN)
     two = with_session_id(events(spark, [
@@ -133,6 +155,9 @@ def test_session_id_is_a_function_of_user_and_start_only(spark):
     assert one.first().session_id == two.where("event_id = 'a'").first().session_id
     assert one.first().session_id != with_session_id(
         events(spark, [("a", 2, t0, "view", 1, None, None)]), GAP, MAX_LEN).first().session_id
+    assert one.first().session_id != with_session_id(
+        events(spark, [("a", 1, t0, "view", 1, None, None)], source="other"), GAP, MAX_LEN
+    ).first().session_id
 
 
 def test_every_repeat_of_an_event_id_but_the_first_is_flagged_and_nulls_survive(spark):
@@ -177,26 +202,28 @@ def test_summary_counts_types_items_revenue_and_flags_bursts_as_bots(spark):
 def test_recompute_scope_anchors_at_the_activity_a_late_event_continues(spark):
     sessions = spark.createDataFrame(
         [
-            (1, utc(2019, 10, 1, 9, 0), utc(2019, 10, 1, 9, 40), utc(2019, 10, 1, 9, 0)),
-            (2, utc(2019, 10, 1, 9, 0), utc(2019, 10, 1, 9, 10), utc(2019, 10, 1, 9, 0)),
-            (3, utc(2019, 10, 2, 8, 0), utc(2019, 10, 2, 9, 0), utc(2019, 10, 1, 8, 30)),
+            ("t", 1, utc(2019, 10, 1, 9, 0), utc(2019, 10, 1, 9, 40), utc(2019, 10, 1, 9, 0)),
+            ("t", 2, utc(2019, 10, 1, 9, 0), utc(2019, 10, 1, 9, 10), utc(2019, 10, 1, 9, 0)),
+            ("t", 3, utc(2019, 10, 2, 8, 0), utc(2019, 10, 2, 9, 0), utc(2019, 10, 1, 8, 30)),
         ],
-        "user_id bigint, session_start timestamp, session_end timestamp, "
+        "source string, user_id bigint, session_start timestamp, session_end timestamp, "
         "activity_start timestamp",
     )
     touched = spark.createDataFrame(
         [
-            (1, utc(2019, 10, 1, 10, 0)),   # 20 min after user 1's session: continues it
-            (2, utc(2019, 10, 1, 9, 40)),   # exactly 30 min after user 2's: a new session
-            (3, utc(2019, 10, 2, 8, 30)),   # inside a session cut from earlier activity
-            (4, utc(2019, 10, 3, 1, 0)),    # a new user
+            ("t", 1, utc(2019, 10, 1, 10, 0)),   # 20 min after user 1's session: continues it
+            ("t", 2, utc(2019, 10, 1, 9, 40)),   # exactly 30 min after user 2's: a new session
+            ("t", 3, utc(2019, 10, 2, 8, 30)),   # inside a session cut from earlier activity
+            ("t", 4, utc(2019, 10, 3, 1, 0)),    # a new user
+            ("r", 1, utc(2019, 10, 1, 9, 50)),   # another source's user 1: continues nothing
         ],
-        "user_id bigint, event_ts timestamp",
+        "source string, user_id bigint, event_ts timestamp",
     )
     assertDataFrameEqual(
         recompute_scope(touched, sessions, GAP),
         spark.createDataFrame(
-            [(1, utc(2019, 10, 1, 9, 0)), (2, utc(2019, 10, 1, 9, 40)),
-             (3, utc(2019, 10, 1, 8, 30)), (4, utc(2019, 10, 3, 1, 0))],
-            "user_id bigint, recompute_from timestamp"),
+            [("t", 1, utc(2019, 10, 1, 9, 0)), ("t", 2, utc(2019, 10, 1, 9, 40)),
+             ("t", 3, utc(2019, 10, 1, 8, 30)), ("t", 4, utc(2019, 10, 3, 1, 0)),
+             ("r", 1, utc(2019, 10, 1, 9, 50))],
+            "source string, user_id bigint, recompute_from timestamp"),
     )

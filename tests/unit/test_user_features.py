@@ -48,15 +48,24 @@ FUTURE = [
 ]
 
 
-def events(spark, rows):
+def events(spark, rows, source="taobao"):
+    """Events of one source (a user is (source, user_id))."""
     return spark.createDataFrame(rows, "event_id string, user_id bigint, event_ts timestamp, "
                                        "event_type string, item_id bigint, category_id bigint, "
-                                       "price double, session_id string")
+                                       "price double, session_id string").withColumn(
+        "source", F.lit(source))
+
+
+def vocabs(spark):
+    """The item and category vocabularies of the hand-built history's source."""
+    return (spark.createDataFrame([("taobao", 100, 2), ("taobao", 200, 3)],
+                                  "source string, item_id bigint, idx int"),
+            spark.createDataFrame([("taobao", 10, 2)],
+                                  "source string, category_id bigint, idx int"))
 
 
 def coded(spark, rows):
-    item_vocab = spark.createDataFrame([(100, 2), (200, 3)], "item_id bigint, idx int")
-    category_vocab = spark.createDataFrame([(10, 2)], "category_id bigint, idx int")
+    item_vocab, category_vocab = vocabs(spark)
     return with_codes(events(spark, rows), item_vocab, category_vocab, CONTRACT)
 
 
@@ -132,8 +141,7 @@ def test_an_event_one_microsecond_before_the_cutoff_changes_the_features(spark):
 def test_a_bot_burst_after_the_cutoff_changes_nothing_computed_for_it(spark):
     """Bots are decided point in time: user 2's session s3 turns into a bot session (4 events
     in one clock minute, over a threshold of 3) only after the cutoff."""
-    item_vocab = spark.createDataFrame([(100, 2), (200, 3)], "item_id bigint, idx int")
-    category_vocab = spark.createDataFrame([(10, 2)], "category_id bigint, idx int")
+    item_vocab, category_vocab = vocabs(spark)
 
     def bot_aware(rows):
         return with_codes(with_bot_from(events(spark, rows), 3), item_vocab, category_vocab,
@@ -167,10 +175,37 @@ def test_vocab_orders_by_support_then_id_from_index_2_above_min_support(spark):
     assertDataFrameEqual(got, expected)
 
 
+def test_two_sources_with_the_same_ids_are_two_users_and_two_catalogues(spark):
+    """A user is (source, user_id) and an item (source, item_id): RetailRocket's visitor 1
+    viewing its item 100 is not Taobao's user 1, and does not take Taobao's index of item
+    100 (it is out of vocabulary: the vocabularies hold only Taobao's)."""
+    other = events(spark, [("r1", 1, T - timedelta(hours=2), "view", 100, 10, 3.0, "r-s1")],
+                   source="retailrocket")
+    item_vocab, category_vocab = vocabs(spark)
+    both = with_codes(events(spark, HISTORY).unionByName(other), item_vocab, category_vocab,
+                      CONTRACT)
+    got = user_features(both, T, LOOKBACK, WINDOWS, CONTRACT, "vtest").select(
+        "source", "user_id", "seq_length", "item_seq", "category_seq")
+    expected = spark.createDataFrame([
+        ("taobao", 1, 4, [3, 3, 1, 2], [1, 2, 1, 2]),
+        ("taobao", 2, 1, [0, 0, 0, 3], [0, 0, 0, 1]),
+        ("retailrocket", 1, 1, [0, 0, 0, 1], [0, 0, 0, 1]),
+    ], "source string, user_id bigint, seq_length int, item_seq array<int>, "
+       "category_seq array<int>")
+    assertDataFrameEqual(got, expected)
+    # one index space: the same id in two sources gets two indices. Support 3: Taobao's 100
+    # and 200; support 1: RetailRocket's 100, then Taobao's 300 (ties by source, then id)
+    ranked = vocab_rows(both, "item_id", min_support=1).select("source", "item_id", "idx")
+    assertDataFrameEqual(ranked, spark.createDataFrame(
+        [("taobao", 100, 2), ("taobao", 200, 3), ("retailrocket", 100, 4), ("taobao", 300, 5)],
+        "source string, item_id bigint, idx int"))
+
+
 def test_vocab_ranks_many_support_levels_without_moving_every_id_to_one_partition(spark):
     # ids 0..59: id k has support 1 + k % 7, so seven levels with ties broken by id
     rows = [(i * 100 + j, k) for k in range(60) for j in range(1 + k % 7) for i in [k]]
-    df = spark.createDataFrame(rows, "n bigint, item_id bigint").repartition(4)
+    df = (spark.createDataFrame(rows, "n bigint, item_id bigint")
+          .withColumn("source", F.lit("taobao")).repartition(4))
     ranked = vocab_rows(df, "item_id", min_support=1)
     plan = ranked._jdf.queryExecution().executedPlan().toString()
     assert "SinglePartition" not in plan, plan
@@ -182,15 +217,17 @@ def test_vocab_ranks_many_support_levels_without_moving_every_id_to_one_partitio
 def test_the_vocab_digest_ignores_row_order_and_sees_any_changed_row(spark):
     from clickscore.features.vocab_job import _content_digest
 
-    rows = [(k, k + 2, 100 - k) for k in range(50)]
-    schema = "item_id bigint, idx int, support bigint"
+    rows = [("taobao", k, k + 2, 100 - k) for k in range(50)]
+    schema = "source string, item_id bigint, idx int, support bigint"
     digest = _content_digest(spark.createDataFrame(rows, schema).repartition(3), "item_id")
     shuffled = spark.createDataFrame(list(reversed(rows)), schema).coalesce(1)
     assert _content_digest(shuffled, "item_id") == digest
     assert digest[0] == 50
-    changed = [*rows[:-1], (49, 52, 52)]  # one support differs
+    changed = [*rows[:-1], ("taobao", 49, 52, 52)]  # one support differs
     assert _content_digest(spark.createDataFrame(changed, schema), "item_id") != digest
-    swapped = [(0, 3, 100), (1, 2, 99), *rows[2:]]  # two indices trade places
+    swapped = [("taobao", 0, 3, 100), ("taobao", 1, 2, 99), *rows[2:]]  # two trade places
+    elsewhere = [("retailrocket", *rows[0][1:]), *rows[1:]]  # one id of another source
+    assert _content_digest(spark.createDataFrame(elsewhere, schema), "item_id") != digest
     assert _content_digest(spark.createDataFrame(swapped, schema), "item_id") != digest
 
 
@@ -228,8 +265,7 @@ def test_several_cutoffs_in_one_pass_give_each_cutoffs_rows_as_if_built_alone(sp
     per cutoff, exactly the rows of that cutoff built alone: an event read by two cutoffs'
     windows counts in both, the bot rule is decided per cutoff (user 2's session s3 turns
     into a bot between the two cutoffs), and labels stay within each cutoff's horizon."""
-    item_vocab = spark.createDataFrame([(100, 2), (200, 3)], "item_id bigint, idx int")
-    category_vocab = spark.createDataFrame([(10, 2)], "category_id bigint, idx int")
+    item_vocab, category_vocab = vocabs(spark)
     burst = [(f"b{i}", 2, T + timedelta(minutes=5, seconds=i), "view", 100, 10, 3.0, "s3")
              for i in range(1, 5)]
     coded_df = with_codes(with_bot_from(events(spark, HISTORY + FUTURE + burst), 3),

@@ -13,6 +13,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from clickscore.core.contracts import TableSchema, table_schema
+from clickscore.core.identity import SOURCE, backfill_source
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +43,16 @@ def ensure_columns(spark: SparkSession, table: str) -> TableSchema:
                      ", ".join(c.name for c in missing))
             spark.sql(f"ALTER TABLE {table} ADD COLUMNS (" + ", ".join(
                 f"`{c.name}` {c.type}" for c in missing) + ")")
+            if SOURCE in {c.name for c in missing}:
+                backfill_source(spark, table)
         _upgraded.add(table)
     return schema
 
 
 def read_table(spark: SparkSession, table: str) -> DataFrame:
-    """The current version of a published table, created empty if it does not exist yet."""
-    ensure_table(spark, table)
+    """The current version of a published table, created empty if it does not exist yet, with
+    the columns its contract gained since it was created (`ensure_columns`)."""
+    ensure_columns(spark, table)
     return spark.read.table(table)
 
 

@@ -60,7 +60,7 @@ def run_demo(spark: SparkSession, cfg: DemoConfig) -> None:
                        "GROUP BY reason ORDER BY rows DESC")
     print("\nSessions per day (silver.sessions):")
     print_query(spark, """
-        SELECT session_date, count(*) AS sessions, count(DISTINCT user_id) AS users,
+        SELECT session_date, count(*) AS sessions, count(DISTINCT source, user_id) AS users,
                round(avg(n_events), 2) AS avg_events, sum(CAST(is_converted AS INT)) AS converted,
                round(sum(revenue), 2) AS revenue, sum(CAST(is_bot AS INT)) AS bot_sessions
         FROM silver.sessions GROUP BY session_date ORDER BY session_date""")
@@ -81,11 +81,13 @@ def run_demo(spark: SparkSession, cfg: DemoConfig) -> None:
           f"(clickscore dq report; Data Docs: {data_docs_index(data_root)})")
     print("\nTop of the score table (gold.user_scores_latest):")
     print_query(spark, """
-        SELECT user_id, score_date, round(purchase_propensity, 4) AS purchase_propensity,
+        SELECT source, user_id, score_date,
+               round(purchase_propensity, 4) AS purchase_propensity,
                propensity_decile AS decile, model_version AS version,
                propensity_scorer AS propensity_by, next_item_scorer AS items_by,
                transform(slice(top_items, 1, 3), x -> x.item_id) AS top_3_items
-        FROM gold.user_scores_latest ORDER BY purchase_propensity DESC, user_id LIMIT 5""")
+        FROM gold.user_scores_latest
+        ORDER BY purchase_propensity DESC, source, user_id LIMIT 5""")
     report = run_report(spark, ReportConfig(run_date=last_day, data_root=data_root))
     print(f"Run report of {last_day}: {report}  (clickscore report --run-date {last_day})")
     print(f"Warehouse: {data_root}/warehouse  (try: clickscore sql \"SHOW TABLES IN silver\" "

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
@@ -21,6 +22,7 @@ from pyspark.sql import functions as F
 from clickscore.core.config import RunDate, RunKey
 from clickscore.core.delta import read_table, table_version
 from clickscore.core.errors import ClickscoreError
+from clickscore.core.identity import SOURCE, USER, only_source
 from clickscore.core.runs import RunCounts
 from clickscore.export.config import ExportConfig
 from clickscore.export.credentials import jdbc_properties
@@ -30,12 +32,13 @@ log = logging.getLogger(__name__)
 
 USER_SCORES = "gold.user_scores"
 SCORE_COLUMNS = {  # column -> warehouse type
-    "user_id": "BIGINT", "score_date": "DATE", "purchase_propensity": "DOUBLE PRECISION",
+    "source": "TEXT", "user_id": "BIGINT", "score_date": "DATE",
+    "purchase_propensity": "DOUBLE PRECISION",
     "propensity_decile": "INTEGER", "model_version": "TEXT", "next_item_scorer": "TEXT",
     "propensity_scorer": "TEXT", "feature_as_of": "TIMESTAMP", "scored_at": "TIMESTAMP"}
 # added after the first release: a warehouse table from before gets them (NULL for old rows)
 ADDED_COLUMNS = ("next_item_scorer", "propensity_scorer")
-ITEM_COLUMNS = {"score_date": "DATE", "user_id": "BIGINT", "rank": "INTEGER",
+ITEM_COLUMNS = {"score_date": "DATE", "source": "TEXT", "user_id": "BIGINT", "rank": "INTEGER",
                 "item_id": "BIGINT", "score": "REAL"}
 
 
@@ -50,9 +53,9 @@ def ddl(table: str, columns: dict[str, str], keys: tuple[str, ...]) -> str:
 
 def item_rows(scores_df: DataFrame) -> DataFrame:
     """One row per user, date and top item; rank 1 = the best."""
-    return scores_df.select("score_date", "user_id", F.posexplode("top_items").alias(
+    return scores_df.select("score_date", *USER, F.posexplode("top_items").alias(
         "position", "item")).select(
-        "score_date", "user_id", (F.col("position") + 1).alias("rank"),
+        "score_date", *USER, (F.col("position") + 1).alias("rank"),
         F.col("item.item_id").alias("item_id"), F.col("item.score").alias("score"))
 
 
@@ -82,7 +85,8 @@ def run_export(spark: SparkSession, cfg: ExportConfig) -> RunCounts:
                     df.write.jdbc(cfg.jdbc_url, table, mode="overwrite",
                                   properties=properties)
             with stage.step("swap"):
-                inserted = _swap(spark, cfg, properties, staged, day)
+                inserted = _swap(spark, cfg, properties, staged, day,
+                                 lambda table: only_source(spark, table))
         finally:
             _drop(spark, cfg.jdbc_url, properties, staged.values())
         log.debug("export %s: %s", day, inserted)
@@ -110,16 +114,20 @@ def _connection(spark: SparkSession, url: str, properties: dict[str, str]) -> An
 
 
 def _swap(spark: SparkSession, cfg: ExportConfig, properties: dict[str, str],
-          staged: dict[str, str], day: str) -> dict[str, int]:
+          staged: dict[str, str], day: str, old_source: Callable[[str], str]
+          ) -> dict[str, int]:
     """Replace the date's rows by the staged ones in one transaction; rows inserted."""
     connection = _connection(spark, cfg.jdbc_url, properties)
     try:
         statement = connection.createStatement()
-        statement.execute(ddl(cfg.table, SCORE_COLUMNS, ("score_date", "user_id")))
-        statement.execute(ddl(cfg.items_table, ITEM_COLUMNS, ("score_date", "user_id", "rank")))
+        keys = {cfg.table: ("score_date", *USER), cfg.items_table: ("score_date", *USER, "rank")}
+        statement.execute(ddl(cfg.table, SCORE_COLUMNS, keys[cfg.table]))
+        statement.execute(ddl(cfg.items_table, ITEM_COLUMNS, keys[cfg.items_table]))
         for column in ADDED_COLUMNS:
             statement.execute(f"ALTER TABLE {cfg.table} ADD COLUMN IF NOT EXISTS {column} "
                               f"{SCORE_COLUMNS[column]}")
+        for table, table_keys in keys.items():
+            _scope_by_source(connection, table, table_keys, old_source)
         connection.setAutoCommit(False)
         try:
             inserted = {}
@@ -138,6 +146,41 @@ def _swap(spark: SparkSession, cfg: ExportConfig, properties: dict[str, str],
         return inserted
     finally:
         connection.close()
+
+
+def _scope_by_source(connection: Any, table: str, keys: tuple[str, ...],
+                     old_source: Callable[[str], str]) -> None:
+    """A warehouse table exported before users were scoped by source (`core.identity`) gets
+    its `source` column, filled for its old rows with `old_source(table)` (the one source
+    they can have come from), and the primary key that includes it, in one transaction."""
+    statement = connection.createStatement()
+    try:
+        statement.executeQuery(f"SELECT {SOURCE} FROM {table} WHERE false").close()
+        return  # scoped already (or created just now)
+    except Exception:  # noqa: BLE001 -- the JDBC driver's own exception: no such column
+        pass
+    log.info("%s: adding the source column and making it part of the primary key", table)
+    connection.setAutoCommit(False)
+    try:
+        statement.execute(f"ALTER TABLE {table} ADD COLUMN {SOURCE} TEXT")
+        result = statement.executeQuery(f"SELECT count(*) FROM {table}")
+        result.next()
+        if result.getLong(1):
+            source = old_source(table).replace("'", "''")
+            statement.executeUpdate(f"UPDATE {table} SET {SOURCE} = '{source}'")
+        statement.execute(f"ALTER TABLE {table} ALTER COLUMN {SOURCE} SET NOT NULL")
+        result = statement.executeQuery(
+            f"SELECT conname FROM pg_constraint WHERE conrelid = '{table}'::regclass "
+            "AND contype = 'p'")
+        if result.next():
+            statement.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{result.getString(1)}"')
+        statement.execute(f"ALTER TABLE {table} ADD PRIMARY KEY ({', '.join(keys)})")
+        connection.commit()
+    except Exception:
+        connection.rollback()
+        raise
+    finally:
+        connection.setAutoCommit(True)
 
 
 def _drop(spark: SparkSession, url: str, properties: dict[str, str], tables: Any) -> None:

@@ -29,6 +29,7 @@ from clickscore.core.delta import (
     with_op,
 )
 from clickscore.core.errors import ClickscoreError, EmptyInputError
+from clickscore.core.identity import USER
 from clickscore.core.runs import RunCounts
 from clickscore.features.config import FeaturesConfig, TrainingExamplesConfig, VocabConfig
 from clickscore.features.contract import FeatureContract, feature_contract
@@ -67,7 +68,7 @@ def _parameters(contract: FeatureContract, vocab_version: str, sizes: dict[str, 
 
 def _active_users(coded_df: DataFrame, cutoffs: list[datetime], lookback: timedelta) -> int:
     """Users with events in the lookback of each cutoff, summed over cutoffs (one action)."""
-    return history(coded_df, cutoffs, lookback).select("cutoff", "user_id").distinct().count()
+    return history(coded_df, cutoffs, lookback).select("cutoff", *USER).distinct().count()
 
 
 def run_features(spark: SparkSession, cfg: FeaturesConfig) -> RunCounts:

@@ -3,7 +3,8 @@ over (coded) silver events.
 
 Features for a cutoff `t` read only events with `event_ts < t` (and within the lookback);
 labels read only `[t, t + horizon)`. Every transform takes one cutoff or several and keys its
-rows by (`cutoff`, `user_id`): the examples of several cutoffs are one pass over the events
+rows by (`cutoff`, `source`, `user_id`), a user being a source's user id
+(`core.identity`): the examples of several cutoffs are one pass over the events
 (each event once per cutoff whose window holds it), not a union of one plan per cutoff.
 What the columns mean, and the sequence length, buckets and codes, are the feature contract
 `schemas/features/user_features.yaml`.
@@ -17,21 +18,23 @@ from datetime import datetime, timedelta
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from clickscore.core.identity import SOURCE, USER
 from clickscore.features.contract import FeatureContract
 
 PAD, OOV, FIRST = 0, 1, 2  # vocabulary indices: padding, out-of-vocabulary, the first id
 
 
 def vocab_rows(events_df: DataFrame, id_column: str, min_support: int) -> DataFrame:
-    """(id, idx, support) for ids with at least `min_support` events: indices FIRST, FIRST+1,
-    ... by descending support, ties by id.
+    """(source, id, idx, support) for each source's ids with at least `min_support` events
+    (an id is scoped by its source, `core.identity`): indices FIRST, FIRST+1, ... by
+    descending support, ties by source and id, one index space across the sources.
 
     Ranked after aggregating and without a global window (which would pull every id into one
     partition): an id's index is FIRST + the ids with more support + its rank by id among the
     ids with the same support. The first term comes from the small table of support levels.
     """
     support_df = (events_df.where(F.col(id_column).isNotNull())
-                  .groupBy(id_column).agg(F.count(F.lit(1)).alias("support"))
+                  .groupBy(SOURCE, id_column).agg(F.count(F.lit(1)).alias("support"))
                   .where(F.col("support") >= min_support))
     levels_df = support_df.groupBy("support").agg(F.count(F.lit(1)).alias("ids"))
     above_df = (levels_df.alias("level")
@@ -39,11 +42,11 @@ def vocab_rows(events_df: DataFrame, id_column: str, min_support: int) -> DataFr
                       "left")
                 .groupBy(F.col("level.support").alias("support"))
                 .agg(F.coalesce(F.sum("higher.ids"), F.lit(0)).alias("ids_above")))
-    by_id = Window.partitionBy("support").orderBy(F.col(id_column))
+    by_id = Window.partitionBy("support").orderBy(F.col(SOURCE), F.col(id_column))
     return (support_df.join(F.broadcast(above_df), "support")
             .withColumn("idx", (F.lit(FIRST) + F.col("ids_above")
                                 + F.row_number().over(by_id) - 1).cast("int"))
-            .select(id_column, "idx", "support"))
+            .select(SOURCE, id_column, "idx", "support"))
 
 
 def with_side_categories(events_df: DataFrame, categories_df: DataFrame) -> DataFrame:
@@ -81,14 +84,15 @@ def with_codes(
 ) -> DataFrame:
     """Events with `item_idx`, `category_idx`, `event_type_idx` and `price_bucket`.
 
-    Ids missing from the vocabulary, and null categories, get the OOV index 1.
+    Ids missing from the vocabulary, and null categories, get the OOV index 1. The
+    vocabularies are keyed by (source, id): an id of one source never takes another's index.
     """
     types = F.array(*[F.lit(t) for t in contract.event_types])
     return (events_df
-            .join(F.broadcast(item_vocab_df.withColumnRenamed("idx", "item_idx")), "item_id",
-                  "left")
+            .join(F.broadcast(item_vocab_df.withColumnRenamed("idx", "item_idx")),
+                  [SOURCE, "item_id"], "left")
             .join(F.broadcast(category_vocab_df.withColumnRenamed("idx", "category_idx")),
-                  "category_id", "left")
+                  [SOURCE, "category_id"], "left")
             .withColumn("item_idx", F.coalesce("item_idx", F.lit(OOV)).cast("int"))
             .withColumn("category_idx", F.coalesce("category_idx", F.lit(OOV)).cast("int"))
             .withColumn("event_type_idx", F.array_position(types, F.col("event_type"))
@@ -102,7 +106,7 @@ def with_bot_from(events_df: DataFrame, bot_events_per_minute: int) -> DataFrame
     events, the count sessionize's `is_bot` uses), null for a session that never did. As of a
     time `t` a session is a bot when `bot_from < t`: decided from the events before `t` only,
     where silver.sessions' `is_bot` looks at the whole session, later events included."""
-    in_minute = Window.partitionBy("user_id", F.date_trunc("minute", "event_ts")).orderBy(
+    in_minute = Window.partitionBy(*USER, F.date_trunc("minute", "event_ts")).orderBy(
         "event_ts", "event_id")
     tipping = F.when(F.row_number().over(in_minute) == bot_events_per_minute + 1,
                      F.col("event_ts"))
@@ -170,7 +174,7 @@ def sequence_features(history_df: DataFrame, contract: FeatureContract) -> DataF
     the lookback (1 for the first one).
     """
     length = contract.sequence_length
-    by_time = Window.partitionBy("cutoff", "user_id").orderBy("event_ts", "event_id")
+    by_time = Window.partitionBy("cutoff", *USER).orderBy("event_ts", "event_id")
     gap_s = (F.unix_micros("event_ts") - F.lag(F.unix_micros("event_ts")).over(by_time)) / 1e6
     events = F.sort_array(F.collect_list(F.struct(
         "event_ts", "event_id", "item_idx", "event_type_idx", "category_idx", "time_gap_bucket",
@@ -178,10 +182,10 @@ def sequence_features(history_df: DataFrame, contract: FeatureContract) -> DataF
     last = F.expr(f"slice(events, greatest(size(events) - {length} + 1, 1), {length})")
     return (history_df
             .withColumn("time_gap_bucket", bucket(gap_s, contract.time_gap_edges_s))
-            .groupBy("cutoff", "user_id").agg(events.alias("events"))
+            .groupBy("cutoff", *USER).agg(events.alias("events"))
             .withColumn("events", last)
             .select(
-                "cutoff", "user_id",
+                "cutoff", *USER,
                 F.size("events").cast("int").alias("seq_length"),
                 _left_padded(F.col("events"), "item_idx", length).alias("item_seq"),
                 _left_padded(F.col("events"), "event_type_idx", length).alias("event_type_seq"),
@@ -207,7 +211,7 @@ def aggregate_features(
         micros = window // timedelta(microseconds=1)
         return F.unix_micros("event_ts") >= F.unix_micros(t) - F.lit(micros)
 
-    keys = ["cutoff", "user_id"]
+    keys = ["cutoff", *USER]
     per_user_df = history_df.groupBy(*keys).agg(
         since(F.max("event_ts")).alias("s_since_last_event"),
         since(F.max(F.when(is_type["cart"], F.col("event_ts")))).alias("s_since_last_cart"),
@@ -256,9 +260,9 @@ def user_features(
     history_df = history(coded_df, cutoffs, lookback)
     sequences_df = sequence_features(history_df, contract)
     aggregates_df = aggregate_features(history_df, lookback, windows)
-    keys = ["cutoff", "user_id"]
+    keys = ["cutoff", *USER]
     return (sequences_df.join(aggregates_df, keys)
-            .select("user_id", *[c for c in sequences_df.columns if c not in keys],
+            .select(*USER, *[c for c in sequences_df.columns if c not in keys],
                     *[c for c in aggregates_df.columns if c not in keys], "cutoff")
             .withColumn("cutoff_date", F.to_date("cutoff"))
             .withColumn("vocab_version", F.lit(vocab_version))
@@ -276,11 +280,11 @@ def labels(
     items = F.transform(F.sort_array(F.collect_list(F.struct("event_ts", "event_id",
                                                              "item_idx"))),
                         lambda e: e["item_idx"])
-    return (future(coded_df, cutoffs, horizon).groupBy("cutoff", "user_id").agg(
+    return (future(coded_df, cutoffs, horizon).groupBy("cutoff", *USER).agg(
         F.max(F.when(F.col("event_type") == "purchase", 1).otherwise(0)).cast("int")
         .alias("purchased_within_horizon"),
         F.slice(items, 1, k).alias("next_items"))
-        .select("cutoff", "user_id", "purchased_within_horizon",
+        .select("cutoff", *USER, "purchased_within_horizon",
                 F.size("next_items").cast("int").alias("next_items_len"),
                 F.concat("next_items", F.array_repeat(F.lit(0), F.lit(k) - F.size("next_items")))
                 .alias("next_items")))
@@ -295,7 +299,7 @@ def with_labels(features_df: DataFrame, labels_df: DataFrame,
     no_items = F.array_repeat(F.lit(0), k)
     target = F.expr(f"transform(item_seq, (x, i) -> IF(x = 0, 0, "
                     f"IF(i < {length - 1}, item_seq[i + 1], next_items[0])))")
-    keys = ["cutoff", "user_id"]
+    keys = ["cutoff", *USER]
     return (features_df.join(labels_df, keys, "left")
             .select(*features_df.columns, *[c for c in labels_df.columns if c not in keys])
             .withColumn("purchased_within_horizon",

@@ -3,7 +3,8 @@ model indices, and the readers of those tables.
 
 Built together from the non-bot events of one training window (sessions that were bots by
 the window's end, decided from the events before it): ids with at least
-`min_support` events get indices 2, 3, ... by descending support (ties by id); 0 is padding
+`min_support` events get indices 2, 3, ... by descending support (ties by source and id; an id
+is scoped by its source, `core.identity`); 0 is padding
 and 1 is out-of-vocabulary. The three share one `vocab_version`, a digest of the window, the
 threshold and the content, so rebuilding from the same inputs gives the same version and adds
 nothing, and every table built with a vocabulary records which one.
@@ -80,7 +81,7 @@ def _content_digest(rows_df: DataFrame, column: str) -> tuple[int, str]:
     """(rows, digest) of a vocabulary's (id, idx, support) rows in one distributed
     aggregation: two independent 64-bit hashes per row, summed in 32-bit halves so the sums
     never overflow. Order-independent, so no task has to gather and sort every row."""
-    row_text = F.concat_ws(":", F.col(column).cast("string"), "idx", "support")
+    row_text = F.concat_ws(":", "source", F.col(column).cast("string"), "idx", "support")
     hashes = [F.xxhash64(row_text), F.xxhash64(F.lit("clickscore"), row_text)]
     halves = [part for h in hashes
               for part in (h.bitwiseAND(F.lit(0xFFFFFFFF)),
@@ -102,13 +103,13 @@ def latest_vocab_version(spark: SparkSession) -> str:
 
 
 def vocab(spark: SparkSession, table: str, version: str) -> tuple[DataFrame, int]:
-    """(id, idx) rows of one vocabulary version and its largest index; fails if the version
+    """(source, id, idx) rows of one vocabulary version and its largest index; fails if the version
     does not exist. A version exists when `ml.item_vocab` has it (every version has items);
     the category and brand vocabularies of a version may be empty, where the window's events
     carry no such field (RetailRocket, Diginetica without their side tables): then every
     event's index is the out-of-vocabulary 1, the largest."""
     rows_df = read_table(spark, table).where(F.col("vocab_version") == version).select(
-        VOCABS[table], "idx")
+        "source", VOCABS[table], "idx")
     largest = rows_df.agg(F.max("idx")).first()
     if largest is not None and largest[0] is not None:
         return rows_df, int(largest[0])

@@ -9,7 +9,9 @@ user the purchase propensity (of the propensity head's scorer, calibrated) and t
 items the next-item head's scorer ranks highest (in the source's own ids, with its score:
 the sequence model's probability of the item being next, or a baseline's score normalized to
 sum to one over the catalogue), leaving out padding, the out-of-vocabulary index and each
-user's excluded items (what they already purchased).
+user's excluded items (what they already purchased). A user is recommended only items of
+their own source (`core.identity`): where the vocabulary spans several sources, the items of
+the others are left out like the excluded ones.
 Workers keep one `Scorer` per model version (`cached_scorer`), so a model is loaded once per
 Python worker, not once per batch.
 """
@@ -31,18 +33,21 @@ from clickscore.model.device import pick_device
 from clickscore.model.network import FIRST_ITEM, SEQUENCES, SequenceModel
 
 EXCLUDE = "exclude_idx"  # input column: item indices to leave out of a user's top items
-OUTPUT_SCHEMA = ("user_id bigint, purchase_propensity double, "
+SOURCE = "source"  # input and output column: the user's source, which their items must share
+OUTPUT_SCHEMA = ("source string, user_id bigint, purchase_propensity double, "
                  "top_items array<struct<item_id:bigint,score:float>>")
 _TOP_ITEM = pa.struct([("item_id", pa.int64()), ("score", pa.float32())])
-ARROW_OUTPUT = pa.schema([("user_id", pa.int64()), ("purchase_propensity", pa.float64()),
+ARROW_OUTPUT = pa.schema([(SOURCE, pa.string()), ("user_id", pa.int64()),
+                          ("purchase_propensity", pa.float64()),
                           ("top_items", pa.list_(_TOP_ITEM))])
 
 
 def model_payload(model: SequenceModel | ScorerBundle, item_ids: np.ndarray,
-                  heads: dict[str, str] | None = None) -> bytes:
-    """A bundle (or a bare sequence model), the scorer of each head and the item id of every
-    index, as bytes a worker loads with `weights_only=True` (no pickled code crosses to the
-    executors)."""
+                  heads: dict[str, str] | None = None,
+                  item_sources: list[str] | None = None) -> bytes:
+    """A bundle (or a bare sequence model), the scorer of each head, and the item id and
+    source of every index ("" for padding and out-of-vocabulary; none: one source), as bytes
+    a worker loads with `weights_only=True` (no pickled code crosses to the executors)."""
     buffer = io.BytesIO()
     bundle = model if isinstance(model, ScorerBundle) else None
     bare = model if isinstance(model, SequenceModel) else None
@@ -51,7 +56,9 @@ def model_payload(model: SequenceModel | ScorerBundle, item_ids: np.ndarray,
                 "state": ({k: v.detach().cpu() for k, v in bare.state_dict().items()}
                           if bare else None),
                 "heads": dict(heads or {}),
-                "item_ids": torch.from_numpy(np.asarray(item_ids, dtype=np.int64))}, buffer)
+                "item_ids": torch.from_numpy(np.asarray(item_ids, dtype=np.int64)),
+                "item_sources": list(item_sources) if item_sources is not None else None},
+               buffer)
     return buffer.getvalue()
 
 
@@ -73,6 +80,7 @@ def task_device() -> torch.device:
 class Scorer:
     def __init__(self, model: SequenceModel | ScorerBundle, item_ids: np.ndarray, *,
                  top_k: int, heads: dict[str, str] | None = None,
+                 item_sources: list[str] | None = None,
                  device: torch.device | None = None, batch_size: int = 1024) -> None:
         self.bundle = model if isinstance(model, ScorerBundle) else None
         network = model.model if isinstance(model, ScorerBundle) else model
@@ -85,6 +93,14 @@ class Scorer:
         self.device = device or task_device()
         self.model = network.to(self.device).eval()
         self.item_ids = np.asarray(item_ids, dtype=np.int64)
+        if item_sources is not None and len(item_sources) != len(item_ids):
+            raise ValueError(f"{len(item_sources)} item sources for {len(item_ids)} items")
+        # each index's source as a code, kept only where items of several sources compete
+        names = sorted({s for s in item_sources or [] if s})
+        self.source_codes = {name: code for code, name in enumerate(names)}
+        self.item_source = (torch.tensor([self.source_codes.get(s, -1) for s in item_sources],
+                                         device=self.device)
+                            if item_sources is not None and len(names) > 1 else None)
         self.top_k = min(top_k, network.cfg.item_vocab_size - FIRST_ITEM)
         self.batch_size = batch_size
 
@@ -97,13 +113,16 @@ class Scorer:
         else:
             model = SequenceModel(ModelConfig.from_dict(loaded["config"]))
             model.load_state_dict(loaded["state"])
-        return cls(model, loaded["item_ids"].numpy(), heads=loaded.get("heads"), **kwargs)
+        return cls(model, loaded["item_ids"].numpy(), heads=loaded.get("heads"),
+                   item_sources=loaded.get("item_sources"), **kwargs)
 
     @torch.inference_mode()
     def score_tensors(self, batch: dict[str, Tensor], exclude_rows: np.ndarray,
-                      exclude_items: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                      exclude_items: np.ndarray, sources: list[str] | None = None
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(propensity (N,), top indices (N, k), their probabilities (N, k)); a slot whose
-        probability is NaN holds no item (fewer than k items were left to rank)."""
+        probability is NaN holds no item (fewer than k items were left to rank). `sources`:
+        each row's source, whose items alone it may be recommended."""
         inputs = {name: batch[name].to(self.device, non_blocking=True)
                   for name in (*SEQUENCES, "dense")}
         next_item, propensity_by = self.heads["next_item"], self.heads["propensity"]
@@ -131,6 +150,11 @@ class Scorer:
         if len(exclude_rows):
             logits[torch.from_numpy(exclude_rows).to(self.device),
                    torch.from_numpy(exclude_items).to(self.device)] = float("-inf")
+        if self.item_source is not None and sources is not None:
+            own = torch.tensor([self.source_codes.get(s, -2) for s in sources],
+                               device=self.device)
+            logits = logits.masked_fill(self.item_source[None, :] != own[:, None],
+                                        float("-inf"))
         top, index = torch.topk(logits, self.top_k, dim=1)
         probability = torch.exp(top)
         probability[torch.isinf(top)] = float("nan")
@@ -138,15 +162,15 @@ class Scorer:
                 probability.cpu().numpy())
 
     def score_batch(self, batch: pa.RecordBatch) -> pa.RecordBatch:
-        """One Arrow batch of feature rows (user_id, the sequences, dense, exclude_idx) ->
-        (user_id, purchase_propensity, top_items)."""
+        """One Arrow batch of feature rows (source, user_id, the sequences, dense,
+        exclude_idx) -> (source, user_id, purchase_propensity, top_items)."""
         parts = [self._score_slice(batch.slice(start, self.batch_size))
                  for start in range(0, batch.num_rows, self.batch_size)]
         if not parts:
             return pa.RecordBatch.from_arrays([pa.array([], f.type) for f in ARROW_OUTPUT],
                                               schema=ARROW_OUTPUT)
         return pa.RecordBatch.from_arrays(
-            [pa.concat_arrays([p.column(i) for p in parts]) for i in range(3)],
+            [pa.concat_arrays([p.column(i) for p in parts]) for i in range(len(ARROW_OUTPUT))],
             schema=ARROW_OUTPUT)
 
     def _score_slice(self, batch: pa.RecordBatch) -> pa.RecordBatch:
@@ -155,7 +179,9 @@ class Scorer:
                    for name in SEQUENCES}
         tensors["dense"] = torch.from_numpy(_matrix(batch.column("dense"), n, np.float32))
         rows, items = _ragged(batch.column(EXCLUDE), n)
-        propensity, index, probability = self.score_tensors(tensors, rows, items)
+        sources = batch.column(SOURCE).cast(pa.string())
+        propensity, index, probability = self.score_tensors(tensors, rows, items,
+                                                            sources.to_pylist())
         keep = ~np.isnan(probability)
         counts = keep.sum(axis=1)
         offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
@@ -163,7 +189,8 @@ class Scorer:
             [pa.array(self.item_ids[index[keep]]), pa.array(probability[keep], pa.float32())],
             fields=list(_TOP_ITEM)))
         return pa.RecordBatch.from_arrays(
-            [batch.column("user_id").cast(pa.int64()), pa.array(propensity, pa.float64()),
+            [sources, batch.column("user_id").cast(pa.int64()),
+             pa.array(propensity, pa.float64()),
              top_items], schema=ARROW_OUTPUT)
 
 

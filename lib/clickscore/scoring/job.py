@@ -39,6 +39,7 @@ from clickscore import registry
 from clickscore.core.config import RunDate, RunKey
 from clickscore.core.delta import read_table, replace_where, table_version
 from clickscore.core.errors import ClickscoreError, FeatureContractError
+from clickscore.core.identity import USER
 from clickscore.core.runs import RUNS_TABLE, RunCounts
 from clickscore.export.config import ExportConfig
 from clickscore.export.job import run_export
@@ -91,7 +92,7 @@ def run_score(spark: SparkSession, cfg: ScoreConfig) -> RunCounts:
             model = bundle.model
             version = str(found.version)
             heads = registry.heads(cfg.data_root, version)
-            item_ids = _item_ids(spark, model.cfg)
+            item_ids, item_sources = _item_ids(spark, model.cfg)
         spec = _feature_spec(cfg, model.cfg)
         silver_version = pinned.get("silver_events_version") or _version(spark, SILVER_EVENTS)
         reusable = (_reusable_features(spark, cfg, spec, silver_version)
@@ -112,16 +113,17 @@ def run_score(spark: SparkSession, cfg: ScoreConfig) -> RunCounts:
 
         exclusions_df = _exclusions(spark, cfg, model.cfg, silver_version, spec.lookback)
         inputs_df = with_exclusions(
-            model_frame(features_df, contract, with_labels=False, keep=("user_id",)),
-            exclusions_df).repartition(_partitions(spark, users), "user_id")
+            model_frame(features_df, contract, with_labels=False, keep=USER),
+            exclusions_df).repartition(_partitions(spark, users), *USER)
         # in a fixed order, so every run forms the same inference batches: a row's scores
         # then come out bit for bit the same (a shuffle's row order varies from run to run)
-        inputs_df = inputs_df.sortWithinPartitions("user_id")
-        scored_df = _scored(spark, inputs_df, bundle, heads, item_ids, version, cfg)
+        inputs_df = inputs_df.sortWithinPartitions(*USER)
+        scored_df = _scored(spark, inputs_df, bundle, heads, (item_ids, item_sources), version,
+                            cfg)
         ordered_df = stage.stage("scores", sorted_by_propensity(scored_df))
         scores_df = stage.stage("user_scores", with_deciles(ordered_df, partition_sizes(
             ordered_df)).select(
-            "user_id", F.lit(cfg.run_date).alias("score_date"), "purchase_propensity",
+            *USER, F.lit(cfg.run_date).alias("score_date"), "purchase_propensity",
             "propensity_decile", "top_items", F.lit(version).alias("model_version"),
             F.lit(heads["next_item"]).alias("next_item_scorer"),
             F.lit(heads["propensity"]).alias("propensity_scorer"),
@@ -166,7 +168,7 @@ def create_latest_view(spark: SparkSession) -> None:
         CREATE OR REPLACE VIEW {LATEST_VIEW}
         COMMENT 'the newest row of each user in {USER_SCORES}'
         AS SELECT {columns} FROM (
-            SELECT *, row_number() OVER (PARTITION BY user_id ORDER BY score_date DESC)
+            SELECT *, row_number() OVER (PARTITION BY source, user_id ORDER BY score_date DESC)
                       AS _newest
             FROM {USER_SCORES})
         WHERE _newest = 1""")
@@ -231,17 +233,19 @@ def _feature_spec(cfg: ScoreConfig, model_cfg: ModelConfig) -> FeatureSpec:
     return model_cfg.features.at_cutoff(lookback=cfg.lookback, windows=cfg.windows)
 
 
-def _item_ids(spark: SparkSession, model_cfg: ModelConfig) -> np.ndarray:
-    """The source item id of every index of the model's vocabulary (-1 for padding and
-    out-of-vocabulary). Vocabulary-sized, not user-sized."""
+def _item_ids(spark: SparkSession, model_cfg: ModelConfig) -> tuple[np.ndarray, list[str]]:
+    """The item id and the source of every index of the model's vocabulary (-1 and "" for
+    padding and out-of-vocabulary). Vocabulary-sized, not user-sized."""
     rows_df, largest = vocab(spark, "ml.item_vocab", model_cfg.vocab_version)
     if largest + 1 != model_cfg.item_vocab_size:
         raise ScoringError(f"ml.item_vocab {model_cfg.vocab_version} has {largest + 1} "
                            f"indices, the model {model_cfg.item_vocab_size}")
     ids = np.full(model_cfg.item_vocab_size, -1, dtype=np.int64)
-    pairs = np.array([(r[0], r[1]) for r in rows_df.collect()], dtype=np.int64)
-    ids[pairs[:, 1]] = pairs[:, 0]
-    return ids
+    sources = [""] * model_cfg.item_vocab_size
+    for row in rows_df.collect():
+        ids[row["idx"]] = row["item_id"]
+        sources[row["idx"]] = row["source"]
+    return ids, sources
 
 
 def _checked_users(features_df: DataFrame, contract: FeatureContract,
@@ -270,10 +274,11 @@ def _checked_users(features_df: DataFrame, contract: FeatureContract,
 
 def _exclusions(spark: SparkSession, cfg: ScoreConfig, model_cfg: ModelConfig,
                 silver_version: int, lookback: timedelta) -> DataFrame:
-    """(user_id, exclude_idx): what each user purchased in the lookback, from silver.events
+    """(source, user_id, exclude_idx): what each user purchased in the lookback, from silver.events
     as of `silver_version`; nothing when purchases are not excluded."""
     if not cfg.exclude_purchased:
-        return spark.createDataFrame([], "user_id bigint, exclude_idx array<int>")
+        return spark.createDataFrame([], "source string, user_id bigint, "
+                                     "exclude_idx array<int>")
     events_df = spark.read.option("versionAsOf", silver_version).table(SILVER_EVENTS)
     item_df, _ = vocab(spark, "ml.item_vocab", model_cfg.vocab_version)
     category_df, _ = vocab(spark, "ml.category_vocab", model_cfg.vocab_version)
@@ -287,10 +292,10 @@ def _partitions(spark: SparkSession, users: int) -> int:
 
 
 def _scored(spark: SparkSession, inputs_df: DataFrame, bundle: Any, heads: dict[str, str],
-            item_ids: np.ndarray, version: str, cfg: ScoreConfig) -> DataFrame:
-    """(user_id, purchase_propensity, top_items) computed on the executors by the scorer of
-    each head."""
-    payload = model_payload(bundle, item_ids, heads)
+            items: tuple[np.ndarray, list[str]], version: str, cfg: ScoreConfig) -> DataFrame:
+    """(source, user_id, purchase_propensity, top_items) computed on the executors by the
+    scorer of each head; `items`: the id and the source of each index."""
+    payload = model_payload(bundle, items[0], heads, item_sources=items[1])
     key = f"{version}:{hashlib.sha256(payload).hexdigest()[:16]}"
     broadcast = spark.sparkContext.broadcast(payload)
     threads = int(spark.conf.get("spark.task.cpus", "1") or 1)

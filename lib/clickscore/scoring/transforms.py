@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
+from clickscore.core.identity import USER
 from clickscore.features.transforms import history
 
 DECILES = 10
@@ -15,18 +16,18 @@ _PARTITION = "_partition"
 
 def purchased_items(coded_events_df: DataFrame, cutoff: datetime, lookback: timedelta,
                     first_item: int) -> DataFrame:
-    """(user_id, exclude_idx): the distinct in-vocabulary item indices each user purchased
+    """(source, user_id, exclude_idx): the distinct in-vocabulary item indices each user purchased
     in `[cutoff - lookback, cutoff)`, for users with at least one."""
     return (history(coded_events_df, cutoff, lookback)
             .where((F.col("event_type") == "purchase") & (F.col("item_idx") >= first_item))
-            .groupBy("user_id")
+            .groupBy(*USER)
             .agg(F.array_sort(F.collect_set(F.col("item_idx").cast("int"))).alias(
                 "exclude_idx")))
 
 
 def with_exclusions(features_df: DataFrame, exclusions_df: DataFrame) -> DataFrame:
     """Every feature row with its `exclude_idx` (empty when the user purchased nothing)."""
-    return (features_df.join(exclusions_df, "user_id", "left")
+    return (features_df.join(exclusions_df, list(USER), "left")
             .withColumn("exclude_idx", F.coalesce("exclude_idx", F.array().cast("array<int>"))))
 
 
@@ -36,9 +37,11 @@ def partition_sizes(ordered_df: DataFrame) -> dict[int, int]:
 
 
 def sorted_by_propensity(scored_df: DataFrame) -> DataFrame:
-    """Highest propensity first, ties by user id: a total order, so ranks are exact and the
-    same on every run. Range-partitioned by Spark's sort, never gathered in one task."""
-    return scored_df.orderBy(F.col("purchase_propensity").desc(), F.col("user_id").asc())
+    """Highest propensity first, ties by user: a total order, so ranks are exact and the
+    same on every run (a user is (source, user_id)). Range-partitioned by Spark's sort, never
+    gathered in one task."""
+    return scored_df.orderBy(F.col("purchase_propensity").desc(),
+                             *[F.col(c).asc() for c in USER])
 
 
 def with_deciles(ordered_df: DataFrame, sizes: dict[int, int]) -> DataFrame:
@@ -55,7 +58,7 @@ def with_deciles(ordered_df: DataFrame, sizes: dict[int, int]) -> DataFrame:
                                          for x in (F.lit(p), F.lit(o))]), F.col(_PARTITION)
                           ) if offsets else F.lit(0)
     in_partition = Window.partitionBy(_PARTITION).orderBy(
-        F.col("purchase_propensity").desc(), F.col("user_id").asc())
+        F.col("purchase_propensity").desc(), *[F.col(c).asc() for c in USER])
     rank = offset + F.row_number().over(in_partition)  # 1-based
     return (ordered_df.withColumn(_PARTITION, F.spark_partition_id())
             .withColumn("propensity_decile",

@@ -25,6 +25,7 @@ from clickscore.core.delta import (
 )
 from clickscore.core.errors import EmptyInputError
 from clickscore.core.faults import pause_point
+from clickscore.core.identity import USER
 from clickscore.core.runs import RunCounts
 from clickscore.core.staging import new_observation, observed
 from clickscore.runner import stage_run
@@ -79,7 +80,7 @@ def run_sessionize(spark: SparkSession, cfg: SessionizeConfig) -> RunCounts:
             since = first[0] if first else None
             since_date = since.date() if since else day
             input_df = (bronze_df.where(F.col("event_date") >= F.lit(since_date))
-                        .join(F.broadcast(scope_df), "user_id")
+                        .join(F.broadcast(scope_df), list(USER))
                         .where(F.col("event_ts") >= F.col("recompute_from")))
 
         # Rows read and duplicates among them are observed as the events stream into the
@@ -153,7 +154,7 @@ def _merge_sessions(
 ) -> dict[str, int]:
     """MERGE recomputed sessions; delete the scope's sessions the recompute no longer has."""
     stale_df = (sessions_now_df.where(F.col("session_date") >= F.lit(since_date))
-                .join(F.broadcast(scope_df), "user_id")
+                .join(F.broadcast(scope_df), list(USER))
                 .where(F.col("session_start") >= F.col("recompute_from"))
                 .join(sessions_df.select("session_id"), "session_id", "left_anti")
                 .select(*table_schema(SILVER_SESSIONS).names))

@@ -3,7 +3,8 @@
 The session rule: a user's events ordered by (event_ts, event_id) start a new session when
 the gap to the previous event is at least `gap`, or when continuous activity (no such gap)
 reaches `max_length` since it started: activity is cut every `max_length` after its first
-event, so no session lasts `max_length` or longer.
+event, so no session lasts `max_length` or longer. A user is a source's user id
+(`core.identity.USER`): two sources' users with one id are two users.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.window import WindowSpec
 
 from clickscore.core.contracts import table_schema
+from clickscore.core.identity import USER
 
 _ONE_MICRO = timedelta(microseconds=1)
 
@@ -32,7 +34,7 @@ def micros(delta: timedelta) -> int:
 
 def _user_order() -> tuple[WindowSpec, WindowSpec]:
     """Each user's events in time order (ties by event_id), and its running frame."""
-    by_user = Window.partitionBy("user_id").orderBy("event_ts", "event_id")
+    by_user = Window.partitionBy(*USER).orderBy("event_ts", "event_id")
     return by_user, by_user.rowsBetween(Window.unboundedPreceding, Window.currentRow)
 
 
@@ -82,7 +84,7 @@ def with_session_id(events_df: DataFrame, gap: timedelta, max_length: timedelta)
                  ))
     return starts_df.select(
         *events_df.columns,
-        F.substring(F.sha2(F.concat_ws("|", "user_id", "_session_start_us"), 256), 1, 32)
+        F.substring(F.sha2(F.concat_ws("|", *USER, "_session_start_us"), 256), 1, 32)
         .alias("session_id"),
         (F.col("_rn") - F.col("_start_rn") + 1).cast("int").alias("session_seq"),
         F.timestamp_micros("_activity_start_us").alias("activity_start"),
@@ -100,7 +102,7 @@ def summarize_sessions(session_events_df: DataFrame, bot_events_per_minute: int)
     `is_bot` marks a session in which the user made more than `bot_events_per_minute` events
     within one clock minute (from `minute_count`, the running count `with_session_id` adds).
     """
-    sessions_df = session_events_df.groupBy("user_id", "session_id", "activity_start").agg(
+    sessions_df = session_events_df.groupBy(*USER, "session_id", "activity_start").agg(
         F.min("event_ts").alias("session_start"),
         F.max("event_ts").alias("session_end"),
         F.count(F.lit(1)).alias("n_events"),
@@ -133,15 +135,15 @@ def recompute_scope(
     session that the event continues (it ends less than `gap` before it, or after it).
     Recomputing from there gives the same sessions as recomputing the user's whole history.
     """
-    first_touch_df = touched_df.groupBy("user_id").agg(F.min("event_ts").alias("_t0"))
+    first_touch_df = touched_df.groupBy(*USER).agg(F.min("event_ts").alias("_t0"))
     continued_df = (
-        sessions_df.select("user_id", "session_start", "session_end", "activity_start")
-        .join(first_touch_df, "user_id")
+        sessions_df.select(*USER, "session_start", "session_end", "activity_start")
+        .join(first_touch_df, list(USER))
         .where((F.col("session_start") < F.col("_t0"))
                & (F.unix_micros("session_end") > F.unix_micros("_t0") - micros(gap)))
-        .groupBy("user_id")
+        .groupBy(*USER)
         .agg(F.min("activity_start").alias("_anchor"))
     )
-    return first_touch_df.join(continued_df, "user_id", "left").select(
-        "user_id", F.coalesce("_anchor", "_t0").alias("recompute_from")
+    return first_touch_df.join(continued_df, list(USER), "left").select(
+        *USER, F.coalesce("_anchor", "_t0").alias("recompute_from")
     )
