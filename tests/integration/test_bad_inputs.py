@@ -139,6 +139,9 @@ MORE_KINDS = {
     + "s" * 5_000 + ",35.79,541312140,x": "field_too_long",
 }
 LATIN_1 = "2019-10-01 00:09:00 UTC,view,44600062,2103807459595387724,,caf\xe9,35.79,541312140,x"
+# a quoted field holding a newline: one record over two lines
+QUOTED = ('2019-10-01 00:10:00 UTC,view,44600062,2103807459595387724,,"two\nlines",35.79,'
+          '541312140,x')
 
 
 def test_more_bad_input_kinds_get_a_reason_or_fail_the_file_in_one_line(
@@ -148,11 +151,13 @@ def test_more_bad_input_kinds_get_a_reason_or_fail_the_file_in_one_line(
     # REES46: times in ISO 8601 are read; the rest get their reasons; a Latin-1 line is
     # `invalid_encoding` (its byte 0xE9 is no UTF-8)
     mixed = tmp_path / "mixed.csv"
-    mixed.write_bytes("\n".join([header, *rows[:20], *MORE_KINDS]).encode()
-                      + b"\n" + LATIN_1.encode("latin-1") + b"\n")
+    mixed.write_bytes("\n".join([header, *rows[:10], QUOTED, *rows[10:20], *MORE_KINDS])
+                      .encode() + b"\n" + LATIN_1.encode("latin-1") + b"\n")
     counts = ingest(spark, data_root, "rees46", mixed, "2019-10-01")
-    assert counts.as_dict() == {"input_rows": 28, "output_rows": 23, "quarantined_rows": 5,
+    assert counts.as_dict() == {"input_rows": 29, "output_rows": 24, "quarantined_rows": 5,
                                 "duplicate_rows": 0}
+    assert [r.brand for r in spark.table("bronze.events").where(
+        "event_ts = TIMESTAMP '2019-10-01 00:10:00'").collect()] == ["two\nlines"]
     reasons = {r.raw_line.split(",")[0]: r.reason
                for r in spark.table("quarantine.events").collect()}
     assert reasons == {line.split(",")[0]: got for line, got in MORE_KINDS.items()

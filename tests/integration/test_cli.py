@@ -77,9 +77,11 @@ def test_the_demo_runs_every_stage_within_its_line_budget(demo):
     scores = demo.stdout.split("Top of the score table (gold.user_scores_latest):")[1]
     rows = scores.strip().splitlines()[1:6]
     assert len(rows) == 5 and all(" 2019-10-03 " in row for row in rows), scores
-    propensities = [float(row.split()[2]) for row in rows]
+    # source, user_id, score_date, purchase_propensity, decile, version, and the two scorers
+    assert all(row.split()[0] == "rees46" for row in rows), scores
+    propensities = [float(row.split()[3]) for row in rows]
     assert propensities == sorted(propensities, reverse=True)
-    assert all(row.split()[5:7] == [heads["propensity"], heads["next_item"]] for row in rows)
+    assert all(row.split()[6:8] == [heads["propensity"], heads["next_item"]] for row in rows)
     # and the path of the last day's run report (tests/integration/test_report_and_notebooks.py)
     assert f"Run report of 2019-10-03: {root}/reports/report-2019-10-03.html" in demo.stdout
 

@@ -55,6 +55,16 @@ def feature_batch(items: int, users: int, excluded: list[list[int]],
     return pa.RecordBatch.from_pydict(columns)
 
 
+def forward(model: SequenceModel, batch: pa.RecordBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model's own (item scores, propensity) for a feature batch."""
+    tensors = {name: torch.tensor(np.stack(batch.column(name).to_numpy(zero_copy_only=False)
+                                           )).long() for name in SEQUENCES}
+    tensors["dense"] = torch.tensor(np.stack(batch.column("dense").to_numpy(
+        zero_copy_only=False)))
+    with torch.no_grad():
+        return model(tensors)
+
+
 def test_the_scorer_gives_the_models_own_ranking_without_excluded_items_in_source_ids():
     model = tiny_model(items=30)
     item_ids = np.array([-1, -1, *range(5000, 5030)])  # index i -> source id
@@ -65,12 +75,7 @@ def test_the_scorer_gives_the_models_own_ranking_without_excluded_items_in_sourc
     got = scorer.score_batch(batch)
     assert got.schema == ARROW_OUTPUT
 
-    tensors = {name: torch.tensor(np.stack(batch.column(name).to_numpy(zero_copy_only=False)
-                                           )).long() for name in SEQUENCES}
-    tensors["dense"] = torch.tensor(np.stack(batch.column("dense").to_numpy(
-        zero_copy_only=False)))
-    with torch.no_grad():
-        scores, propensity = model(tensors)
+    scores, propensity = forward(model, batch)
     probabilities = torch.softmax(scores, dim=1)
     assert got.column("user_id").to_pylist() == [100, 101, 102, 103]
     assert got.column("source").to_pylist() == ["taobao"] * 4
@@ -106,12 +111,7 @@ def test_a_user_is_recommended_only_items_of_their_own_source():
                                  top_k=4, device=torch.device("cpu"))
     got = scorer.score_batch(batch)
     assert got.column("source").to_pylist() == sources
-    tensors = {name: torch.tensor(np.stack(batch.column(name).to_numpy(zero_copy_only=False)
-                                           )).long() for name in SEQUENCES}
-    tensors["dense"] = torch.tensor(np.stack(batch.column("dense").to_numpy(
-        zero_copy_only=False)))
-    with torch.no_grad():
-        scores, _ = model(tensors)
+    scores, _ = forward(model, batch)
     own = {"taobao": range(2, 8), "retailrocket": range(8, 14), "diginetica": range(0)}
     excluded = [set(), {8}, set(), set()]
     for row, top in enumerate(got.column("top_items").to_pylist()):

@@ -135,8 +135,20 @@ def _sql_string(text: str) -> str:
 
 @dataclass(frozen=True)
 class SourceColumn:
+    """A raw column; `number` says it holds an `integer` or a `decimal`, which the event id
+    hashes in one canonical form (`ingest.sources.base.event_id`)."""
+
     name: str
     required: bool = True
+    number: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.number not in (None, *NUMBER_KINDS):
+            raise ValueError(f"column {self.name}: number must be one of {NUMBER_KINDS}, "
+                             f"got {self.number!r}")
+
+
+NUMBER_KINDS = ("integer", "decimal")
 
 
 FILE_FORMATS = ("delimited", "jsonl", "parquet")

@@ -65,25 +65,25 @@ def run_ingest(spark: SparkSession, cfg: IngestConfig) -> RunCounts:
         listed = listed_files(spark, cfg.input_path)  # checked again before publishing
         files = list(listed)
         log.debug("ingest %s: %d file(s) from %s", cfg.run_date, len(files), cfg.input_path)
-        # Rows in are the lines read, observed as they stream past the parser; rows out and
-        # quarantined are counted from what is written, so a line lost on the way shows.
-        lines = new_observation("ingest-lines")
-        raw_df = (read_raw(spark, get_adapter(cfg.source).layout, files)
-                  .observe(lines, F.count(F.lit(1)).alias("rows")))
         ingested_at = datetime.now(UTC)
-        try:  # the first full read of the files: a truncated or corrupt one fails here
-            checked_df = stage.stage("checked",
-                                     staged_rows(checked_events(raw_df, cfg, ingested_at)))
-        except Py4JJavaError as exc:
-            raise input_error(cfg.input_path, exc) from exc
-        input_rows = observed(lines, ["rows"], stage.staging.rows["checked"])["rows"]
+        quote = get_adapter(cfg.source).layout.format.quote
+        checked_df, input_rows = _staged(spark, stage, cfg, files, ingested_at)
+        with stage.step("stage"):
+            profile = file_profile(checked_df, quote).collect()
+        opened = sorted({row["_source_file"] for row in profile if row["open_quotes"]})
+        if opened:  # a quoted field held a newline: read again, its lines joined in records
+            log.info("quoted fields span lines in %s: reading the files again, joining them",
+                     opened)
+            checked_df.unpersist()
+            checked_df, input_rows = _staged(spark, stage, cfg, files, ingested_at,
+                                             quoted_newlines=True)
+            with stage.step("stage"):
+                profile = file_profile(checked_df, quote).collect()
         if input_rows == 0 and not cfg.allow_empty:
             raise EmptyInputError(cfg.input_path, str(cfg.run_date))
         bronze_df = bronze_rows(checked_df.where(~F.col("is_rejected")), run, ingested_at)
         quarantine_df = quarantine_rows(checked_df.where(F.col("is_rejected")), run,
                                         ingested_at)
-        with stage.step("stage"):
-            profile = file_profile(checked_df).collect()
         check_files(profile, cfg)
         by_reason: dict[str, int] = Counter()
         for row in profile:
@@ -145,6 +145,24 @@ def run_ingest(spark: SparkSession, cfg: IngestConfig) -> RunCounts:
                 **({"item_categories": side[1]} if side is not None else {}),
             },
         ))
+
+
+def _staged(spark: SparkSession, stage: StageRun, cfg: IngestConfig, files: list[str],
+            ingested_at: datetime, *, quoted_newlines: bool = False) -> tuple[DataFrame, int]:
+    """The files' checked rows, staged, and the records read. Records in are observed as
+    they stream past the parser (a line, or lines joined where a quoted field holds a
+    newline); rows out and quarantined are counted from what is written, so a record lost on
+    the way shows."""
+    records = new_observation("ingest-lines")
+    raw_df = (read_raw(spark, get_adapter(cfg.source).layout, files,
+                       quoted_newlines=quoted_newlines)
+              .observe(records, F.count(F.lit(1)).alias("rows")))
+    name = "checked-joined" if quoted_newlines else "checked"
+    try:  # a full read of the files: a truncated or corrupt one fails here
+        checked_df = stage.stage(name, staged_rows(checked_events(raw_df, cfg, ingested_at)))
+    except Py4JJavaError as exc:
+        raise input_error(cfg.input_path, exc) from exc
+    return checked_df, observed(records, ["rows"], stage.staging.rows[name])["rows"]
 
 
 def check_files(profile: list[Row], cfg: IngestConfig) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from py4j.protocol import Py4JJavaError
 from pyspark.errors import PySparkException
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -27,7 +27,7 @@ from clickscore.core.errors import (
     UnreadableInputError,
 )
 from clickscore.core.frames import union_all
-from clickscore.ingest.sources.base import RAW_PREFIX
+from clickscore.ingest.sources.base import RAW_PREFIX, open_quotes
 
 log = logging.getLogger(__name__)
 
@@ -144,12 +144,19 @@ def file_columns(layout: SourceLayout, path: str, head: str) -> list[str]:
     return layout.names
 
 
-def read_raw(spark: SparkSession, layout: SourceLayout, files: list[str]) -> DataFrame:
+def read_raw(spark: SparkSession, layout: SourceLayout, files: list[str], *,
+             quoted_newlines: bool = False) -> DataFrame:
     """Every record of `files` as `value` (the raw record), `_source_file`, `raw_<column>`...
-    and `_corrupt` (the record's text when it cannot be split into the layout's fields)."""
-    readers = {"delimited": _read_delimited, "jsonl": _read_json_lines,
-               "parquet": _read_parquet}
-    frames = readers[layout.format.kind](spark, layout, files)
+    and `_corrupt` (the record's text when it cannot be split into the layout's fields).
+
+    A delimited record is a line. With `quoted_newlines`, lines that leave a quoted field open
+    are joined with the lines that close it into one record (`_joined_lines`): slower, one
+    task per file, so ingest asks for it only for files where such lines were found."""
+    if layout.format.kind == "delimited":
+        frames = _read_delimited(spark, layout, files, quoted_newlines=quoted_newlines)
+    else:
+        readers = {"jsonl": _read_json_lines, "parquet": _read_parquet}
+        frames = readers[layout.format.kind](spark, layout, files)
     if not frames:
         schema = ", ".join(["value STRING", "_source_file STRING"]
                            + [f"`{RAW_PREFIX}{c}` STRING" for c in layout.names]
@@ -163,6 +170,30 @@ def _lines(spark: SparkSession, paths: list[str]) -> DataFrame:
         "value", F.col("_metadata.file_path").alias("_source_file"))
 
 
+MAX_RECORD_LINES = 20  # the most lines one record joined across quoted newlines may span
+PARTS = "_parts"  # the lines a joined record was made of
+
+
+def _joined_lines(spark: SparkSession, paths: list[str], quote: str) -> DataFrame:
+    """Each file's lines in file order (block offset, then position in the block), a line
+    that opens a quoted field joined by newlines with the lines up to the one that closes it:
+    `value` the record, `_parts` its lines."""
+    lines_df = spark.read.text(paths).select(
+        "value", F.col("_metadata.file_path").alias("_source_file"),
+        F.col("_metadata.file_block_start").alias("_block"),
+        F.monotonically_increasing_id().alias("_n"))  # in read order within a block
+    in_file = Window.partitionBy("_source_file").orderBy("_block", "_n")
+    opened_before = F.coalesce(F.sum(open_quotes(F.col("value"), quote).cast("int")).over(
+        in_file.rowsBetween(Window.unboundedPreceding, -1)), F.lit(0)) % 2 == 1
+    record = F.sum((~opened_before).cast("int")).over(
+        in_file.rowsBetween(Window.unboundedPreceding, Window.currentRow))
+    parts = F.transform(F.array_sort(F.collect_list(F.struct("_block", "_n", "value"))),
+                        lambda line: line["value"])
+    return (lines_df.withColumn("_record", record)
+            .groupBy("_source_file", "_record").agg(parts.alias(PARTS))
+            .select(F.array_join(PARTS, "\n").alias("value"), "_source_file", PARTS))
+
+
 def _raw_frame(fields_df: DataFrame, layout: SourceLayout, present: Sequence[str]) -> DataFrame:
     """The reader's frame: the layout's raw columns (null where a file lacks one)."""
     return fields_df.select(
@@ -173,10 +204,14 @@ def _raw_frame(fields_df: DataFrame, layout: SourceLayout, present: Sequence[str
     )
 
 
-def _read_delimited(spark: SparkSession, layout: SourceLayout, files: list[str]
-                    ) -> list[DataFrame]:
+def _read_delimited(spark: SparkSession, layout: SourceLayout, files: list[str], *,
+                    quoted_newlines: bool = False) -> list[DataFrame]:
     """Header lines are dropped; a line whose field count differs from its file's header
-    keeps its text in `_corrupt`. Files are grouped by header so column order may differ."""
+    keeps its text in `_corrupt`. Files are grouped by header so column order may differ.
+    With `quoted_newlines` (and a quote character), lines joined by `_joined_lines` are one
+    record where the join parses into the right fields with every newline inside a quoted
+    field and spans at most MAX_RECORD_LINES; otherwise (a stray quote character) its lines
+    stay records of their own, as without."""
     groups: dict[tuple[tuple[str, ...], str | None], list[str]] = defaultdict(list)
     empty_files = []
     for path in files:
@@ -189,22 +224,45 @@ def _read_delimited(spark: SparkSession, layout: SourceLayout, files: list[str]
     if empty_files:
         log.warning("empty input files: %s", empty_files)
 
+    # a quote inside a quoted field is doubled (RFC 4180, as Python's csv reads the header),
+    # not escaped with a backslash (Spark's default)
     options = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT,
-               "sep": layout.format.delimiter, "quote": layout.format.quote or "\u0000"}
+               "sep": layout.format.delimiter, "quote": layout.format.quote or "\u0000",
+               "escape": layout.format.quote or "\\"}
     frames = []
     for (columns, header_line), paths in groups.items():
         names = [RAW_PREFIX + c if c in layout.names else f"_extra_{i}"
                  for i, c in enumerate(columns)]
         ddl = ", ".join(f"`{n}` STRING" for n in names) + f", `{CORRUPT}` STRING"
-        lines_df = _lines(spark, paths)
+        joined = quoted_newlines and bool(layout.format.quote)
+        lines_df = (_joined_lines(spark, paths, layout.format.quote) if joined
+                    else _lines(spark, paths))
         if header_line is not None:
             lines_df = lines_df.where(F.col("value") != F.lit(header_line))
         parsed = F.from_csv("value", F.lit(ddl), options)
         # inline(array(struct)) parses each line once: with a plain struct column the
         # optimizer copies from_csv into every field reference and pushed-down filter.
-        fields_df = lines_df.select("value", "_source_file", F.inline(F.array(parsed)))
+        fields_df = lines_df.select("value", "_source_file", *([PARTS] if joined else []),
+                                    F.inline(F.array(parsed)))
+        if joined:
+            fields_df = _split_unless_whole(fields_df, names, ddl, options)
         frames.append(_raw_frame(fields_df, layout, columns))
     return frames
+
+
+def _split_unless_whole(fields_df: DataFrame, names: list[str], ddl: str,
+                        options: dict[str, str]) -> DataFrame:
+    """Joined records that are whole, and the lines of the others parsed one by one."""
+    text = F.concat_ws("", *[F.coalesce(F.col(n), F.lit("")) for n in names])
+    newlines_inside = F.length(text) - F.length(F.replace(text, F.lit("\n"), F.lit("")))
+    lines = F.size(PARTS)
+    whole = (lines == 1) | (F.col(CORRUPT).isNull() & (lines <= MAX_RECORD_LINES)
+                            & (newlines_inside == lines - 1))
+    kept_df = fields_df.where(whole).drop(PARTS)
+    split_df = (fields_df.where(~whole).select("_source_file", F.explode(PARTS).alias("value"))
+                .select("value", "_source_file",
+                        F.inline(F.array(F.from_csv("value", F.lit(ddl), options)))))
+    return kept_df.unionByName(split_df)
 
 
 def _read_json_lines(spark: SparkSession, layout: SourceLayout, files: list[str]

@@ -15,7 +15,7 @@ from clickscore.core.contracts import table_schema
 from clickscore.core.runs import Run
 from clickscore.ingest.config import IngestConfig
 from clickscore.ingest.sources import get_adapter
-from clickscore.ingest.sources.base import raw
+from clickscore.ingest.sources.base import open_quotes, raw
 
 MALFORMED_ROW = "malformed_row"
 INVALID_ENCODING = "invalid_encoding"
@@ -130,16 +130,21 @@ def with_epoch_unit_check(df: DataFrame, epoch_text: Column, epoch_unit: str) ->
     return df.withColumn(OTHER_UNIT, F.when(other, F.trim(epoch_text)))
 
 
-def file_profile(checked_df: DataFrame) -> DataFrame:
-    """Per landing file and first reason (null for a good row): its rows, and how many hold
+def file_profile(checked_df: DataFrame, quote: str | None = None) -> DataFrame:
+    """Per landing file and first reason (null for a good row): its rows, how many hold
     an epoch time that looks like the other unit (`with_epoch_unit_check`; 0 without it),
-    with one of them; one pass over the staged rows, for the per-file checks and the
-    quarantine counts."""
+    with one of them, and how many malformed ones leave a `quote`d field open (a field
+    holding a newline split them); one pass over the staged rows, for the per-file checks and
+    the quarantine counts."""
     other = (F.col(OTHER_UNIT) if OTHER_UNIT in checked_df.columns
              else F.lit(None).cast("string"))
-    return (checked_df.groupBy("_source_file", F.get("reasons", 0).alias("reason"))
+    reason = F.get("reasons", 0)
+    opened = (F.count(F.when((reason == MALFORMED_ROW)
+                             & open_quotes(F.col("value"), quote), 1)) if quote else F.lit(0))
+    return (checked_df.groupBy("_source_file", reason.alias("reason"))
             .agg(F.count(F.lit(1)).alias("rows"),
-                 F.count(other).alias("other_unit"), F.min(other).alias("other_example")))
+                 F.count(other).alias("other_unit"), F.min(other).alias("other_example"),
+                 opened.alias("open_quotes")))
 
 
 BRONZE = "bronze.events"

@@ -43,7 +43,7 @@ def to_canonical(raw_df: DataFrame) -> DataFrame:
     millis = as_long(raw("timeframe"))
     return raw_df.select(
         "*",
-        event_id(NAME, source_layout(NAME).names).alias("event_id"),
+        event_id(source_layout(NAME)).alias("event_id"),
         # bounded: an overflowing timeframe is an invalid time, not a failed run (ANSI)
         F.when((millis >= 0) & (millis < MAX_TIMEFRAME_MS), F.timestamp_millis(
             F.unix_millis(F.to_timestamp(day)) + millis)).alias("event_ts"),

@@ -24,7 +24,7 @@ def to_canonical(raw_df: DataFrame) -> DataFrame:
     """Type the purchase rows as the views are typed, with event type `purchase`."""
     typed_df = diginetica.to_canonical(raw_df)
     return typed_df.withColumns({
-        "event_id": event_id(NAME, source_layout(NAME).names),
+        "event_id": event_id(source_layout(NAME)),
         "event_type": F.lit("purchase"),
     })
 

@@ -49,7 +49,7 @@ def to_canonical(raw_df: DataFrame) -> DataFrame:
     """Type the REES46 raw columns into the canonical event."""
     return raw_df.select(
         "*",
-        event_id(NAME, source_layout(NAME).names).alias("event_id"),
+        event_id(source_layout(NAME)).alias("event_id"),
         event_time(raw("event_time")).alias("event_ts"),
         as_id(raw("user_id")).alias("user_id"),
         as_id(raw("product_id")).alias("item_id"),

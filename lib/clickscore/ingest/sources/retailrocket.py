@@ -27,7 +27,7 @@ def to_canonical(raw_df: DataFrame) -> DataFrame:
     """Type the RetailRocket raw columns into the canonical event."""
     return raw_df.select(
         "*",
-        event_id(NAME, source_layout(NAME).names).alias("event_id"),
+        event_id(source_layout(NAME)).alias("event_id"),
         from_epoch_millis(raw("timestamp")).alias("event_ts"),
         as_id(raw("visitorid")).alias("user_id"),
         as_id(raw("itemid")).alias("item_id"),

@@ -25,7 +25,7 @@ def to_canonical(raw_df: DataFrame) -> DataFrame:
     """Type the Taobao raw columns into the canonical event."""
     return raw_df.select(
         "*",
-        event_id(NAME, source_layout(NAME).names).alias("event_id"),
+        event_id(source_layout(NAME)).alias("event_id"),
         from_epoch_seconds(raw("timestamp")).alias("event_ts"),
         as_id(raw("user_id")).alias("user_id"),
         as_id(raw("item_id")).alias("item_id"),
