@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from clickscore.core.identity import SOURCE, USER
+from clickscore.core.identity import CATEGORY, ITEM, SOURCE, USER
 from clickscore.features.contract import FeatureContract
 
 PAD, OOV, FIRST = 0, 1, 2  # vocabulary indices: padding, out-of-vocabulary, the first id
@@ -90,9 +90,9 @@ def with_codes(
     types = F.array(*[F.lit(t) for t in contract.event_types])
     return (events_df
             .join(F.broadcast(item_vocab_df.withColumnRenamed("idx", "item_idx")),
-                  [SOURCE, "item_id"], "left")
+                  list(ITEM), "left")
             .join(F.broadcast(category_vocab_df.withColumnRenamed("idx", "category_idx")),
-                  [SOURCE, "category_id"], "left")
+                  list(CATEGORY), "left")
             .withColumn("item_idx", F.coalesce("item_idx", F.lit(OOV)).cast("int"))
             .withColumn("category_idx", F.coalesce("category_idx", F.lit(OOV)).cast("int"))
             .withColumn("event_type_idx", F.array_position(types, F.col("event_type"))

@@ -20,6 +20,7 @@ from pyspark.sql import functions as F
 
 from clickscore.core.delta import merge_insert_new, read_table
 from clickscore.core.errors import VocabularyError
+from clickscore.core.identity import SOURCE
 from clickscore.features.config import VocabConfig
 from clickscore.features.transforms import (
     OOV,
@@ -81,7 +82,7 @@ def _content_digest(rows_df: DataFrame, column: str) -> tuple[int, str]:
     """(rows, digest) of a vocabulary's (id, idx, support) rows in one distributed
     aggregation: two independent 64-bit hashes per row, summed in 32-bit halves so the sums
     never overflow. Order-independent, so no task has to gather and sort every row."""
-    row_text = F.concat_ws(":", "source", F.col(column).cast("string"), "idx", "support")
+    row_text = F.concat_ws(":", SOURCE, F.col(column).cast("string"), "idx", "support")
     hashes = [F.xxhash64(row_text), F.xxhash64(F.lit("clickscore"), row_text)]
     halves = [part for h in hashes
               for part in (h.bitwiseAND(F.lit(0xFFFFFFFF)),
@@ -109,7 +110,7 @@ def vocab(spark: SparkSession, table: str, version: str) -> tuple[DataFrame, int
     carry no such field (RetailRocket, Diginetica without their side tables): then every
     event's index is the out-of-vocabulary 1, the largest."""
     rows_df = read_table(spark, table).where(F.col("vocab_version") == version).select(
-        "source", VOCABS[table], "idx")
+        SOURCE, VOCABS[table], "idx")
     largest = rows_df.agg(F.max("idx")).first()
     if largest is not None and largest[0] is not None:
         return rows_df, int(largest[0])

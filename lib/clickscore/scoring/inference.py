@@ -180,8 +180,8 @@ class Scorer:
         tensors["dense"] = torch.from_numpy(_matrix(batch.column("dense"), n, np.float32))
         rows, items = _ragged(batch.column(EXCLUDE), n)
         sources = batch.column(SOURCE).cast(pa.string())
-        propensity, index, probability = self.score_tensors(tensors, rows, items,
-                                                            sources.to_pylist())
+        propensity, index, probability = self.score_tensors(
+            tensors, rows, items, sources.to_pylist() if self.item_source is not None else None)
         keep = ~np.isnan(probability)
         counts = keep.sum(axis=1)
         offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
