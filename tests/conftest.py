@@ -104,8 +104,6 @@ UNITS = (
     ("real", ("tests/integration/test_dq_gates.py", "tests/integration/test_features_real.py",
               "tests/integration/test_real_data.py", "tests/integration/test_invoke.py",
               "tests/integration/test_scoring.py::test_real_samples")),
-    # the training DAG's Sunday through Airflow, after last week's build by its commands
-    ("weekly", ("tests/integration/test_weekly_training.py",)),
     ("days", ("tests/integration/test_bad_inputs.py", "tests/integration/test_delta_io.py",
               "tests/integration/test_generated_days.py", "tests/integration/test_sources.py",
               "tests/integration/test_sources_to_scores.py",

@@ -57,6 +57,11 @@ ENVIRONMENT = (
     ("CLICKSCORE_DAG_RETRIES", "Airflow: retries per task (default 3)"),
     ("CLICKSCORE_DAG_DEADLINE", "Airflow: `off` turns the daily deadline alert off (for "
                                 "`airflow dags test`)"),
+    ("CLICKSCORE_TASK_TIMEOUTS", "Airflow: execution timeouts by task id over the defaults, "
+                                 "e.g. `score=6h,export=20m` (s, m, h, d)"),
+    ("CLICKSCORE_LANDING_TIMEOUT", "Airflow: how long the daily DAG waits for its landing file "
+                                   "(default `12h`)"),
+    ("CLICKSCORE_LANDING_POKE", "Airflow: how often it looks for it (default `5m`)"),
 )
 
 

@@ -61,22 +61,24 @@ class Variables:
         return default if default is not None else f"/srv/{name}"
 
 
-def rendered(task, dag) -> list[str] | None:
-    """The task's spark-submit arguments as Airflow renders them for a run at the start of a
-    week (Sunday 2019-10-06 03:00 UTC) with the DAG's default parameters, but for three
-    tuning trials where the DAG has that parameter (`tune` runs only when trials are asked
-    for)."""
+def rendered(task, dag, end: tuple[int, ...] = (2019, 10, 6, 3),
+             **params: object) -> list[str] | None:
+    """The task's spark-submit arguments as Airflow renders them for a run at `end` (by
+    default the start of a week, Sunday 2019-10-06 03:00 UTC) with the DAG's default
+    parameters updated by `params`, but for three tuning trials where the DAG has that
+    parameter (`tune` runs only when trials are asked for)."""
     if not hasattr(task, "application_args"):
         return None
     from datetime import UTC, datetime
 
     from airflow.sdk.execution_time import macros
 
-    end = datetime(2019, 10, 6, 3, tzinfo=UTC)
-    context = {"ds": "2019-10-06", "data_interval_start": end, "data_interval_end": end,
-               "logical_date": end, "macros": macros,
+    end = datetime(*end, tzinfo=UTC)
+    context = {"ds": end.date().isoformat(), "data_interval_start": end,
+               "data_interval_end": end, "logical_date": end, "macros": macros,
                "params": {**dag.params.dump(),
-                          **({"tune_trials": 3} if "tune_trials" in dag.params else {})},
+                          **({"tune_trials": 3} if "tune_trials" in dag.params else {}),
+                          **params},
                "var": {"value": Variables()}, "conn": Connections(), "dag": dag,
                "run_id": "scheduled__2019-10-06T03:00:00+00:00"}
     return [str(task.render_template(a, context)) for a in task.application_args]
@@ -92,12 +94,26 @@ def describe(dag) -> dict:
             "application_args": list(getattr(t, "application_args", None) or []),
             "conn_id": getattr(t, "_conn_id", None), "py_files": getattr(t, "py_files", None),
             "rendered_args": rendered(t, dag),
+            # the training DAG's geometry in 3-minute units at the Taobao sample's Sunday
+            "rendered_in_minutes": rendered(t, dag, (2017, 11, 26, 3), unit_s=180,
+                                            lookback_s=86400)
+            if "unit_s" in dag.params else None,
             # a branch's choice for a run asking for no trials and for three
             "chooses": {str(n): t.python_callable(params={**dag.params.dump(),
                                                           "tune_trials": n})
-                        for n in (0, 3)} if hasattr(t, "python_callable") else None,
+                        for n in (0, 3)} if type(t).__name__ == "BranchPythonOperator"
+            else None,
             "execution_timeout_s": t.execution_timeout.total_seconds()
-            if t.execution_timeout else None} for t in dag.tasks},
+            if t.execution_timeout else None,
+            "on_failure": [getattr(c, "__name__", type(c).__name__)
+                           for c in (t.on_failure_callback if isinstance(
+                               t.on_failure_callback, list) else [t.on_failure_callback])
+                           if c is not None],
+            # a sensor's way of waiting
+            "mode": getattr(t, "mode", None),
+            "timeout_s": float(t.timeout) if hasattr(t, "poke_interval") else None,
+            "poke_interval_s": float(t.poke_interval) if hasattr(t, "poke_interval")
+            else None} for t in dag.tasks},
         "schedule": getattr(dag.timetable, "_expression", None) or str(dag.timetable),
         "timetable": type(dag.timetable).__name__,
         "catchup": dag.catchup, "max_active_runs": dag.max_active_runs,

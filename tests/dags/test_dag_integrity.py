@@ -9,7 +9,11 @@ import pytest
 
 from tests.dags.conftest import ROOT
 
-DAILY = ["ingest", "sessionize", "features", "score", "export"]
+DAILY = ["wait_for_landing", "ingest", "sessionize", "previous_day_published", "features",
+         "score", "export"]
+# the tasks that submit nothing: what each is
+NOT_SUBMITTED = {"train_or_tune": "BranchPythonOperator", "wait_for_landing": "PythonSensor",
+                 "previous_day_published": "PythonOperator"}
 # train_or_tune runs one of `train` and `tune`: a step of the chain that is either
 TRAIN = ["vocab", "training_examples", "train_or_tune", ("train", "tune"), "evaluate",
          "promote"]
@@ -57,8 +61,11 @@ def test_each_dag_is_one_chain_of_spark_submits_as_designed(parsed_dags, dag_id,
     assert dag["max_active_runs"] == 1
     assert "clickscore" in dag["tags"]
     for task_id, task in dag["tasks"].items():
-        if task_id == "train_or_tune":  # the branch: it decides, it submits nothing
-            assert task["operator"] == "BranchPythonOperator"
+        # every task may run for a bounded time, and its final failure sends an alert
+        assert task["execution_timeout_s"] and task["execution_timeout_s"] <= 24 * 3600, task_id
+        assert task["on_failure"] == ["task_failed"], task_id
+        if task_id in NOT_SUBMITTED:  # a branch, a sensor, a check: they submit nothing
+            assert task["operator"] == NOT_SUBMITTED[task_id]
             continue
         assert task["operator"] == "SparkSubmitOperator"
         assert task["retries"] == 3 and task["retry_exponential_backoff"]
@@ -73,6 +80,11 @@ def test_each_dag_is_one_chain_of_spark_submits_as_designed(parsed_dags, dag_id,
 def test_the_daily_dag_runs_the_logical_day_and_has_a_deadline_on_scores(parsed_dags):
     dag = parsed_dags["dags"]["clickscore_daily"]
     tasks = dag["tasks"]
+    # the landing file: waited for without holding a worker slot, for 12 h at most, looked
+    # for every 5 minutes; the sensor's timeout is final
+    landing = tasks["wait_for_landing"]
+    assert (landing["mode"], landing["timeout_s"], landing["poke_interval_s"],
+            landing["retries"]) == ("reschedule", 12 * 3600, 300, 0)
     for task_id in ("ingest", "sessionize", "score", "export"):
         args = tasks[task_id]["application_args"]
         assert args[args.index("--run-date") + 1] == "{{ ds }}", task_id
@@ -81,6 +93,7 @@ def test_the_daily_dag_runs_the_logical_day_and_has_a_deadline_on_scores(parsed_
     assert features[features.index("--model-version") + 1] == "champion"
     assert dag["deadlines"] == 1
     assert tasks["score"]["execution_timeout_s"] == 4 * 3600
+    assert tasks["export"]["execution_timeout_s"] == 3600
     # a failed task stops everything after it: a day's failed ingest runs no sessionize,
     # features, scores or export (the cluster test no longer runs a corrupted input)
     assert {t["trigger_rule"] for t in tasks.values()} == {"all_success"}
@@ -110,6 +123,34 @@ def test_the_training_dag_promotes_only_a_better_model_the_one_its_own_run_regis
     assert tasks["evaluate"]["trigger_rule"] == "none_failed_min_one_success"
     assert tasks["train_or_tune"]["chooses"] == {"0": "train", "3": "tune"}
     assert dag["param_defaults"]["tune_trials"] == 0  # a plain week trains
+
+
+def test_the_training_dags_cutoffs_are_days_before_its_sunday_or_units_of_unit_s(parsed_dags):
+    """E-28, -25, -22 (train), -14 (validation), -7 (test) units before the interval's end
+    E, 7-unit labels, the vocabulary from E-28 units less the lookback to E-14: days at
+    midnight by default, or `unit_s` seconds (the cluster test's two hours of Taobao)."""
+    tasks = parsed_dags["dags"]["clickscore_train"]["tasks"]
+
+    def option(task: str, name: str, rendering: str = "rendered_args") -> str:
+        args = tasks[task][rendering]
+        return args[args.index(name) + 1]
+
+    # Sunday 2019-10-06 03:00, the default parameters (a 30-day lookback)
+    assert option("training_examples", "--cutoffs") == (
+        "2019-09-08,2019-09-11,2019-09-14,2019-09-22,2019-09-29")
+    assert [option("training_examples", o) for o in ("--validation-from", "--test-from",
+                                                      "--horizon", "--lookback")] == [
+        "2019-09-22", "2019-09-29", "604800s", "2592000s"]
+    assert [option("vocab", o) for o in ("--window-start", "--window-end")] == [
+        "2019-08-09", "2019-09-22"]
+    # Sunday 2017-11-26 03:00 in 3-minute units, a day's lookback
+    minutes = "rendered_in_minutes"
+    assert option("training_examples", "--cutoffs", minutes) == (
+        "2017-11-26T01:36:00,2017-11-26T01:45:00,2017-11-26T01:54:00,2017-11-26T02:18:00,"
+        "2017-11-26T02:39:00")
+    assert option("training_examples", "--horizon", minutes) == "1260s"
+    assert [option("vocab", o, minutes) for o in ("--window-start", "--window-end")] == [
+        "2017-11-25T01:36:00", "2017-11-26T02:18:00"]
 
 
 @pytest.mark.parametrize("dag_id", ["clickscore_daily", "clickscore_train"])

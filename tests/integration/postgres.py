@@ -9,6 +9,8 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,3 +92,29 @@ def psql(server: Server, database: str, sql: str) -> str:
                            "-c", sql], check=True, capture_output=True, text=True,
                           env={**os.environ, "PGPASSWORD": PASSWORD})
     return done.stdout
+
+
+@contextmanager
+def holding_lock(server: Server, database: str, table: str) -> Iterator[None]:
+    """Another session holds `table` locked (ACCESS EXCLUSIVE, in an open transaction) for
+    the block's duration: every statement touching it waits."""
+    holder = subprocess.Popen(
+        [str(binaries() / "psql"), "-h", "127.0.0.1", "-p", str(server.port), "-U", USER,
+         "-d", database, "-c", f"BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE; "
+         "SELECT pg_sleep(600)"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "PGPASSWORD": PASSWORD, "PGAPPNAME": "clickscore-lock-holder"})
+    try:
+        for _ in range(300):
+            if psql(server, database, f"""SELECT count(*) FROM pg_locks l JOIN pg_class c
+                ON c.oid = l.relation WHERE c.relname = '{table}' AND l.granted
+                AND l.mode = 'AccessExclusiveLock'""").strip() == "1":
+                break
+            time.sleep(0.1)
+        else:
+            raise RuntimeError(f"the lock on {table} was not taken")
+        yield
+    finally:  # its server session too: a killed client's sleep would hold the lock on
+        psql(server, database, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+             "WHERE application_name = 'clickscore-lock-holder'")
+        holder.kill()
+        holder.wait()

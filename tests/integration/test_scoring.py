@@ -222,6 +222,21 @@ def test_export_copies_a_date_and_its_top_items_to_postgresql_replacing_it(
         ExportConfig(run_date=LAST_DAY, jdbc_url=postgres.url + "?password=x",
                      data_root=data_root)
 
+    # a warehouse that does not finish a statement in time (another session holds the table
+    # locked) gets it cancelled: one line, the tables unchanged, no staging table left
+    with pg.holding_lock(postgres, "postgres", "user_scores"), pytest.raises(
+            ExportError, match=r"the warehouse refused the export of 2019-10-03 to user_scores: "
+            r"ERROR: canceling statement due to statement timeout \(--statement-timeout-s; "
+            r"another session may hold a lock on the table\); its tables are unchanged"):
+        run_export(spark, ExportConfig(run_date=LAST_DAY, jdbc_url=postgres.url,
+                                       data_root=data_root, statement_timeout_s=2))
+    assert spark.read.jdbc(postgres.url, "user_scores", properties=properties).count() == \
+        exported.count()
+    assert sorted(r.table_name for r in tables.collect()) == ["user_score_items", "user_scores"]
+    with pytest.raises(ValueError, match="must exceed --statement-timeout-s"):
+        ExportConfig(run_date=LAST_DAY, jdbc_url=postgres.url, data_root=data_root,
+                     statement_timeout_s=60, socket_timeout_s=30)
+
     # tables an older release exported, before users were scoped by source (no `source`
     # column, keys without it): the export adds it, fills the old rows with the one source
     # of bronze, and makes it part of both primary keys

@@ -238,8 +238,8 @@ def test_evaluate_refuses_features_of_another_vocabulary_naming_both(
 def test_next_weeks_build_sits_beside_this_ones_and_train_reads_exactly_one(
         spark, generated_examples, data_root):
     """The weekly retraining: a second build with other cutoffs and another vocabulary
-    leaves the first set intact; train reads the one named, never a mix of the two (the
-    newest by default: tests/integration/test_weekly_training.py, through Airflow)."""
+    leaves the first set intact; train reads the one named, never a mix of the two, and the
+    newest by default (the training DAG's `train` names none)."""
     first = generated_examples["examples"].details
     later = GENERATED_CUTOFFS[2:]
     second = run_training_examples(spark, TrainingExamplesConfig(
@@ -258,8 +258,11 @@ def test_next_weeks_build_sits_beside_this_ones_and_train_reads_exactly_one(
         second["training_set"]: (sum(second["rows_by_split"].values()),
                                  [second["vocab_version"]])}
 
-    # train on the newest set by default: the training DAG's second Sunday
-    # (test_weekly_training.py); here the older set, named
+    # the newest set by default (the training DAG's second Sunday), the older one by name
+    newest = run_train(spark, small(data_root, epochs=1, max_steps_per_epoch=1,
+                                    auto_promote=False))
+    assert newest.details["training_set"] == second["training_set"]
+    assert newest.details["vocab_version"] == second["vocab_version"]
     named = run_train(spark, small(data_root, epochs=1, max_steps_per_epoch=1,
                                    training_set=first["training_set"]))
     assert named.details["training_set"] == first["training_set"]

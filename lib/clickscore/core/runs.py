@@ -164,8 +164,17 @@ def _this_run(run_id: str, job: str, key: RunKey, started_at: datetime) -> F.Col
             & (F.col("started_at") == F.lit(started_at)) & (F.col("run_id") == run_id))
 
 
+def code() -> str:
+    """Which clickscore ran: its version and where it was loaded from (the packaged zip a
+    spark-submit ships with --py-files, or an installed tree), for a run's details."""
+    import clickscore
+
+    return f"clickscore {clickscore.__version__} from {os.path.dirname(clickscore.__file__)}"
+
+
 def _finish(spark: SparkSession, run: Run, duration: float, status: str,
             error: str | None) -> None:
+    run.counts.details.setdefault("code", code())
     values = {"status": status, **run.counts.as_dict(), "finished_at": datetime.now(UTC),
               "duration_s": float(duration), "error": error[:4000] if error else None,
               "details": json.dumps(run.counts.details, default=str, sort_keys=True)}

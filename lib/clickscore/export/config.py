@@ -39,9 +39,25 @@ class ExportConfig:
         "the warehouse table of scores ([schema.]name)"))
     items_table: str = field(default="user_score_items", metadata=option(
         "the child table of top items, one row per user, date and rank"))
+    connect_timeout_s: int = field(default=30, metadata=option(
+        "seconds to wait for a connection to the warehouse"))
+    statement_timeout_s: int = field(default=600, metadata=option(
+        "the warehouse cancels a statement running longer, waiting for a lock included "
+        "(0: no limit)"))
+    socket_timeout_s: int = field(default=1800, metadata=option(
+        "a connection that hears nothing from the warehouse this long fails (0: no limit; "
+        "else above --statement-timeout-s)"))
 
     def __post_init__(self) -> None:
         check_jdbc_url(self.jdbc_url)
+        if self.connect_timeout_s < 1 or min(self.statement_timeout_s,
+                                             self.socket_timeout_s) < 0:
+            raise ValueError("--connect-timeout-s must be at least 1, and the statement and "
+                             "socket timeouts 0 (none) or more")
+        if 0 < self.socket_timeout_s <= self.statement_timeout_s:
+            raise ValueError(f"--socket-timeout-s ({self.socket_timeout_s}) must exceed "
+                             f"--statement-timeout-s ({self.statement_timeout_s}): the "
+                             "warehouse cancels a slow statement before the socket gives up")
         for name in ("table", "items_table"):
             if not _IDENTIFIER.match(getattr(self, name)):
                 raise ValueError(f"{name} must be [schema.]name of letters, digits and _, "

@@ -5,8 +5,10 @@ user, date and rank, so SQL users join instead of parsing arrays), into two stag
 this run. Then one transaction on the warehouse deletes the date's rows from the published
 tables and inserts the staged ones: a reader sees the old date or the new one, never a mix,
 and a failed run leaves the published tables as they were. The staging tables are dropped
-either way. Credentials come from the environment (`credentials`), never from the command
-line, and are never logged or recorded.
+either way. Every connection has limits: to connect, per statement (the warehouse cancels a
+statement that runs or waits for a lock longer) and per socket read, so an export never hangs
+on a warehouse that stopped answering; a breach fails in one line. Credentials come from the
+environment (`credentials`), never from the command line, and are never logged or recorded.
 """
 
 from __future__ import annotations
@@ -59,8 +61,27 @@ def item_rows(scores_df: DataFrame) -> DataFrame:
         F.col("item.item_id").alias("item_id"), F.col("item.score").alias("score"))
 
 
+def connection_limits(cfg: ExportConfig) -> dict[str, str]:
+    """PostgreSQL's JDBC properties for the config's timeouts (seconds, and milliseconds for
+    the server's `statement_timeout`, set for every session the export opens)."""
+    return {"connectTimeout": str(cfg.connect_timeout_s),
+            "socketTimeout": str(cfg.socket_timeout_s),
+            "options": f"-c statement_timeout={cfg.statement_timeout_s * 1000}"}
+
+
+def reason(exc: BaseException) -> str:
+    """The first line of what the JDBC driver said (a Py4J error's own first line only
+    names the Java call)."""
+    java = getattr(exc, "java_exception", None)
+    text = str(java.getMessage()) if java is not None else str(exc)
+    line = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    if "statement timeout" in line:
+        line += " (--statement-timeout-s; another session may hold a lock on the table)"
+    return line[:400]
+
+
 def run_export(spark: SparkSession, cfg: ExportConfig) -> RunCounts:
-    properties = jdbc_properties(cfg.jdbc_url)
+    properties = {**jdbc_properties(cfg.jdbc_url), **connection_limits(cfg)}
     day = cfg.run_date.isoformat()
     with stage_run(spark, "export", RunKey.of_date(RunDate(cfg.run_date)),
                    data_root=cfg.data_root,
@@ -82,8 +103,12 @@ def run_export(spark: SparkSession, cfg: ExportConfig) -> RunCounts:
             with stage.step("copy"):
                 for df, table in ((scores_df.select(*SCORE_COLUMNS), staged[cfg.table]),
                                   (items_df, staged[cfg.items_table])):
-                    df.write.jdbc(cfg.jdbc_url, table, mode="overwrite",
-                                  properties=properties)
+                    try:
+                        df.write.jdbc(cfg.jdbc_url, table, mode="overwrite",
+                                      properties=properties)
+                    except Exception as exc:  # Py4J's, carrying the driver's
+                        raise ExportError(f"copying {day} to the warehouse failed: "
+                                          f"{reason(exc)}; its tables are unchanged") from exc
             with stage.step("swap"):
                 inserted = _swap(spark, cfg, properties, staged, day,
                                  lambda table: only_source(spark, table))
@@ -117,35 +142,48 @@ def _swap(spark: SparkSession, cfg: ExportConfig, properties: dict[str, str],
           staged: dict[str, str], day: str, old_source: Callable[[str], str]
           ) -> dict[str, int]:
     """Replace the date's rows by the staged ones in one transaction; rows inserted."""
-    connection = _connection(spark, cfg.jdbc_url, properties)
     try:
-        statement = connection.createStatement()
-        keys = {cfg.table: ("score_date", *USER), cfg.items_table: ("score_date", *USER, "rank")}
-        statement.execute(ddl(cfg.table, SCORE_COLUMNS, keys[cfg.table]))
-        statement.execute(ddl(cfg.items_table, ITEM_COLUMNS, keys[cfg.items_table]))
-        for column in ADDED_COLUMNS:
-            statement.execute(f"ALTER TABLE {cfg.table} ADD COLUMN IF NOT EXISTS {column} "
-                              f"{SCORE_COLUMNS[column]}")
-        for table, table_keys in keys.items():
-            _scope_by_source(connection, table, table_keys, old_source)
-        connection.setAutoCommit(False)
-        try:
-            inserted = {}
-            for name, table, columns in (("items", cfg.items_table, ITEM_COLUMNS),
-                                         ("scores", cfg.table, SCORE_COLUMNS)):
-                names = ", ".join(columns)
-                statement.executeUpdate(f"DELETE FROM {table} WHERE score_date = DATE '{day}'")
-                inserted[name] = int(statement.executeUpdate(
-                    f"INSERT INTO {table} ({names}) SELECT {names} FROM {staged[table]}"))
-            connection.commit()
-        except Exception as exc:
-            connection.rollback()
-            raise ExportError(f"the warehouse refused the export of {day} to {cfg.table}: "
-                              f"{str(exc).splitlines()[0][:300]}; its tables are unchanged"
-                              ) from exc
-        return inserted
+        connection = _connection(spark, cfg.jdbc_url, properties)
+    except Exception as exc:
+        raise ExportError(f"cannot connect to the warehouse at {cfg.jdbc_url.split('?')[0]}: "
+                          f"{reason(exc)}") from exc
+    try:
+        return _replace(connection, cfg, staged, day, old_source)
+    except ExportError:
+        raise
+    except Exception as exc:
+        raise ExportError(f"the warehouse refused the export of {day} to {cfg.table}: "
+                          f"{reason(exc)}; its tables are unchanged") from exc
     finally:
         connection.close()
+
+
+def _replace(connection: Any, cfg: ExportConfig, staged: dict[str, str], day: str,
+             old_source: Callable[[str], str]) -> dict[str, int]:
+    """`_swap`'s statements on an open connection."""
+    statement = connection.createStatement()
+    keys = {cfg.table: ("score_date", *USER), cfg.items_table: ("score_date", *USER, "rank")}
+    statement.execute(ddl(cfg.table, SCORE_COLUMNS, keys[cfg.table]))
+    statement.execute(ddl(cfg.items_table, ITEM_COLUMNS, keys[cfg.items_table]))
+    for column in ADDED_COLUMNS:
+        statement.execute(f"ALTER TABLE {cfg.table} ADD COLUMN IF NOT EXISTS {column} "
+                          f"{SCORE_COLUMNS[column]}")
+    for table, table_keys in keys.items():
+        _scope_by_source(connection, table, table_keys, old_source)
+    connection.setAutoCommit(False)
+    try:
+        inserted = {}
+        for name, table, columns in (("items", cfg.items_table, ITEM_COLUMNS),
+                                     ("scores", cfg.table, SCORE_COLUMNS)):
+            names = ", ".join(columns)
+            statement.executeUpdate(f"DELETE FROM {table} WHERE score_date = DATE '{day}'")
+            inserted[name] = int(statement.executeUpdate(
+                f"INSERT INTO {table} ({names}) SELECT {names} FROM {staged[table]}"))
+        connection.commit()
+    except Exception:
+        connection.rollback()
+        raise
+    return inserted
 
 
 def _scope_by_source(connection: Any, table: str, keys: tuple[str, ...],
