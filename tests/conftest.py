@@ -100,14 +100,14 @@ UNITS = (
     # the generated training examples and the model trained on them
     ("generated", ("tests/integration/test_scoring.py",
                    "tests/integration/test_training.py")),
-    # the real samples' states (rees46_day, rees46_all, taobao_all)
-    ("real", ("tests/integration/test_dq_gates.py", "tests/integration/test_features_real.py",
-              "tests/integration/test_real_data.py", "tests/integration/test_invoke.py",
-              "tests/integration/test_scoring.py::test_real_samples")),
     ("days", ("tests/integration/test_bad_inputs.py", "tests/integration/test_delta_io.py",
               "tests/integration/test_generated_days.py", "tests/integration/test_sources.py",
               "tests/integration/test_sources_to_scores.py",
               "tests/integration/test_staging.py")),
+    # the real samples' states (rees46_day, rees46_all, taobao_all)
+    ("real", ("tests/integration/test_dq_gates.py", "tests/integration/test_features_real.py",
+              "tests/integration/test_real_data.py", "tests/integration/test_invoke.py",
+              "tests/integration/test_scoring.py::test_real_samples")),
     ("kills", ("tests/integration/test_kills.py",)),
     ("time-zones", ("tests/integration/test_time_zones.py",)),
     ("cli", ("tests/integration/test_cli.py",)),
