@@ -72,6 +72,7 @@ TASK_TIMEOUTS = {
     "train_or_tune": timedelta(minutes=10), "train": timedelta(hours=12),
     "tune": timedelta(hours=24),  # its trials stop at params.tune_timeout_s (3 h by default)
     "evaluate": timedelta(hours=2), "promote": timedelta(minutes=30),
+    "maintain": timedelta(hours=6),
 }
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 

@@ -78,13 +78,15 @@ TAOBAO_FILE = SHARED_DATA / "taobao_userbehavior_subset" / "UserBehavior_subset1
 
 
 # Units of work for `--dist loadgroup`, in the order the two workers take them: longest first
-# (worker-seconds in the rehearsal of 2026-12-07 on this machine: the cluster with the demo
-# and its readers 881, generated 723, real 607, the training DAG's two Sundays 429, days 241,
-# kills 202, time zones 116, cli 104; the unit tests, `in-process`, 90, go last), each worker
-# taking the next when it runs short. A worker takes its next unit while it runs the last test
-# of the one before, so a short unit placed after a long one-test unit waits behind it: with
-# the weekly unit after kills, the time-zone test queued behind it on one worker while the
-# other ran out of work 350 s before the end. Each unit runs whole on one worker, so what its
+# (worker-seconds in the rehearsal of 2026-12-08 on this machine: the cluster with both DAGs,
+# the demo and its readers 1,248, generated 872, real 624, days 349, kills 233, time zones
+# 215, cli 170, dags 79; the unit tests, `in-process`, 101, go last; a unit running beside the
+# cluster test takes up to half again as long: real took 392 s beside the generated unit in
+# the rehearsal before), each worker taking the next when it runs short. A worker takes its
+# next unit while it runs the last test of the one before, so a short unit placed after a
+# long one-test unit waits behind it: with the (since merged) weekly unit after kills, the
+# time-zone test queued behind it on one worker while the other ran out of work 350 s before
+# the end. Each unit runs whole on one worker, so what its
 # tests share (a session-wide warehouse state, the demo's warehouse, a cluster) is built once;
 # tests of different units share nothing but the Spark session, and each starts from a
 # warehouse of its own (`empty_warehouse` or a restored state). A test belongs to the unit of

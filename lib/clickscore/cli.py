@@ -29,6 +29,7 @@ from typing import Any
 from clickscore.core.commands import Command, build_parser, config_from_arguments
 from clickscore.core.config import resolve_data_root
 from clickscore.core.errors import ClickscoreError
+from clickscore.core.files import private_files
 from clickscore.core.logs import configure_logging
 
 COMMAND_MODULES = (
@@ -42,6 +43,7 @@ COMMAND_MODULES = (
     "clickscore.scoring.config",
     "clickscore.export.config",
     "clickscore.report.config",
+    "clickscore.maintain.config",
     "clickscore.core.sql",
 )
 
@@ -150,6 +152,7 @@ def _session(data_root: str, name: str) -> Any:
 def main(argv: Sequence[str] | None = None) -> int:
     """The console script: logging for a process of its own, then `invoke`."""
     arguments = sys.argv[1:] if argv is None else list(argv)
+    private_files()  # before anything is written: files for their owner and group only
     configure_logging(verbose="--verbose" in arguments or "-v" in arguments)
     return invoke(arguments, capture=False).exit_code
 

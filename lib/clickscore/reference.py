@@ -27,6 +27,11 @@ ENVIRONMENT = (
                                 "spark-submit's `--master` wins"),
     ("CLICKSCORE_DRIVER_MEMORY", "`spark.driver.memory` for a local run (default `4g`)"),
     ("CLICKSCORE_SPARK_LOG_LEVEL", "Spark's log level (default `WARN`; `--verbose` shows INFO)"),
+    ("CLICKSCORE_LOCAL_DIR", "for a data root on an object store: the shared local folder of "
+                             "its catalog, lock, MLflow store, checkpoints, reports and GX "
+                             "project"),
+    ("CLICKSCORE_UMASK", "the umask of every file a process creates (default `007`: owner and "
+                         "group only; Spark's files follow it too)"),
     ("CLICKSCORE_CATALOG_WAIT_S", "how long a process waits for a busy embedded catalog "
                                   "(default 300 s)"),
     ("CLICKSCORE_CLASS_ARCHIVE", "`off`: local Spark drivers start without the class-data "

@@ -51,9 +51,14 @@ def dags_test(home: Path, env: dict[str, str], dag_id: str, logical_date: str,
     """`airflow dags test DAG_ID LOGICAL_DATE`: one run of the DAG in this process, its tasks
     one after another. `skip`: a regex of tasks Airflow marks succeeded without running them
     (--mark-success-pattern); `conf`: the run's parameters (-c)."""
-    return airflow_cli(home, env, "dags", "test", dag_id, logical_date,
+    done = airflow_cli(home, env, "dags", "test", dag_id, logical_date,
                        *(["--mark-success-pattern", skip] if skip else []),
                        *(["-c", json.dumps(conf)] if conf else []), timeout=timeout)
+    # kept beside the Airflow home: a task's log lines (when each started and ended) for a
+    # run that passed too
+    log = home / f"dags-test-{dag_id}-{logical_date[:10]}-{len(list(home.glob('dags-test-*')))}"
+    log.with_suffix(".log").write_text(done.stdout + done.stderr)
+    return done
 
 
 def task_states(home: Path, env: dict[str, str], dag_id: str) -> tuple[str, dict[str, str]]:

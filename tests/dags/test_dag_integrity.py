@@ -38,7 +38,8 @@ def chain(dag: dict) -> list[str | tuple[str, ...]]:
 
 def test_the_folder_parses_with_no_io_and_no_spark(parsed_dags):
     assert parsed_dags["import_errors"] == {}
-    assert sorted(parsed_dags["dags"]) == ["clickscore_daily", "clickscore_train"]
+    assert sorted(parsed_dags["dags"]) == ["clickscore_daily", "clickscore_maintain",
+                                           "clickscore_train"]
     # what keeps parsing fast is what a file does at import: no file opened, no Spark. The
     # seconds per file (parsed_dags["files_s"]) are not asserted: a timed assertion failed
     # at 1.06 s for the first file (the one that imports the Spark provider) on a loaded
@@ -50,6 +51,7 @@ def test_the_folder_parses_with_no_io_and_no_spark(parsed_dags):
 @pytest.mark.parametrize(("dag_id", "tasks", "schedule", "catchup"), [
     ("clickscore_daily", DAILY, "0 0 * * *", True),
     ("clickscore_train", TRAIN, "0 3 * * 0", False),
+    ("clickscore_maintain", ["maintain"], "0 12 * * 6", False),
 ])
 def test_each_dag_is_one_chain_of_spark_submits_as_designed(parsed_dags, dag_id, tasks,
                                                             schedule, catchup):
@@ -153,7 +155,8 @@ def test_the_training_dags_cutoffs_are_days_before_its_sunday_or_units_of_unit_s
         "2017-11-25T01:36:00", "2017-11-26T02:18:00"]
 
 
-@pytest.mark.parametrize("dag_id", ["clickscore_daily", "clickscore_train"])
+@pytest.mark.parametrize("dag_id", ["clickscore_daily", "clickscore_train",
+                                    "clickscore_maintain"])
 def test_every_submitted_command_line_is_one_the_cli_accepts(parsed_dags, dag_id):
     """What each task hands spark-submit, rendered by Airflow for a run with the default
     parameters (tests/dags/dag_probe.py), parses as its job's command: an option renamed in a

@@ -32,13 +32,14 @@ CLI = [sys.executable, "-m", "clickscore.cli"]
 CLI_ENV = {"CLICKSCORE_DRIVER_MEMORY": "1g", "CLICKSCORE_SPARK_MASTER": "local[1]"}
 
 
-def run_cli(*args: str, data_root: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+def run_cli(*args: str, data_root: Path | str, timeout: int = 600,
+            cwd: Path | None = None) -> subprocess.CompletedProcess:
     """`clickscore ARGS --data-root DATA_ROOT` in a new process (its JVM with the suite's
-    options, which the environment carries: `tests.conftest.TEST_JVM_ENV`); its exit code,
-    out and err."""
+    options, which the environment carries: `tests.conftest.TEST_JVM_ENV`), in `cwd`; its
+    exit code, out and err."""
     return subprocess.run([*CLI, *args, "--data-root", str(data_root)], capture_output=True,
                           text=True, env={**os.environ, **CLI_ENV}, timeout=timeout,
-                          check=False)
+                          check=False, cwd=cwd)
 
 
 _STEPS = """import json, sys

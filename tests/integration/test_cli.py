@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,12 @@ def test_the_demo_runs_every_stage_within_its_line_budget(demo):
     the training examples' table."""
     root, demo = demo
     assert demo.returncode == 0, demo.stderr[-3000:]
+    # no file of the data root (quarantined lines, scores, the registry, run records, the
+    # lock) is readable by other users: the default umask 007, Spark's files included
+    shared = [f"{oct(p.stat().st_mode & 0o777)} {p.relative_to(root)}" for p in
+              [root, *root.rglob("*")] if p.stat().st_mode & 0o007]
+    assert shared == [], shared[:20]
+    assert any(p.suffix == ".parquet" for p in root.rglob("*"))  # Spark's files were looked at
     lines = (demo.stdout + demo.stderr).splitlines()
     assert len(lines) <= 105, "\n".join(lines)
     summaries = [line for line in lines if re.search(
@@ -89,8 +96,14 @@ def test_the_demo_runs_every_stage_within_its_line_budget(demo):
 def test_a_second_process_on_a_busy_data_root_waits_then_fails_in_one_line(tmp_path):
     """The embedded catalog admits one process: another one waits up to
     $CLICKSCORE_CATALOG_WAIT_S saying which root is busy and who holds it, then fails with one
-    line (no Derby stack traces), and runs once the root is free."""
+    line (no Derby stack traces), and runs once the root is free. The root named as a
+    `file://` URI, from other working directories (each Airflow task has its own), is the same
+    root: the same lock, one catalog, one registry."""
     root = tmp_path / "busy root"
+    uri = root.as_uri()
+    elsewhere, further = tmp_path / "a task's folder", tmp_path / "another task's"
+    elsewhere.mkdir()
+    further.mkdir()
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time\n"
          "from clickscore.core.spark import hold_data_root\n"
@@ -98,21 +111,45 @@ def test_a_second_process_on_a_busy_data_root_waits_then_fails_in_one_line(tmp_p
         stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        busy = subprocess.run([*CLI, "sql", "SELECT 41 + 1 AS answer", "--data-root", str(root)],
+        busy = subprocess.run([*CLI, "sql", "SELECT 41 + 1 AS answer", "--data-root", uri],
                               capture_output=True, text=True, timeout=300, check=False,
-                              env={**os.environ, "CLICKSCORE_CATALOG_WAIT_S": "3"})
+                              env={**os.environ, "CLICKSCORE_CATALOG_WAIT_S": "3"},
+                              cwd=elsewhere)
         assert busy.returncode == 1
         lines = (busy.stdout + busy.stderr).strip().splitlines()
         assert len(lines) == 2, lines
         assert f"data root {root.resolve()} is busy (pid {holder.pid} on " in lines[0]
-        assert lines[0].endswith("waiting up to 3 s")
+        # the holder's command, not its arguments (here the root; elsewhere maybe a secret),
+        # in a lock file that other users cannot read
+        assert lines[0].endswith(": python); waiting up to 3 s"), lines[0]
+        assert (root / ".clickscore.lock").stat().st_mode & 0o007 == 0
         assert "sql failed: data root" in lines[1] and "gave up after 3 s" in lines[1]
     finally:
         holder.kill()
         holder.wait()
-    free = run("sql", "SELECT 41 + 1 AS answer", "--format", "csv", data_root=root)
+    free = run("sql", "SELECT 41 + 1 AS answer", "--format", "csv", data_root=uri,
+               cwd=elsewhere)
     assert free.returncode == 0, free.stderr[-3000:]
     assert free.stdout.split() == ["answer", "42"]
+    listed = run("models", "list", data_root=f"file:{root}", cwd=further)
+    assert listed.returncode == 0, listed.stderr[-3000:]
+    # one catalog and one registry, in the root; nothing in the working directories
+    assert (root / "metastore_db").is_dir() and (root / "mlflow" / "mlflow.db").is_file()
+    assert [p.name for p in (*elsewhere.iterdir(), *further.iterdir())] == []
+
+
+def jvm_command_lines(marker: str) -> list[str]:
+    """The command lines of the running JVMs that mention `marker` (as `ps` shows them)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0") if proc.name.isdigit() else []
+        except OSError:  # ended meanwhile
+            continue
+        line = b" ".join(argv).decode(errors="replace")
+        if argv and argv[0].endswith(b"/java") and marker in line:
+            found.append(line)
+    return found
 
 
 def test_a_submitted_job_keeps_its_settings_and_analysts_query_by_name_while_a_job_runs(
@@ -163,6 +200,12 @@ def test_a_submitted_job_keeps_its_settings_and_analysts_query_by_name_while_a_j
     analyst = cli("sql", "SELECT coalesce(event_type, 'all') AS event_type, count(*) AS n "
                   "FROM bronze.events GROUP BY ROLLUP (event_type) ORDER BY 1", "--format",
                   "json")
+    # their JVMs' command lines, which any local user can list, carry no password
+    seen: set[str] = set()
+    while job.poll() is None and len(seen) < 2:
+        seen |= set(jvm_command_lines(str(root)))
+        time.sleep(0.2)
+    assert seen and not [c for c in seen if pg.PASSWORD in c], sorted(seen)
     grouped, err = analyst.communicate(timeout=600)
     _, job_err = job.communicate(timeout=600)
     assert job.returncode == 0, job_err[-3000:]

@@ -21,6 +21,8 @@ from clickscore.export.job import ExportError, run_export
 from clickscore.features.config import FeaturesConfig
 from clickscore.features.contract import feature_contract
 from clickscore.features.job import run_features
+from clickscore.maintain.config import MaintainConfig
+from clickscore.maintain.job import run_maintain
 from clickscore.scoring.config import ScoreConfig
 from clickscore.scoring.job import USER_SCORES, _checked_users, run_score
 from clickscore.training.config import TrainConfig
@@ -177,6 +179,30 @@ def test_scores_every_active_user_reruns_identically_and_reproduces_by_time_trav
     assert_same_rows(latest, expected)
     assert latest.where("score_date = DATE '2019-10-02'").count() > 0
     assert latest.count() == spark.table(USER_SCORES).select("user_id").distinct().count()
+
+    # maintenance within a 30-day retention: the fragmented tables are compacted, VACUUM
+    # removes nothing yet (every file here is minutes old), and reproducing the first run
+    # still gives its scores
+    kept = run_maintain(spark, MaintainConfig(run_date=LAST_DAY, data_root=data_root,
+                                              compact_min_files=4, keep_versions=1000))
+    tables = kept.details["tables"]
+    assert tables["ops.pipeline_runs"]["compacted"], tables["ops.pipeline_runs"]
+    assert tables["ops.pipeline_runs"]["files_after"] < tables["ops.pipeline_runs"]["files"]
+    assert [t for t, f in tables.items() if f["data_files_on_disk_after"] < f[
+        "data_files_on_disk"]] == []
+    run_score(spark, ScoreConfig(run_date=LAST_DAY, data_root=data_root,
+                                 reproduce=run[0].run_id))
+    same_scores(scores(spark, LAST_DAY), got)
+    # with no retention, VACUUM leaves a table its current files only, and it reads as before
+    # (one table: the data root's every table is the case above)
+    before_runs = spark.table("ops.pipeline_runs").count()
+    bare = run_maintain(spark, MaintainConfig(run_date=LAST_DAY, data_root=data_root,
+                                              retention=timedelta(0), keep_versions=1000,
+                                              tables="ops.pipeline_runs"))
+    runs_files = bare.details["tables"]["ops.pipeline_runs"]
+    assert runs_files["data_files_on_disk_after"] < runs_files["data_files_on_disk"], runs_files
+    assert list(bare.details["tables"]) == ["ops.pipeline_runs"]
+    assert spark.table("ops.pipeline_runs").count() == before_runs + 1  # its own run
 
 
 def test_export_copies_a_date_and_its_top_items_to_postgresql_replacing_it(

@@ -76,6 +76,75 @@ def test_data_root_comes_from_argument_then_environment_then_default(monkeypatch
     assert resolve_data_root() == str(tmp_path / ".clickscore")
 
 
+def test_a_file_uri_root_is_its_path_and_a_remote_root_keeps_its_local_parts_in_one_place(
+        monkeypatch, tmp_path):
+    """`file:///lake` is `/lake` from any working directory (one catalog, one registry, one
+    lock); an s3a:// root's catalog, lock, MLflow store, checkpoints, reports and GX project
+    live under $CLICKSCORE_LOCAL_DIR, or the command fails in one line."""
+    from clickscore import registry
+    from clickscore.core import spark as core_spark
+    from clickscore.core.config import local_dir
+    from clickscore.core.errors import DataRootError
+    from clickscore.dq.context import dq_dir
+
+    lake = tmp_path / "my lake"
+    for cwd in (tmp_path, tmp_path / "elsewhere"):
+        cwd.mkdir(exist_ok=True)
+        monkeypatch.chdir(cwd)
+        for uri in (lake.as_uri(), f"file:{lake}", f"file://localhost{lake}"):
+            assert resolve_data_root(uri) == str(lake), uri
+    with pytest.raises(ValueError, match="a file: data root names a local path"):
+        resolve_data_root("file://otherhost/lake")
+    monkeypatch.delenv(registry.MLFLOW_URI_ENV, raising=False)
+    monkeypatch.delenv("CLICKSCORE_METASTORE_URL", raising=False)
+    monkeypatch.delenv("CLICKSCORE_DQ_DIR", raising=False)
+    assert registry.tracking_uri(str(lake)) == f"sqlite:///{lake}/mlflow/mlflow.db"
+
+    remote = "s3a://bucket/lake"
+    monkeypatch.delenv("CLICKSCORE_LOCAL_DIR", raising=False)
+    with pytest.raises(DataRootError, match=r"^data root s3a://bucket/lake is a URI, and mlflow "
+                       r"needs a local folder: set \$CLICKSCORE_LOCAL_DIR to one that every "
+                       r"process of this deployment shares"):
+        registry.tracking_uri(remote)
+    with pytest.raises(DataRootError, match="the embedded catalog and its lock needs"):
+        core_spark.local_defaults(remote)
+    shared = tmp_path / "mount"
+    monkeypatch.setenv("CLICKSCORE_LOCAL_DIR", str(shared))
+    assert registry.tracking_uri(remote) == f"sqlite:///{shared}/mlflow/mlflow.db"
+    assert core_spark.local_defaults(remote)[core_spark.DERBY_URL_KEY] == (
+        f"jdbc:derby:;databaseName={shared}/metastore_db;create=true")
+    assert core_spark.local_defaults(remote)["spark.sql.warehouse.dir"] == f"{remote}/warehouse"
+    assert dq_dir(remote) == shared / "dq"
+    assert local_dir(remote, "reports") == shared / "reports"
+
+
+def test_a_copied_data_root_reads_its_own_model_files(monkeypatch, tmp_path):
+    """MLflow's SQLite store records absolute artifact URIs: a data root copied elsewhere (a
+    backup restored, a move) reads the files of its own copy, not the original's."""
+    import shutil
+
+    import mlflow
+
+    from clickscore import registry
+
+    monkeypatch.delenv(registry.MLFLOW_URI_ENV, raising=False)
+    original, copy = tmp_path / "original", tmp_path / "restored"
+    registry.client(str(original))
+    with mlflow.start_run() as run:
+        mlflow.log_text("the original's", "bundle/weights.txt")
+    source = f"{run.info.artifact_uri}/bundle"
+    assert source.startswith((original / "mlflow" / "artifacts").as_uri())
+    shutil.copytree(original, copy)
+    (original / "mlflow" / "artifacts").rename(tmp_path / "gone")  # the original is gone
+    mine = registry.own_artifacts(str(copy), source)
+    assert mine.startswith((copy / "mlflow" / "artifacts").as_uri())
+    folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=mine))
+    assert (folder / "weights.txt").read_text() == "the original's"
+    # a tracking server's URIs are its own
+    monkeypatch.setenv(registry.MLFLOW_URI_ENV, "http://mlflow.example:5000")
+    assert registry.own_artifacts(str(copy), source) == source
+
+
 def test_table_ddl_comes_from_the_contract():
     ddl = table_schema("bronze.events").ddl()
     assert ddl.startswith("CREATE TABLE IF NOT EXISTS bronze.events (")
@@ -183,3 +252,47 @@ def test_spark_jvms_start_from_the_class_archive_and_a_stale_one_is_ignored_sile
     assert core_spark.class_archive_options() == []
     assert "SharedArchiveFile" not in core_spark.local_defaults(str(tmp_path))[
         "spark.driver.extraJavaOptions"]
+
+
+def test_a_run_writes_for_owner_and_group_and_no_secret_reaches_confs_or_the_lock(
+        tmp_path, monkeypatch):
+    """Files a process creates follow $CLICKSCORE_UMASK (007 by default), and so do Spark's
+    (Hadoop's umask); the shared metastore's password is no Spark conf (they reach the JVM's
+    command line); a busy data root names its holder's command, not its arguments."""
+    from clickscore.core import files
+    from clickscore.core import spark as core_spark
+
+    before = os.umask(0o022)
+    try:
+        assert core_spark.local_defaults(str(tmp_path))[
+            "spark.hadoop.fs.permissions.umask-mode"] == "007"
+        (tmp_path / "default").write_text("x")
+        monkeypatch.setenv(files.UMASK_ENV, "027")
+        assert core_spark.local_defaults(str(tmp_path))[
+            "spark.hadoop.fs.permissions.umask-mode"] == "027"
+        (tmp_path / "group-reads").write_text("x")
+        (tmp_path / "folder").mkdir()
+        assert [oct((tmp_path / n).stat().st_mode & 0o777)
+                for n in ("default", "group-reads", "folder")] == ["0o660", "0o640", "0o750"]
+        monkeypatch.setenv(files.UMASK_ENV, "u=rwx")
+        with pytest.raises(ValueError, match="must be an octal umask such as 007"):
+            files.private_files()
+    finally:
+        os.umask(before)
+
+    monkeypatch.setenv("CLICKSCORE_METASTORE_PASSWORD", "s3cret")
+    settings = core_spark.shared_metastore("jdbc:postgresql://db:5432/metastore")
+    assert "s3cret" not in str(settings) and core_spark.metastore_password() == "s3cret"
+    secret_file = tmp_path / "metastore-password"
+    secret_file.write_text("from-a-file\n")
+    monkeypatch.setenv("CLICKSCORE_METASTORE_PASSWORD_FILE", str(secret_file))
+    assert core_spark.metastore_password() == "from-a-file"
+
+    for argv, name in ((["/venv/bin/clickscore", "export", "--jdbc-url", "jdbc:x"],
+                        "clickscore export"),
+                       (["/repo/lib/clickscore/cli.py", "sessionize", "--run-date", "d"],
+                        "clickscore sessionize"),
+                       (["jobs/ingest.py", "--input", "/landing/x"], "ingest.py"),
+                       (["-c", "/secret/root"], "python")):
+        monkeypatch.setattr(sys, "argv", argv)
+        assert core_spark.command_name() == name

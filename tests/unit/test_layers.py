@@ -16,7 +16,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("stage runner", frozenset({"runner"})),
     ("shared services", frozenset({"registry"})),
     ("stages", frozenset({"ingest", "sessionize", "features", "training", "scoring", "export",
-                          "report", "audit"})),
+                          "report", "audit", "maintain"})),
     ("commands", frozenset({"cli", "demo", "reference"})),
 )
 

@@ -10,9 +10,11 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Literal
+from urllib.parse import unquote, urlparse
 
 DATA_ROOT_ENV = "CLICKSCORE_DATA_ROOT"
 DEFAULT_DATA_ROOT = ".clickscore"
+LOCAL_DIR_ENV = "CLICKSCORE_LOCAL_DIR"
 
 _URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 
@@ -55,13 +57,45 @@ def parse_timestamp(text: str) -> datetime:
 def resolve_data_root(value: str | None = None) -> str:
     """The data root: the argument, else $CLICKSCORE_DATA_ROOT, else ./.clickscore.
 
-    Local paths are made absolute so that every process (and Derby) sees the same place;
-    URIs (s3a://, abfss://, file://) are kept as given.
+    Local paths are made absolute so that every process (and Derby) sees the same place; a
+    `file:` URI is such a path (`file:///lake` is `/lake`: one catalog, one registry, one lock
+    whatever the working directory); other URIs (s3a://, abfss://) are kept as given, their
+    local parts under $CLICKSCORE_LOCAL_DIR (`local_dir`).
     """
     root = value or os.environ.get(DATA_ROOT_ENV) or DEFAULT_DATA_ROOT
-    if _URI.match(root):
+    if root.startswith("file:"):
+        parsed = urlparse(root)
+        if parsed.netloc not in ("", "localhost"):
+            raise ValueError(f"a file: data root names a local path, got host "
+                             f"{parsed.netloc!r} in {root!r}")
+        root = unquote(parsed.path)
+    elif _URI.match(root):
         return root.rstrip("/")
     return str(Path(root).expanduser().resolve())
+
+
+def is_uri(data_root: str) -> bool:
+    """Whether a (resolved) data root is on a remote file system (s3a://, abfss://, ...)."""
+    return bool(_URI.match(data_root))
+
+
+def local_dir(data_root: str, *parts: str | Path) -> Path:
+    """A place of the data root's that needs a local (or mounted) file system: the embedded
+    catalog and its lock, the MLflow store, training checkpoints, reports, the GX project. A
+    local data root holds them; a URI root keeps them under $CLICKSCORE_LOCAL_DIR, which every
+    process of the deployment must share (a mount), or fails in one line."""
+    if not is_uri(data_root):
+        return Path(data_root, *parts)
+    base = os.environ.get(LOCAL_DIR_ENV)
+    if not base:
+        from clickscore.core.errors import DataRootError
+
+        what = "/".join(str(p) for p in parts) or "the embedded catalog and its lock"
+        raise DataRootError(
+            f"data root {data_root} is a URI, and {what} needs a local folder: set "
+            f"${LOCAL_DIR_ENV} to one that every process of this deployment shares (a "
+            "mount), or use a local or file:// data root")
+    return Path(base, *parts)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,12 @@ class InputNotFoundError(ClickscoreError):
         self.path = path
 
 
+class DataRootError(ClickscoreError):
+    """A part of the data root that must be local (the embedded catalog and its lock, the
+    MLflow store, checkpoints, reports) has no local place: the root is a URI and
+    $CLICKSCORE_LOCAL_DIR is not set."""
+
+
 class CatalogBusyError(ClickscoreError):
     """Another process holds a data root's embedded catalog for longer than we wait."""
 

@@ -27,7 +27,9 @@ from urllib.parse import urlparse
 from pyspark import SparkConf, SparkContext
 from pyspark.sql import SparkSession
 
+from clickscore.core.config import local_dir
 from clickscore.core.errors import CatalogBusyError
+from clickscore.core.files import private_files
 from clickscore.core.logs import SPARK_LOG_LEVEL_ENV
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,7 @@ CATALOG_WAIT_ENV = "CLICKSCORE_CATALOG_WAIT_S"
 CATALOG_WAIT_DEFAULT_S = 300.0
 DERBY_URL_KEY = "spark.hadoop.javax.jdo.option.ConnectionURL"  # the metastore's JDBC URL
 METASTORE_URL_ENV = "CLICKSCORE_METASTORE_URL"
+METASTORE_PASSWORD_KEY = "javax.jdo.option.ConnectionPassword"
 _held: dict[str, object] = {}  # data root -> its open lock file, held for the process's life
 
 # Static settings: they take effect only when the JVM / SparkContext starts.
@@ -83,18 +86,19 @@ def local_defaults(data_root: str, *, ui: bool = False) -> dict[str, str]:
         "spark.ui.showConsoleProgress": "false",
         # executors' Python workers convert timestamps in their process's time zone too
         "spark.executorEnv.TZ": "UTC",
+        # Hadoop's local file system sets each file's mode itself, from its own umask
+        "spark.hadoop.fs.permissions.umask-mode": f"{private_files():03o}",
     }
     java_options = [f"-Dlog4j2.configurationFile={LOG4J2_CONFIG.as_uri()}",
                     "-Duser.timezone=UTC", *class_archive_options()]
     shared = os.environ.get(METASTORE_URL_ENV)
     if shared:
         conf.update(shared_metastore(shared))
-    elif is_local_root:
-        conf[DERBY_URL_KEY] = (
-            f"jdbc:derby:;databaseName={data_root}/metastore_db;create=true"
-        )
+    else:  # the embedded catalog: in the data root, or a URI root's local folder
+        home = data_root if is_local_root else str(local_dir(data_root))
+        conf[DERBY_URL_KEY] = f"jdbc:derby:;databaseName={home}/metastore_db;create=true"
         # quoted: a data root may hold spaces
-        java_options.insert(0, f"\"-Dderby.system.home={data_root}\"")
+        java_options.insert(0, f"\"-Dderby.system.home={home}\"")
     conf["spark.driver.extraJavaOptions"] = " ".join(java_options)
     return conf
 
@@ -114,13 +118,12 @@ def shared_metastore(url: str) -> dict[str, str]:
     `jdbc:postgresql://` URL) that many processes use at once: jobs and analysts' queries on
     one data root. Credentials come from `$CLICKSCORE_METASTORE_USER` and
     `$CLICKSCORE_METASTORE_PASSWORD` (or a file named by `$CLICKSCORE_METASTORE_PASSWORD_FILE`),
-    never from the command line. The metastore's tables are created on first use."""
+    never from the command line. The metastore's tables are created on first use. The
+    password is not among these settings: Spark confs reach the JVM's command line (which
+    every local user can list) and any session's `spark.conf`; `get_spark` hands it to the
+    session's Hadoop configuration once the JVM is up (`metastore_password`)."""
     if not url.startswith("jdbc:postgresql://"):
         raise ValueError(f"{METASTORE_URL_ENV} must be a jdbc:postgresql:// URL, got {url!r}")
-    password = os.environ.get("CLICKSCORE_METASTORE_PASSWORD", "")
-    password_file = os.environ.get("CLICKSCORE_METASTORE_PASSWORD_FILE")
-    if password_file:
-        password = Path(password_file).read_text().strip()
     hadoop = "spark.hadoop."
     # the metastore client finds its JDBC driver through java.sql.DriverManager, which sees
     # the JVM's class path only, not the jars Spark adds (under spark-submit:
@@ -133,7 +136,6 @@ def shared_metastore(url: str) -> dict[str, str]:
         f"{hadoop}javax.jdo.option.ConnectionDriverName": "org.postgresql.Driver",
         f"{hadoop}javax.jdo.option.ConnectionUserName":
             os.environ.get("CLICKSCORE_METASTORE_USER", "clickscore"),
-        f"{hadoop}javax.jdo.option.ConnectionPassword": password,
         # the metastore's tables and columns are created on first use; not its foreign keys:
         # DataNucleus adds them on a second connection and waits forever for a lock its own
         # first connection holds (measured: a CREATE TABLE hung 10 minutes in
@@ -143,6 +145,15 @@ def shared_metastore(url: str) -> dict[str, str]:
         f"{hadoop}datanucleus.schema.autoCreateConstraints": "false",
         f"{hadoop}hive.metastore.schema.verification": "false",
     }
+
+
+def metastore_password() -> str:
+    """The shared metastore's password: `$CLICKSCORE_METASTORE_PASSWORD`, or the file named by
+    `$CLICKSCORE_METASTORE_PASSWORD_FILE`."""
+    password_file = os.environ.get("CLICKSCORE_METASTORE_PASSWORD_FILE")
+    if password_file:
+        return Path(password_file).read_text().strip()
+    return os.environ.get("CLICKSCORE_METASTORE_PASSWORD", "")
 
 
 def recorded_jars() -> list[str] | None:
@@ -187,7 +198,8 @@ def hold_data_root(data_root: str, wait_s: float | None = None) -> None:
     wait_s = float(os.environ.get(CATALOG_WAIT_ENV, CATALOG_WAIT_DEFAULT_S)
                    if wait_s is None else wait_s)
     Path(root).mkdir(parents=True, exist_ok=True)
-    lock = open(Path(root) / ".clickscore.lock", "a+")  # noqa: SIM115 - held until exit
+    descriptor = os.open(Path(root) / ".clickscore.lock", os.O_RDWR | os.O_CREAT, 0o660)
+    lock = open(descriptor, "a+")  # noqa: SIM115 - held until exit
     deadline = time.monotonic() + wait_s
     said = False
     while True:
@@ -207,10 +219,22 @@ def hold_data_root(data_root: str, wait_s: float | None = None) -> None:
             time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
     lock.seek(0)
     lock.truncate()
-    lock.write(f"pid {os.getpid()} on {socket.gethostname()}: "
-               f"{' '.join(Path(a).name if i == 0 else a for i, a in enumerate(sys.argv))}"[:300])
+    lock.write(f"pid {os.getpid()} on {socket.gethostname()}: {command_name()}"[:300])
     lock.flush()
     _held[root] = lock
+
+
+def command_name() -> str:
+    """This process's program and command (`clickscore sessionize`, `ingest.py`), without its
+    arguments: what a busy data root says about its holder (an argument may be a secret)."""
+    program = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    program = {"cli.py": "clickscore", "__main__.py": "clickscore", "-c": "python",
+               "": "python"}.get(program, program)
+    words = [program]
+    if len(sys.argv) > 1 and sys.argv[1].replace("-", "").isalpha() \
+            and not sys.argv[1].startswith("-"):
+        words.append(sys.argv[1])
+    return " ".join(words)
 
 
 def holds_data_root() -> bool:
@@ -262,9 +286,15 @@ def get_spark(
             builder = configure_spark_with_delta_pip(builder,
                                                      extra_packages=list(JDBC_PACKAGES))
     if wanted.get(DERBY_URL_KEY, "").startswith("jdbc:derby:"):
-        hold_data_root(data_root)  # before Derby boots: the embedded catalog admits one process
+        # before Derby boots: the embedded catalog admits one process
+        hold_data_root(str(local_dir(data_root)))
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(os.environ.get(SPARK_LOG_LEVEL_ENV, "WARN"))
+    if os.environ.get(METASTORE_URL_ENV):
+        # before the catalog's first use (the CREATE DATABASE below) makes the metastore
+        # client, which reads the shared state's Hadoop configuration; never a Spark conf
+        jsession = spark._jsparkSession  # type: ignore[attr-defined]
+        jsession.sharedState().hadoopConf().set(METASTORE_PASSWORD_KEY, metastore_password())
     for database in DATABASES:
         spark.sql(f"CREATE DATABASE IF NOT EXISTS {database}")
     log.debug("spark %s master=%s submitted=%s shuffle.partitions=%s warehouse=%s code=%s",

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, time, timedelta
-from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from clickscore.core.config import RunDate, parse_windows
+from clickscore.core.config import RunDate, local_dir, parse_windows
 from clickscore.core.display import print_query
 from clickscore.demo.config import DemoConfig, GenerateConfig
 from clickscore.demo.generator import generate
@@ -34,7 +33,7 @@ def run_demo(spark: SparkSession, cfg: DemoConfig) -> None:
     each day, build training examples, train and register a model, score the last day, print
     a summary and write the last day's run report."""
     data_root = cfg.data_root
-    landing = Path(data_root) / "landing" / "demo"
+    landing = local_dir(data_root, "landing", "demo")
     gen = GenerateConfig(output_dir=str(landing), days=cfg.days, users=cfg.users,
                          seed=cfg.seed)
     manifest = generate(gen)

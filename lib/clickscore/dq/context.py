@@ -20,6 +20,8 @@ from great_expectations.data_context import FileDataContext
 from great_expectations.data_context.types.base import ProgressBarsConfig
 from great_expectations.datasource.fluent import SparkDatasource
 
+from clickscore.core.config import local_dir
+
 DQ_DIR_ENV = "CLICKSCORE_DQ_DIR"
 # `off` keeps every validation result but renders no Data Docs HTML (test sessions that do
 # not look at the pages, a cluster that renders them elsewhere); anything else renders them.
@@ -35,9 +37,7 @@ def dq_dir(data_root: str) -> Path:
     """Where the GX project of `data_root` lives."""
     if os.environ.get(DQ_DIR_ENV):
         return Path(os.environ[DQ_DIR_ENV])
-    if "://" in data_root:
-        return Path.home() / ".clickscore" / "dq"
-    return Path(data_root) / "dq"
+    return local_dir(data_root, "dq")
 
 
 def data_docs_index(data_root: str) -> Path:

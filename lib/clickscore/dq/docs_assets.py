@@ -123,7 +123,15 @@ def localize_pages(site_dir: Path, since: float = 0.0) -> int:
         return 0
     vendor = site_dir / "static" / "vendor"
     if not vendor.exists():
-        shutil.copytree(source, vendor)
+        # contents only: modes (the venv's files are world-readable) follow this process's
+        # umask, as every file of the data root does
+        for path in sorted(source.rglob("*")):
+            copy = vendor / path.relative_to(source)
+            if path.is_dir():
+                copy.mkdir(parents=True, exist_ok=True)
+            else:
+                copy.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, copy)
     changed = 0
     for page in site_dir.rglob("*.html"):
         if page.stat().st_mtime < since:

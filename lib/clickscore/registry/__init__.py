@@ -23,6 +23,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from clickscore.core.config import local_dir
 from clickscore.core.errors import ClickscoreError
 from clickscore.registry.config import ModelsListConfig, PromoteConfig
 
@@ -56,7 +57,7 @@ class ModelRegistryError(ClickscoreError):
 def tracking_uri(data_root: str) -> str:
     if os.environ.get(MLFLOW_URI_ENV):
         return os.environ[MLFLOW_URI_ENV]
-    folder = Path(data_root) / "mlflow"
+    folder = local_dir(data_root, "mlflow")
     folder.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{folder.resolve() / 'mlflow.db'}"
 
@@ -72,7 +73,7 @@ def client(data_root: str) -> Any:
     if mlflow.get_experiment_by_name(EXPERIMENT) is None:
         artifacts = None
         if not os.environ.get(MLFLOW_URI_ENV):
-            artifacts = (Path(data_root) / "mlflow" / "artifacts").resolve().as_uri()
+            artifacts = local_dir(data_root, "mlflow", "artifacts").resolve().as_uri()
         mlflow.create_experiment(EXPERIMENT, artifact_location=artifacts)
     mlflow.set_experiment(EXPERIMENT)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
@@ -107,6 +108,21 @@ def resolve_version(data_root: str, version: str | int) -> Any:
         ) from exc
 
 
+ARTIFACTS = "/mlflow/artifacts/"
+
+
+def own_artifacts(data_root: str, source: str) -> str:
+    """Where a version's files are in this data root. The embedded store records absolute
+    artifact URIs (`file:///old/place/mlflow/artifacts/...`): a data root copied, restored or
+    moved elsewhere would read the original place's files (or none, once it is gone). Such a
+    URI is read from this root's own `mlflow/artifacts`; a tracking server's are kept."""
+    if os.environ.get(MLFLOW_URI_ENV) or not source.startswith("file:") \
+            or ARTIFACTS not in source:
+        return source
+    inside = source.split(ARTIFACTS, 1)[1]
+    return f"{local_dir(data_root, 'mlflow', 'artifacts').resolve().as_uri()}/{inside}"
+
+
 def register(mlflow_client: Any, source: str, run_id: str, tags: dict[str, str]) -> str:
     """A new version of the model whose files are at `source` (a run's artifact folder
     holding BUNDLE_FILE), with `tags`; its number."""
@@ -126,7 +142,8 @@ def load_bundle(data_root: str, version: str) -> tuple[Any, Any]:
     found = resolve_version(data_root, version)
     what = f"model version {found.version} of {MODEL_NAME}"
     try:
-        folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=found.source))
+        folder = Path(mlflow.artifacts.download_artifacts(
+            artifact_uri=own_artifacts(data_root, found.source)))
         path = folder / BUNDLE_FILE
         if not path.is_file():
             raise ModelRegistryError(f"{what} cannot be loaded: it holds no {BUNDLE_FILE} "

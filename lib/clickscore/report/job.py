@@ -16,6 +16,7 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
 from pyspark.sql import SparkSession
 
+from clickscore.core.config import local_dir
 from clickscore.core.errors import ClickscoreError
 from clickscore.report import plots, queries
 from clickscore.report.config import ReportConfig
@@ -43,7 +44,7 @@ class Section:
 def report_path(cfg: ReportConfig) -> Path:
     if cfg.output:
         return Path(cfg.output)
-    return Path(cfg.data_root) / "reports" / f"report-{cfg.run_date.isoformat()}.html"
+    return local_dir(cfg.data_root, "reports") / f"report-{cfg.run_date.isoformat()}.html"
 
 
 def run_report(spark: SparkSession, cfg: ReportConfig) -> str:

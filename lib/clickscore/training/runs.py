@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from clickscore.core.config import local_dir
 from clickscore.core.errors import ClickscoreError
 from clickscore.training.config import TrainConfig
 
@@ -73,7 +74,7 @@ def _write(folder: Path, record: dict[str, Any]) -> None:
 def runs(data_root: str) -> list[TrainingRun]:
     """Every recorded training run under the data root, newest first."""
     found = []
-    for record in (Path(data_root) / RUNS_FOLDER).glob(f"*/{RECORD}"):
+    for record in local_dir(data_root, RUNS_FOLDER).glob(f"*/{RECORD}"):
         try:
             found.append(TrainingRun(record.parent, json.loads(record.read_text())))
         except (OSError, ValueError):  # a torn record: not a run to resume
@@ -91,7 +92,7 @@ def start(cfg: TrainConfig, training_set: str, run_id: str) -> TrainingRun:
     record = {"run_id": run_id, "digest": digest, "training_set": training_set,
               "settings": settings, "started_at": datetime.now(UTC).isoformat(),
               "finished": False}
-    folder = Path(cfg.data_root) / RUNS_FOLDER / run_id
+    folder = local_dir(cfg.data_root, RUNS_FOLDER, run_id)
     _write(folder, record)
     return TrainingRun(folder, record)
 
@@ -111,7 +112,7 @@ def _resumable(data_root: str, digest: str, settings: dict[str, Any],
             "nothing to resume (train without --resume starts a new run)")
     if not every:
         raise TrainingRunError(f"train --resume: no training run under "
-                               f"{Path(data_root) / RUNS_FOLDER} to resume")
+                               f"{local_dir(data_root, RUNS_FOLDER)} to resume")
     newest = every[0]
     differs = _differences(newest.record.get("settings", {}), settings)
     if newest.record.get("training_set") != training_set:
