@@ -3,7 +3,7 @@
 Left alone, every run adds files: Delta keeps each replaced file for time travel, small
 batches leave small files, GX keeps every validation result and its Data Docs page, training
 keeps checkpoints, killed runs leave Petastorm caches, and every trained model stays
-registered. One run (weekly, in the training DAG's week) does, in this order:
+registered. One run (weekly: the clickscore_maintain DAG, Saturdays) does, in order:
 
 1. **Compaction where it pays**: `OPTIMIZE` a table with at least `--compact-min-files` files
    averaging under `--compact-file-mb` (Delta's own bin-packing; readers are not disturbed).
@@ -47,6 +47,7 @@ from clickscore.training.runs import RECORD, runs
 
 log = logging.getLogger(__name__)
 
+
 class MaintainError(ClickscoreError):
     """A maintenance asked for something that is not there."""
 
@@ -63,18 +64,14 @@ def tables(spark: SparkSession, only: str | None = None) -> list[str]:
         wanted = [t.strip() for t in only.split(",") if t.strip()]
         unknown = sorted(set(wanted) - set(names))
         if unknown:
-            raise MaintainError(f"maintain --tables: no such table {', '.join(unknown)} (the "
-                             f"tables: {', '.join(names)})")
+            raise MaintainError(f"maintain --tables: no such table {', '.join(unknown)} "
+                                f"(the tables: {', '.join(names)})")
         names = [t for t in names if t in wanted]
     return [t for t in names if spark.catalog.tableExists(t)]
 
 
 def _detail(spark: SparkSession, table: str) -> Any:
     return spark.sql(f"DESCRIBE DETAIL {table}").first()
-
-
-def _interval(retention: timedelta) -> str:
-    return f"interval {int(retention.total_seconds() // 3600)} hours"
 
 
 def maintain_table(spark: SparkSession, table: str, cfg: MaintainConfig) -> dict[str, Any]:
@@ -86,14 +83,15 @@ def maintain_table(spark: SparkSession, table: str, cfg: MaintainConfig) -> dict
         int(before.sizeInBytes) / max(files, 1) < cfg.compact_file_mb * 1024 * 1024)
     if compacted:
         spark.sql(f"OPTIMIZE {table}")
-    interval = _interval(cfg.retention)
+    hours = int(cfg.retention.total_seconds() // 3600)
+    interval = f"interval {hours} hours"
     properties = before.properties or {}
     if (properties.get("delta.deletedFileRetentionDuration") != interval
             or properties.get("delta.logRetentionDuration") != interval):
         spark.sql(f"ALTER TABLE {table} SET TBLPROPERTIES ("
                   f"'delta.deletedFileRetentionDuration' = '{interval}', "
                   f"'delta.logRetentionDuration' = '{interval}')")
-    spark.sql(f"VACUUM {table} RETAIN {int(cfg.retention.total_seconds() // 3600)} HOURS")
+    spark.sql(f"VACUUM {table} RETAIN {hours} HOURS")
     return {"files": files, "compacted": compacted,
             "files_after": int(_detail(spark, table).numFiles) if compacted else files,
             "data_files_on_disk": on_disk,
